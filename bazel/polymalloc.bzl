@@ -1,0 +1,54 @@
+"""Project macros: every polymalloc C++ target goes through these, so that shared compiler
+options and the sanitizer opt-out convention are applied in one place."""
+
+load("@rules_cc//cc:defs.bzl", "cc_binary", "cc_library", "cc_test")
+load("//bazel:copts.bzl", "COPTS")
+
+_SANITIZERS = ["asan", "tsan", "ubsan"]
+
+def _opt_out_tags(sanitizer_opt_outs):
+    """Turns {"tsan": "reason"} into the tag no_tsan; every opt-out must give its reason."""
+    tags = []
+    for sanitizer, reason in sanitizer_opt_outs.items():
+        if sanitizer not in _SANITIZERS:
+            fail("sanitizer_opt_outs: unknown sanitizer '%s' (one of %s)" % (sanitizer, _SANITIZERS))
+        if len(reason.strip()) < 10:
+            fail("sanitizer_opt_outs: '%s' needs a real reason, not '%s'" % (sanitizer, reason))
+        tags.append("no_" + sanitizer)
+    return tags
+
+def pm_cc_library(name, copts = [], visibility = None, **kwargs):
+    cc_library(name = name, copts = COPTS + copts, visibility = visibility, **kwargs)
+
+def pm_cc_binary(name, copts = [], visibility = None, sanitizer_opt_outs = {}, tags = [], **kwargs):
+    cc_binary(
+        name = name,
+        copts = COPTS + copts,
+        visibility = visibility,
+        tags = tags + _opt_out_tags(sanitizer_opt_outs),
+        **kwargs
+    )
+
+def pm_cc_test(name, copts = [], deps = [], sanitizer_opt_outs = {}, tags = [], gtest = True, **kwargs):
+    """A test; GoogleTest (with main) unless gtest = False.
+
+    sanitizer_opt_outs: {"tsan": "why this test cannot run under tsan"}.
+    """
+    cc_test(
+        name = name,
+        copts = COPTS + copts,
+        deps = deps + (["@com_google_googletest//:gtest_main"] if gtest else []),
+        tags = tags + _opt_out_tags(sanitizer_opt_outs),
+        **kwargs
+    )
+
+def pm_cc_benchmark(name, copts = [], deps = [], tags = [], **kwargs):
+    """A Google Benchmark binary, built with optimisation whatever the config (a benchmark
+    of -O0 code measures nothing useful). `bazel run` it; it is not a test."""
+    cc_binary(
+        name = name,
+        copts = COPTS + ["-O2"] + copts,
+        deps = deps + ["@system_libs//:benchmark"],
+        tags = tags + ["benchmark"],
+        **kwargs
+    )
