@@ -19,28 +19,34 @@ struct alignas(kStackNodeAlignment) Node {
   std::uintptr_t link[2];
 };
 
-// One shared stack per benchmark; each thread pushes its own nodes first, then every
-// iteration is one pop and one push (of whatever it popped).
+constexpr int kMaxThreads = 64;
+
+// One shared stack per benchmark. Nodes live in static per-thread pools because a thread
+// that finishes may have popped another thread's nodes while its own are still on the stack.
 template <class Stack>
 struct Shared {
   static inline Stack stack;
+  static inline Node pool[kMaxThreads][kNodesPerThread];
 };
 
+// Each thread pushes its own nodes, then every iteration is one pop and one push (of
+// whatever it popped); at the end each thread pops as many nodes as it pushed.
 template <class Stack>
 void BM_StackPopPush(benchmark::State& state) {
+  if (state.threads() > kMaxThreads) {
+    state.SkipWithError("too many threads for the node pools");
+    return;
+  }
   Stack& stack = Shared<Stack>::stack;
-  std::vector<Node> nodes(kNodesPerThread);
-  for (Node& node : nodes) stack.push(&node);
+  for (Node& node : Shared<Stack>::pool[state.thread_index()]) stack.push(&node);
   for (auto _ : state) {
     void* node = stack.pop();
     benchmark::DoNotOptimize(node);
     if (node != nullptr) stack.push(node);
   }
   state.SetItemsProcessed(state.iterations());
-  // Each thread removes as many nodes as it added (any of them): its vector dies here.
-  for (int i = 0; i < kNodesPerThread;) {
-    void* node = stack.pop();
-    if (node != nullptr) ++i;  // other threads' nodes stay valid until they finish too
+  for (int popped = 0; popped < kNodesPerThread;) {
+    if (stack.pop() != nullptr) ++popped;
   }
 }
 

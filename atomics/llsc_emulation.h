@@ -32,7 +32,9 @@ class LlscWord {
   static constexpr unsigned kTagBits = 4;
   static constexpr std::uintptr_t kTagMask = (std::uintptr_t{1} << kTagBits) - 1;
   static constexpr unsigned kTags = 1u << kTagBits;
-  static constexpr unsigned kReservations = 8;
+  // The word and its reservations share one cache line: a pop touches both, so keeping them
+  // together halves the lines that bounce between cores.
+  static constexpr unsigned kReservations = kCacheLineSize / sizeof(std::uintptr_t) - 1;
   static_assert(kTags > kReservations, "a writer must always find an unreserved tag");
 
   // A held reservation, from load_linked until store_conditional or cancel.
@@ -113,7 +115,7 @@ class LlscWord {
   }
 
   alignas(kCacheLineSize) std::uintptr_t word_ = 0;
-  alignas(kCacheLineSize) std::uintptr_t reservations_[kReservations] = {};
+  std::uintptr_t reservations_[kReservations] = {};
 };
 
 }  // namespace polymalloc::atomics

@@ -45,19 +45,18 @@ LockTable::Guard::~Guard() {
 }
 
 bool LockTableDoubleCas::cas_seq_cst(DoubleWord* p, DoubleWord& expected, DoubleWord desired) {
+  // Every CAS on `p` is serialised by the same lock. Halves are accessed atomically so that
+  // lock-free readers of one half (load_halves_acquire) never race; they may see a torn
+  // pair, which their own CAS then rejects.
   LockTable::Guard guard(p);
-  fence_seq_cst();
-  // Halves are written with atomic word stores so that lock-free readers of one half
-  // (load_halves_acquire) never race; they may see a torn pair, which their CAS rejects.
-  const DoubleWord found{load_relaxed(&p->lo), load_relaxed(&p->hi)};
-  bool ok = found == expected;
+  const DoubleWord found{load_acquire(&p->lo), load_acquire(&p->hi)};
+  const bool ok = found == expected;
   if (ok) {
-    store_relaxed(&p->lo, desired.lo);
-    store_relaxed(&p->hi, desired.hi);
+    store_release(&p->lo, desired.lo);
+    store_release(&p->hi, desired.hi);
   } else {
     expected = found;
   }
-  fence_seq_cst();
   return ok;
 }
 

@@ -38,12 +38,12 @@ class LockTable {
 template <Word T>
 bool lock_table_cas_seq_cst(T* p, T& expected, T desired) {
   LockTable::Guard guard(p);
-  const T found = load_relaxed(p);
+  const T found = load_acquire(p);
   if (found != expected) {
     expected = found;
     return false;
   }
-  store_relaxed(p, desired);
+  store_release(p, desired);
   return true;
 }
 

@@ -50,6 +50,7 @@ template <std::integral T> inline T fetch_or_acq_rel(T* p, T v) { return __atomi
 template <std::integral T> inline T fetch_and_acq_rel(T* p, T v) { return __atomic_fetch_and(p, v, __ATOMIC_ACQ_REL); }
 // clang-format on
 
+// Note: gcc's ThreadSanitizer rejects standalone fences; prefer ordered operations.
 inline void fence_seq_cst() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
 // A word that is only ever accessed atomically; the order is named at each use.
