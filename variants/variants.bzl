@@ -69,4 +69,10 @@ def variant_libraries():
         else:
             missing_variant(name = name + "_missing", variant = name, issue = v.issue, tags = ["manual"])
             choices[":is_" + name] = ":%s_missing" % name
-    native.alias(name = "selected", actual = select(choices), visibility = ["//:__pkg__"])
+    # Reached only through //:malloc (manual: a wildcard must not analyse a missing variant).
+    native.alias(
+        name = "selected",
+        actual = select(choices),
+        tags = ["manual"],
+        visibility = ["//:__pkg__"],
+    )
