@@ -1,0 +1,124 @@
+// Raw system calls for memory, with the fault-injection seam in front of each.
+#include "platform/os.h"
+
+#include <errno.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "atomics/atomics.h"
+#include "platform/fault_injection.h"
+
+namespace polymalloc::platform {
+namespace {
+
+using atomics::AtomicWord;
+
+AtomicWord<std::uint64_t> g_requests;
+AtomicWord<std::uint64_t> g_fail_at;  // request number that fails; 0 = none
+AtomicWord<std::uint64_t> g_fail_all;
+
+constexpr std::uint64_t kNone = 0;
+
+// A refused request sets errno like the kernel would.
+bool refused() {
+  if (FaultInjection::should_fail()) {
+    errno = ENOMEM;
+    return true;
+  }
+  return false;
+}
+
+// libc's syscall() returns -1 and sets errno on failure.
+void* map_result(long raw) { return raw == -1 ? nullptr : reinterpret_cast<void*>(raw); }
+
+long raw_mmap(void* address, std::size_t bytes, int protection, int flags) {
+  return syscall(SYS_mmap, address, bytes, protection, flags, -1, 0);
+}
+
+}  // namespace
+
+void FaultInjection::fail_nth_request(std::uint64_t n) {
+  g_fail_at.store_release(g_requests.load_acquire() + n);
+}
+void FaultInjection::fail_all_requests() { g_fail_all.store_release(1); }
+void FaultInjection::disarm() {
+  g_fail_at.store_release(kNone);
+  g_fail_all.store_release(0);
+}
+std::uint64_t FaultInjection::requests_made() { return g_requests.load_acquire(); }
+
+bool FaultInjection::should_fail() {
+  const std::uint64_t number = g_requests.fetch_add_relaxed(1) + 1;
+  if (g_fail_all.load_relaxed() != 0) return true;
+  const std::uint64_t fail_at = g_fail_at.load_relaxed();
+  return fail_at != kNone && number == fail_at;
+}
+
+std::size_t page_size() {
+  static std::size_t cached = 0;  // benign race: every thread computes the same value
+  std::size_t page = atomics::load_relaxed(&cached);
+  if (page == 0) {
+    page = getauxval(AT_PAGESZ);
+    if (page == 0) page = 4096;
+    atomics::store_relaxed(&cached, page);
+  }
+  return page;
+}
+
+void* os_map(std::size_t bytes) {
+  if (refused()) return nullptr;
+  return map_result(raw_mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS));
+}
+
+void* os_reserve(std::size_t bytes) {
+  if (refused()) return nullptr;
+  return map_result(
+      raw_mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE));
+}
+
+bool os_unmap(void* address, std::size_t bytes) {
+  // Never injected: giving memory back must not be made to fail by the seam, and callers
+  // cannot do anything useful about a failed munmap.
+  return syscall(SYS_munmap, address, bytes) == 0;
+}
+
+void* os_remap(void* address, std::size_t old_bytes, std::size_t new_bytes) {
+  if (refused()) return nullptr;
+  return map_result(syscall(SYS_mremap, address, old_bytes, new_bytes, MREMAP_MAYMOVE));
+}
+
+bool os_commit(void* address, std::size_t bytes) {
+  if (refused()) return false;
+  return syscall(SYS_mprotect, address, bytes, PROT_READ | PROT_WRITE) == 0;
+}
+
+bool os_decommit(void* address, std::size_t bytes) {
+  // Replacing the pages with a fresh PROT_NONE mapping returns their memory and keeps the
+  // address range reserved, in one call.
+  const long raw = raw_mmap(address, bytes, PROT_NONE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED);
+  return map_result(raw) == address;
+}
+
+bool os_release_pages(void* address, std::size_t bytes) {
+  return syscall(SYS_madvise, address, bytes, MADV_DONTNEED) == 0;
+}
+
+std::uintptr_t os_break_current() {
+  return static_cast<std::uintptr_t>(syscall(SYS_brk, 0));
+}
+
+bool os_break_set(std::uintptr_t new_break) {
+  if (refused()) return false;
+  // The kernel returns the (possibly unchanged) break; it failed if that is not what we asked.
+  const auto result = static_cast<std::uintptr_t>(syscall(SYS_brk, new_break));
+  if (result != new_break) {
+    errno = ENOMEM;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace polymalloc::platform

@@ -1,0 +1,36 @@
+// The operating system calls polymalloc makes, in one place: raw system calls (no libc
+// bookkeeping, no allocation, async-signal-safe), each counted by the fault-injection seam.
+// Every function returns nullptr/false on failure and sets errno (ENOMEM when injected).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace polymalloc::platform {
+
+// Size of a page, read once from the auxiliary vector (no allocation, no locks).
+std::size_t page_size();
+
+inline std::size_t round_up_to_page(std::size_t n) {
+  const std::size_t page = page_size();
+  return (n + page - 1) & ~(page - 1);
+}
+
+// Fresh zeroed read-write memory, or nullptr.
+void* os_map(std::size_t bytes);
+// Address space only (PROT_NONE, not committed, not counted against overcommit), or nullptr.
+void* os_reserve(std::size_t bytes);
+bool os_unmap(void* address, std::size_t bytes);
+// Grows or shrinks a mapping made by os_map, moving it if it must; nullptr on failure
+// (the old mapping is then untouched).
+void* os_remap(void* address, std::size_t old_bytes, std::size_t new_bytes);
+// Makes reserved pages usable (commit) or unusable and returns their memory (decommit).
+bool os_commit(void* address, std::size_t bytes);
+bool os_decommit(void* address, std::size_t bytes);
+// Tells the kernel the pages' contents are no longer needed (they read back as zero).
+bool os_release_pages(void* address, std::size_t bytes);
+// The program break: current value, and an attempt to set it (returns the new break).
+std::uintptr_t os_break_current();
+bool os_break_set(std::uintptr_t new_break);
+
+}  // namespace polymalloc::platform

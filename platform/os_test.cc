@@ -1,0 +1,103 @@
+// OS memory calls and the fault-injection seam in front of them.
+#include "platform/os.h"
+
+#include <errno.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "platform/fault_injection.h"
+
+namespace polymalloc::platform {
+namespace {
+
+class OsTest : public ::testing::Test {
+ protected:
+  void TearDown() override { FaultInjection::disarm(); }
+};
+
+TEST_F(OsTest, PageSizeIsAPowerOfTwo) {
+  const std::size_t page = page_size();
+  EXPECT_GE(page, 4096u);
+  EXPECT_EQ(page & (page - 1), 0u);
+  EXPECT_EQ(round_up_to_page(1), page);
+  EXPECT_EQ(round_up_to_page(page), page);
+  EXPECT_EQ(round_up_to_page(page + 1), 2 * page);
+}
+
+TEST_F(OsTest, MapGivesZeroedWritableMemory) {
+  const std::size_t bytes = 4 * page_size();
+  auto* p = static_cast<unsigned char*>(os_map(bytes));
+  ASSERT_NE(p, nullptr);
+  for (std::size_t i = 0; i < bytes; i += 512) EXPECT_EQ(p[i], 0);
+  std::memset(p, 0xab, bytes);
+  EXPECT_TRUE(os_unmap(p, bytes));
+}
+
+TEST_F(OsTest, RemapGrowsAndKeepsContents) {
+  const std::size_t page = page_size();
+  auto* p = static_cast<unsigned char*>(os_map(page));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 0x5a, page);
+  auto* q = static_cast<unsigned char*>(os_remap(p, page, 64 * page));
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q[0], 0x5a);
+  EXPECT_EQ(q[page - 1], 0x5a);
+  EXPECT_EQ(q[page], 0);
+  q[64 * page - 1] = 1;
+  EXPECT_TRUE(os_unmap(q, 64 * page));
+}
+
+TEST_F(OsTest, ReservedPagesCommitAndDecommitToZero) {
+  const std::size_t page = page_size();
+  auto* p = static_cast<unsigned char*>(os_reserve(16 * page));
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(os_commit(p, 2 * page));
+  p[0] = 7;
+  p[2 * page - 1] = 9;
+  ASSERT_TRUE(os_decommit(p, 2 * page));
+  ASSERT_TRUE(os_commit(p, 2 * page));
+  EXPECT_EQ(p[0], 0);
+  EXPECT_EQ(p[2 * page - 1], 0);
+  EXPECT_TRUE(os_unmap(p, 16 * page));
+}
+
+TEST_F(OsTest, ReleasedPagesReadBackAsZero) {
+  const std::size_t page = page_size();
+  auto* p = static_cast<unsigned char*>(os_map(page));
+  ASSERT_NE(p, nullptr);
+  p[10] = 3;
+  ASSERT_TRUE(os_release_pages(p, page));
+  EXPECT_EQ(p[10], 0);
+  os_unmap(p, page);
+}
+
+TEST_F(OsTest, NthRequestFailsWithEnomemAndOnlyThatOne) {
+  const std::size_t page = page_size();
+  const std::uint64_t before = FaultInjection::requests_made();
+  FaultInjection::fail_nth_request(2);
+  void* first = os_map(page);
+  ASSERT_NE(first, nullptr);
+  errno = 0;
+  EXPECT_EQ(os_map(page), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  void* third = os_map(page);
+  EXPECT_NE(third, nullptr);
+  EXPECT_EQ(FaultInjection::requests_made(), before + 3);
+  os_unmap(first, page);
+  os_unmap(third, page);
+}
+
+TEST_F(OsTest, FailAllRefusesEveryRequestUntilDisarmed) {
+  FaultInjection::fail_all_requests();
+  EXPECT_EQ(os_map(page_size()), nullptr);
+  EXPECT_EQ(os_reserve(page_size()), nullptr);
+  EXPECT_FALSE(os_break_set(os_break_current()));
+  FaultInjection::disarm();
+  void* p = os_map(page_size());
+  EXPECT_NE(p, nullptr);
+  os_unmap(p, page_size());
+}
+
+}  // namespace
+}  // namespace polymalloc::platform

@@ -1,0 +1,44 @@
+// ReservedRange: reserve once, commit and decommit at the top.
+#include "platform/reserved_range.h"
+
+#include <errno.h>
+
+#include "platform/os.h"
+
+namespace polymalloc::platform {
+namespace {
+constexpr std::size_t kMinimumReservation = std::size_t{16} << 20;
+}  // namespace
+
+bool ReservedRange::reserve() {
+  for (std::size_t bytes = round_up_to_page(wanted_); bytes >= kMinimumReservation;
+       bytes /= 2) {
+    if (void* p = os_reserve(bytes)) {
+      base_ = top_ = reinterpret_cast<std::uintptr_t>(p);
+      limit_ = base_ + bytes;
+      return true;
+    }
+  }
+  return false;
+}
+
+void* ReservedRange::grow(std::size_t bytes) {
+  if (base_ == 0 && !reserve()) return nullptr;
+  if (bytes > limit_ - top_) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* start = reinterpret_cast<void*>(top_);
+  if (!os_commit(start, bytes)) return nullptr;
+  top_ += bytes;
+  return start;
+}
+
+bool ReservedRange::shrink(std::size_t bytes) {
+  if (bytes > top_ - base_) return false;
+  if (!os_decommit(reinterpret_cast<void*>(top_ - bytes), bytes)) return false;
+  top_ -= bytes;
+  return true;
+}
+
+}  // namespace polymalloc::platform
