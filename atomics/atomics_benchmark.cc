@@ -59,9 +59,15 @@ struct AoStack {
   AO_stack_t stack;
 };
 
-BENCHMARK_TEMPLATE(BM_StackPopPush, VersionedStack<NativeDoubleCas>)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_StackPopPush, VersionedStack<NativeDoubleCas>)
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
 BENCHMARK_TEMPLATE(BM_StackPopPush, LlscStack)->Threads(1)->Threads(2)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_StackPopPush, VersionedStack<LockTableDoubleCas>)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_StackPopPush, VersionedStack<LockTableDoubleCas>)
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
 BENCHMARK_TEMPLATE(BM_StackPopPush, AoStack)->Threads(1)->Threads(2)->UseRealTime();
 
 // Lock handoff: each iteration takes the lock, touches the shared counter, releases.

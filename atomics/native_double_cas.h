@@ -20,8 +20,8 @@ struct NativeDoubleCas {
     const U128 want = pack(expected);
     const U128 found = __sync_val_compare_and_swap(reinterpret_cast<U128*>(p), want, pack(desired));
     if (found == want) return true;
-    expected = DoubleWord{static_cast<std::uintptr_t>(found),
-                          static_cast<std::uintptr_t>(found >> 64)};
+    expected =
+        DoubleWord{static_cast<std::uintptr_t>(found), static_cast<std::uintptr_t>(found >> 64)};
     return false;
   }
 

@@ -10,8 +10,8 @@ namespace polymalloc::atomics {
 
 // Types these operations accept: integers and pointers no wider than a machine word.
 template <class T>
-concept Word = (std::is_integral_v<T> || std::is_pointer_v<T> || std::is_enum_v<T>) &&
-               sizeof(T) <= sizeof(void*);
+concept Word = (std::is_integral_v<T> || std::is_pointer_v<T> || std::is_enum_v<T>)&&sizeof(T) <=
+               sizeof(void*);
 
 // clang-format off
 template <Word T> inline T load_relaxed(const T* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
@@ -70,15 +70,33 @@ class AtomicWord {
   void store_seq_cst(T v) { atomics::store_seq_cst(&value_, v); }
   T exchange_acquire(T v) { return atomics::exchange_acquire(&value_, v); }
   T exchange_acq_rel(T v) { return atomics::exchange_acq_rel(&value_, v); }
-  bool cas_relaxed(T& expected, T desired) { return atomics::cas_relaxed(&value_, expected, desired); }
-  bool cas_acquire(T& expected, T desired) { return atomics::cas_acquire(&value_, expected, desired); }
-  bool cas_release(T& expected, T desired) { return atomics::cas_release(&value_, expected, desired); }
-  bool cas_acq_rel(T& expected, T desired) { return atomics::cas_acq_rel(&value_, expected, desired); }
-  bool cas_seq_cst(T& expected, T desired) { return atomics::cas_seq_cst(&value_, expected, desired); }
-  T fetch_add_relaxed(T v) requires std::integral<T> { return atomics::fetch_add_relaxed(&value_, v); }
-  T fetch_add_acq_rel(T v) requires std::integral<T> { return atomics::fetch_add_acq_rel(&value_, v); }
-  T fetch_sub_relaxed(T v) requires std::integral<T> { return atomics::fetch_sub_relaxed(&value_, v); }
-  T fetch_sub_acq_rel(T v) requires std::integral<T> { return atomics::fetch_sub_acq_rel(&value_, v); }
+  bool cas_relaxed(T& expected, T desired) {
+    return atomics::cas_relaxed(&value_, expected, desired);
+  }
+  bool cas_acquire(T& expected, T desired) {
+    return atomics::cas_acquire(&value_, expected, desired);
+  }
+  bool cas_release(T& expected, T desired) {
+    return atomics::cas_release(&value_, expected, desired);
+  }
+  bool cas_acq_rel(T& expected, T desired) {
+    return atomics::cas_acq_rel(&value_, expected, desired);
+  }
+  bool cas_seq_cst(T& expected, T desired) {
+    return atomics::cas_seq_cst(&value_, expected, desired);
+  }
+  T fetch_add_relaxed(T v) requires std::integral<T> {
+    return atomics::fetch_add_relaxed(&value_, v);
+  }
+  T fetch_add_acq_rel(T v) requires std::integral<T> {
+    return atomics::fetch_add_acq_rel(&value_, v);
+  }
+  T fetch_sub_relaxed(T v) requires std::integral<T> {
+    return atomics::fetch_sub_relaxed(&value_, v);
+  }
+  T fetch_sub_acq_rel(T v) requires std::integral<T> {
+    return atomics::fetch_sub_acq_rel(&value_, v);
+  }
 
   // Address of the raw word, for code that must name the memory (e.g. futex-like waits).
   T* raw() { return &value_; }

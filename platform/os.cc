@@ -97,8 +97,8 @@ bool os_commit(void* address, std::size_t bytes) {
 bool os_decommit(void* address, std::size_t bytes) {
   // Replacing the pages with a fresh PROT_NONE mapping returns their memory and keeps the
   // address range reserved, in one call.
-  const long raw = raw_mmap(address, bytes, PROT_NONE,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED);
+  const long raw =
+      raw_mmap(address, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED);
   return map_result(raw) == address;
 }
 
@@ -106,9 +106,7 @@ bool os_release_pages(void* address, std::size_t bytes) {
   return syscall(SYS_madvise, address, bytes, MADV_DONTNEED) == 0;
 }
 
-std::uintptr_t os_break_current() {
-  return static_cast<std::uintptr_t>(syscall(SYS_brk, 0));
-}
+std::uintptr_t os_break_current() { return static_cast<std::uintptr_t>(syscall(SYS_brk, 0)); }
 
 bool os_break_set(std::uintptr_t new_break) {
   if (refused()) return false;

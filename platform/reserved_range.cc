@@ -11,8 +11,7 @@ constexpr std::size_t kMinimumReservation = std::size_t{16} << 20;
 }  // namespace
 
 bool ReservedRange::reserve() {
-  for (std::size_t bytes = round_up_to_page(wanted_); bytes >= kMinimumReservation;
-       bytes /= 2) {
+  for (std::size_t bytes = round_up_to_page(wanted_); bytes >= kMinimumReservation; bytes /= 2) {
     if (void* p = os_reserve(bytes)) {
       base_ = top_ = reinterpret_cast<std::uintptr_t>(p);
       limit_ = base_ + bytes;

@@ -30,7 +30,8 @@ TEST(ThreadTest, NumbersAreStablePerThreadAndUniqueAcrossThreads) {
 
 TEST(ThreadTest, CpuIdentityIsWithinTheMachine) {
   EXPECT_GE(cpu_count(), 1u);
-  EXPECT_LT(current_cpu(), std::max<std::uint32_t>(cpu_count(), std::thread::hardware_concurrency()));
+  EXPECT_LT(current_cpu(),
+            std::max<std::uint32_t>(cpu_count(), std::thread::hardware_concurrency()));
 }
 
 int g_events[3];

@@ -1,4 +1,5 @@
-// The ABA-safe stack chosen by --//atomics:stack_aba=llsc_emulation (included as "atomics/default_stack.h").
+// The ABA-safe stack chosen by --//atomics:stack_aba=llsc_emulation (included as
+// "atomics/default_stack.h").
 #pragma once
 
 #include "atomics/llsc_stack.h"

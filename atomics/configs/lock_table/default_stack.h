@@ -1,4 +1,5 @@
-// The ABA-safe stack chosen by --//atomics:stack_aba=lock_table (included as "atomics/default_stack.h").
+// The ABA-safe stack chosen by --//atomics:stack_aba=lock_table (included as
+// "atomics/default_stack.h").
 #pragma once
 
 #include "atomics/lock_table.h"

@@ -1,0 +1,39 @@
+// Block layout with boundary tags. Every block starts with a 16-byte header, so payloads are
+// 16-byte aligned. A free block also holds its free-list links, and its size is repeated in
+// the next block's header (prev_size), which lets free() find a free left neighbour in O(1).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace polymalloc::allocator {
+
+struct Block {
+  static constexpr std::size_t kInUse = 1;     // this block is allocated (or a fence)
+  static constexpr std::size_t kPrevFree = 2;  // the block to the left is free
+  static constexpr std::size_t kFlags = 15;    // sizes are multiples of 16
+
+  std::size_t prev_size;   // size of the left neighbour; meaningful only when kPrevFree
+  std::size_t size_flags;  // size of this block (header included) | flags
+  // Only while free:
+  Block* next_in_list;
+  Block* prev_in_list;
+
+  static constexpr std::size_t kHeaderBytes = 2 * sizeof(std::size_t);
+
+  std::size_t size() const { return size_flags & ~kFlags; }
+  bool in_use() const { return (size_flags & kInUse) != 0; }
+  bool prev_free() const { return (size_flags & kPrevFree) != 0; }
+
+  void* payload() { return reinterpret_cast<unsigned char*>(this) + kHeaderBytes; }
+  static Block* of_payload(void* p) {
+    return reinterpret_cast<Block*>(static_cast<unsigned char*>(p) - kHeaderBytes);
+  }
+  Block* right() { return at(reinterpret_cast<unsigned char*>(this) + size()); }
+  Block* left() { return at(reinterpret_cast<unsigned char*>(this) - prev_size); }
+  static Block* at(void* address) { return static_cast<Block*>(address); }
+};
+
+static_assert(sizeof(Block) == 32, "the smallest block holds a header and two links");
+
+}  // namespace polymalloc::allocator

@@ -1,0 +1,306 @@
+// A heap of boundary-tagged blocks over any page source, with segregated free lists: one
+// doubly linked list per power-of-two class (list k holds free blocks of [2^k, 2^(k+1))
+// bytes) and a bitmap of non-empty lists. Allocation takes the first block of the smallest
+// non-empty list that fits and splits off the rest; release coalesces with both neighbours.
+// Every operation is O(1) (no address-sorted list walk). Not synchronised: callers lock.
+//
+// Memory is a chain of regions (one per non-contiguous grow of the source; a reserved range
+// only ever has one): [region block][blocks ...][fence]. The region block and the fence are
+// permanently in use, so coalescing never leaves a region.
+#pragma once
+
+#include <bit>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include "allocator/block.h"
+#include "allocator/size_class.h"
+#include "platform/platform.h"
+
+namespace polymalloc::allocator {
+
+template <platform::PageSource Source>
+class FreeListHeap {
+ public:
+  // Minimum bytes requested from the source at a time, to keep system calls rare.
+  static constexpr std::size_t kGrowthBytes = std::size_t{256} << 10;
+
+  struct Stats {
+    std::size_t committed_bytes = 0;  // obtained from the source and not given back
+    std::size_t free_bytes = 0;       // in free blocks
+    std::size_t free_blocks = 0;
+  };
+
+  template <class... Args>
+  constexpr explicit FreeListHeap(Args&&... args) : source_(std::forward<Args>(args)...) {}
+  FreeListHeap(const FreeListHeap&) = delete;
+  FreeListHeap& operator=(const FreeListHeap&) = delete;
+
+  // An in-use block of at least `block_bytes` (a multiple of 16, >= kMinBlock), or nullptr
+  // with errno = ENOMEM when the source cannot grow.
+  Block* allocate(std::size_t block_bytes) {
+    Block* b = take_free(block_bytes);
+    if (b == nullptr) {
+      if (!grow(block_bytes)) return nullptr;
+      b = take_free(block_bytes);
+    }
+    carve(b, block_bytes);
+    return b;
+  }
+
+  // Returns an in-use block; it merges with free neighbours on both sides.
+  void release(Block* b) {
+    std::size_t size = b->size();
+    Block* right = b->right();
+    if (!right->in_use()) {
+      unlink(right);
+      size += right->size();
+    }
+    if (b->prev_free()) {
+      Block* left = b->left();
+      unlink(left);
+      size += left->size();
+      b = left;
+    }
+    make_free(b, size);
+  }
+
+  // Makes `b` at least `new_bytes` by absorbing a free right neighbour (any excess goes back
+  // to the free lists). Never moves `b`; false (nothing changed) if the neighbour is too small.
+  bool grow_in_place(Block* b, std::size_t new_bytes) {
+    const std::size_t size = b->size();
+    if (new_bytes <= size) return true;
+    Block* right = b->right();
+    if (right->in_use() || size + right->size() < new_bytes) return false;
+    unlink(right);
+    set_size_keep_flags(b, size + right->size());
+    b->right()->size_flags &= ~Block::kPrevFree;
+    split_tail(b, new_bytes);
+    return true;
+  }
+
+  // Shrinks an in-use block to `new_bytes`, returning the tail (if big enough to be a block).
+  void shrink_in_place(Block* b, std::size_t new_bytes) { split_tail(b, new_bytes); }
+
+  // Gives the free memory at the top of the newest region back to the source, keeping at
+  // least `keep` bytes free there. Returns the number of bytes given back.
+  std::size_t trim(std::size_t keep) {
+    if (top_ == nullptr) return 0;
+    Block* fence = fence_of(top_);
+    if (!fence->prev_free()) return 0;
+    Block* last = fence->left();
+    const std::size_t size = last->size();
+    const std::size_t page = platform::page_size();
+    std::size_t bytes = size > keep ? (size - keep) & ~(page - 1) : 0;
+    if (bytes != size && size - bytes < kMinBlock) bytes = bytes >= page ? bytes - page : 0;
+    if (bytes == 0) return 0;
+    unlink(last);
+    if (!source_.shrink(bytes)) {
+      make_free(last, size);
+      return 0;
+    }
+    top_->end -= bytes;
+    stats_.committed_bytes -= bytes;
+    Block* new_fence = fence_of(top_);
+    new_fence->size_flags = Block::kInUse;  // its left neighbour is in use or `last` (below)
+    if (size != bytes) make_free(last, size - bytes);
+    return bytes;
+  }
+
+  bool contains(const void* p) const { return source_.contains(p); }
+  const Stats& stats() const { return stats_; }
+  Source& source() { return source_; }
+
+  // Walks every region and free list; nullptr if the heap is consistent, otherwise a
+  // description of the first inconsistency found (and *where, if given, its address).
+  const char* check(const void** where = nullptr) const;
+
+ private:
+  // The first block of every region: in use forever, it records the region's extent.
+  struct RegionInfo {
+    std::size_t prev_size;
+    std::size_t size_flags;
+    RegionInfo* previous;  // the region grown before this one, or nullptr
+    std::uintptr_t end;    // one past the fence
+  };
+  static_assert(sizeof(RegionInfo) == kMinBlock);
+
+  static Block* fence_of(const RegionInfo* r) {
+    return Block::at(reinterpret_cast<void*>(r->end - Block::kHeaderBytes));
+  }
+  static Block* first_block_of(RegionInfo* r) {
+    return Block::at(reinterpret_cast<unsigned char*>(r) + kMinBlock);
+  }
+
+  Block* take_free(std::size_t block_bytes) {
+    // Every block on list k or above is at least 2^k; a request that is not a power of two
+    // may also fit the first block of its own list, which is tried first.
+    const unsigned own = list_of(block_bytes);
+    if (Block* head = lists_[own]; head != nullptr && head->size() >= block_bytes) {
+      unlink(head);
+      return head;
+    }
+    const unsigned above = class_of(block_bytes) == own ? own : own + 1;
+    const std::uint64_t candidates = above < 64 ? nonempty_ >> above << above : 0;
+    if (candidates == 0) return nullptr;
+    Block* b = lists_[std::countr_zero(candidates)];
+    unlink(b);
+    return b;
+  }
+
+  // Marks a block just taken off a free list in use, splitting off what it does not need.
+  void carve(Block* b, std::size_t block_bytes) {
+    b->size_flags |= Block::kInUse;
+    b->right()->size_flags &= ~Block::kPrevFree;
+    split_tail(b, block_bytes);
+  }
+
+  // Cuts an in-use block down to `bytes`, freeing the tail if it can be a block of its own.
+  void split_tail(Block* b, std::size_t bytes) {
+    const std::size_t rest = b->size() - bytes;
+    if (rest < kMinBlock) return;
+    set_size_keep_flags(b, bytes);
+    Block* tail = b->right();
+    tail->size_flags = rest | Block::kInUse;
+    release(tail);
+  }
+
+  static void set_size_keep_flags(Block* b, std::size_t size) {
+    b->size_flags = size | (b->size_flags & Block::kFlags);
+  }
+
+  // Makes [b, b + size) one free block whose left neighbour is in use, and files it.
+  void make_free(Block* b, std::size_t size) {
+    b->size_flags = size;
+    Block* right = b->right();
+    right->prev_size = size;
+    right->size_flags |= Block::kPrevFree;
+    link(b);
+  }
+
+  void link(Block* b) {
+    const unsigned k = list_of(b->size());
+    b->prev_in_list = nullptr;
+    b->next_in_list = lists_[k];
+    if (lists_[k] != nullptr) lists_[k]->prev_in_list = b;
+    lists_[k] = b;
+    nonempty_ |= std::uint64_t{1} << k;
+    stats_.free_bytes += b->size();
+    ++stats_.free_blocks;
+  }
+
+  void unlink(Block* b) {
+    const unsigned k = list_of(b->size());
+    if (b->prev_in_list != nullptr) {
+      b->prev_in_list->next_in_list = b->next_in_list;
+    } else {
+      lists_[k] = b->next_in_list;
+      if (lists_[k] == nullptr) nonempty_ &= ~(std::uint64_t{1} << k);
+    }
+    if (b->next_in_list != nullptr) b->next_in_list->prev_in_list = b->prev_in_list;
+    stats_.free_bytes -= b->size();
+    --stats_.free_blocks;
+  }
+
+  // Adds at least `block_bytes` of free space from the source.
+  bool grow(std::size_t block_bytes) {
+    const std::size_t overhead = kMinBlock + Block::kHeaderBytes;  // region block + fence
+    if (block_bytes > SIZE_MAX / 2) {
+      errno = ENOMEM;
+      return false;
+    }
+    const std::size_t bytes = platform::round_up_to_page(
+        block_bytes + overhead > kGrowthBytes ? block_bytes + overhead : kGrowthBytes);
+    void* start = source_.grow(bytes);
+    if (start == nullptr) return false;
+    stats_.committed_bytes += bytes;
+    const auto address = reinterpret_cast<std::uintptr_t>(start);
+    if (top_ != nullptr && address == top_->end) {
+      extend_top_region(bytes);
+    } else {
+      add_region(address, bytes);
+    }
+    return true;
+  }
+
+  // The old fence becomes the start of a free block covering the new memory.
+  void extend_top_region(std::size_t bytes) {
+    Block* old_fence = fence_of(top_);
+    top_->end += bytes;
+    Block* new_fence = fence_of(top_);
+    new_fence->size_flags = Block::kInUse;
+    old_fence->size_flags = bytes | Block::kInUse | (old_fence->size_flags & Block::kPrevFree);
+    release(old_fence);
+  }
+
+  void add_region(std::uintptr_t address, std::size_t bytes) {
+    auto* region = reinterpret_cast<RegionInfo*>(address);
+    region->prev_size = 0;
+    region->size_flags = kMinBlock | Block::kInUse;
+    region->previous = top_;
+    region->end = address + bytes;
+    top_ = region;
+    fence_of(region)->size_flags = Block::kInUse;
+    Block* first = first_block_of(region);
+    first->size_flags = (bytes - kMinBlock - Block::kHeaderBytes) | Block::kInUse;
+    release(first);
+  }
+
+  Source source_;
+  Block* lists_[kClassCount] = {};
+  std::uint64_t nonempty_ = 0;
+  RegionInfo* top_ = nullptr;
+  Stats stats_;
+};
+
+template <platform::PageSource Source>
+const char* FreeListHeap<Source>::check(const void** where) const {
+  auto fail = [where](const char* what, const void* at) {
+    if (where != nullptr) *where = at;
+    return what;
+  };
+  std::size_t free_blocks = 0, free_bytes = 0;
+  for (RegionInfo* r = top_; r != nullptr; r = r->previous) {
+    const Block* fence = fence_of(r);
+    Block* b = first_block_of(r);
+    bool left_free = false;
+    while (b != fence) {
+      const std::size_t size = b->size();
+      if (size < kMinBlock || reinterpret_cast<const unsigned char*>(b) + size >
+                                  reinterpret_cast<const unsigned char*>(fence)) {
+        return fail("block size out of range", b);
+      }
+      if (b->prev_free() != left_free) return fail("prev-free flag disagrees with left block", b);
+      if (!b->in_use()) {
+        if (left_free) return fail("two adjacent free blocks (not coalesced)", b);
+        if (b->right()->prev_size != size) return fail("boundary tag disagrees with size", b);
+        ++free_blocks;
+        free_bytes += size;
+      }
+      left_free = !b->in_use();
+      b = b->right();
+    }
+    if (!fence->in_use() || fence->prev_free() != left_free) return fail("damaged fence", fence);
+  }
+  std::size_t listed = 0;
+  for (unsigned k = 0; k < kClassCount; ++k) {
+    if ((lists_[k] != nullptr) != ((nonempty_ >> k) & 1))
+      return fail("bitmap disagrees", lists_[k]);
+    for (Block* b = lists_[k]; b != nullptr; b = b->next_in_list) {
+      if (b->in_use()) return fail("in-use block on a free list", b);
+      if (list_of(b->size()) != k) return fail("free block on the wrong list", b);
+      if (b->next_in_list != nullptr && b->next_in_list->prev_in_list != b)
+        return fail("broken free-list link", b);
+      if (++listed > free_blocks) return fail("free list longer than the free blocks", b);
+    }
+  }
+  if (listed != free_blocks) return fail("free block missing from the free lists", nullptr);
+  if (free_blocks != stats_.free_blocks || free_bytes != stats_.free_bytes) {
+    return fail("statistics disagree with the heap", nullptr);
+  }
+  return nullptr;
+}
+
+}  // namespace polymalloc::allocator

@@ -1,0 +1,205 @@
+// FreeListHeap over real page sources: placement, splitting, coalescing, in-place growth,
+// trimming, refused growth, several regions, and a randomized run checked as it goes.
+#include "allocator/free_list_heap.h"
+
+#include <errno.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "platform/fault_injection.h"
+
+namespace polymalloc::allocator {
+namespace {
+
+using platform::FaultInjection;
+using platform::ReservedRange;
+
+constexpr std::size_t kReservation = std::size_t{256} << 20;
+
+#define EXPECT_HEAP_OK(heap)                                   \
+  do {                                                         \
+    const void* where = nullptr;                               \
+    const char* problem = (heap).check(&where);                \
+    EXPECT_EQ(problem, nullptr) << problem << " at " << where; \
+  } while (0)
+
+TEST(FreeListHeapTest, BlocksAreAlignedDistinctAndUsable) {
+  FreeListHeap<ReservedRange> heap(kReservation);
+  std::vector<Block*> blocks;
+  for (std::size_t size = 32; size <= 4096; size *= 2) {
+    Block* b = heap.allocate(size);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b->payload()) % 16, 0u);
+    EXPECT_GE(b->size(), size);
+    EXPECT_TRUE(b->in_use());
+    std::memset(b->payload(), 0x7f, size - Block::kHeaderBytes);
+    blocks.push_back(b);
+  }
+  EXPECT_HEAP_OK(heap);
+  for (Block* b : blocks) heap.release(b);
+  EXPECT_HEAP_OK(heap);
+  EXPECT_EQ(heap.stats().free_blocks, 1u) << "everything freed coalesces into one block";
+}
+
+TEST(FreeListHeapTest, FreeCoalescesWithBothNeighbours) {
+  FreeListHeap<ReservedRange> heap(kReservation);
+  Block* a = heap.allocate(64);
+  Block* b = heap.allocate(64);
+  Block* c = heap.allocate(64);
+  Block* guard = heap.allocate(64);  // keeps c's right neighbour in use
+  ASSERT_EQ(b, a->right());
+  ASSERT_EQ(c, b->right());
+  const std::size_t free_before = heap.stats().free_blocks;
+  heap.release(a);
+  heap.release(c);
+  EXPECT_EQ(heap.stats().free_blocks, free_before + 2);
+  heap.release(b);  // joins a and c
+  EXPECT_EQ(heap.stats().free_blocks, free_before + 1);
+  EXPECT_HEAP_OK(heap);
+  Block* again = heap.allocate(192);  // fits exactly where a, b, c were
+  EXPECT_EQ(again, a);
+  heap.release(again);
+  heap.release(guard);
+  EXPECT_HEAP_OK(heap);
+}
+
+TEST(FreeListHeapTest, GrowInPlaceAbsorbsAFreeRightNeighbourOnly) {
+  FreeListHeap<ReservedRange> heap(kReservation);
+  Block* a = heap.allocate(64);
+  Block* b = heap.allocate(128);
+  Block* c = heap.allocate(64);
+  EXPECT_FALSE(heap.grow_in_place(a, 128)) << "right neighbour in use";
+  heap.release(b);
+  EXPECT_TRUE(heap.grow_in_place(a, 128));
+  EXPECT_GE(a->size(), 128u);
+  EXPECT_LT(a->size(), 192u) << "the excess went back to the free lists";
+  EXPECT_FALSE(heap.grow_in_place(a, 4096)) << "the free neighbour is too small";
+  EXPECT_HEAP_OK(heap);
+  heap.shrink_in_place(a, 32);
+  EXPECT_EQ(a->size(), 32u);
+  EXPECT_HEAP_OK(heap);
+  heap.release(a);
+  heap.release(c);
+  EXPECT_HEAP_OK(heap);
+}
+
+TEST(FreeListHeapTest, TrimGivesTheFreeTopBack) {
+  FreeListHeap<ReservedRange> heap(kReservation);
+  std::vector<Block*> blocks;
+  for (int i = 0; i < 2000; ++i) blocks.push_back(heap.allocate(4096));
+  const std::size_t committed = heap.stats().committed_bytes;
+  ASSERT_GE(committed, 2000u * 4096);
+  Block* keep = blocks.front();  // the bottom block stays in use
+  for (std::size_t i = 1; i < blocks.size(); ++i) heap.release(blocks[i]);
+  const std::size_t given = heap.trim(64 << 10);
+  EXPECT_GT(given, committed / 2);
+  EXPECT_EQ(heap.stats().committed_bytes, committed - given);
+  EXPECT_EQ(heap.source().top(), heap.source().base() + heap.stats().committed_bytes);
+  EXPECT_HEAP_OK(heap);
+  // The heap grows again from where it was trimmed.
+  Block* big = heap.allocate(std::size_t{1} << 20);
+  ASSERT_NE(big, nullptr);
+  std::memset(big->payload(), 1, (std::size_t{1} << 20) - Block::kHeaderBytes);
+  heap.release(big);
+  heap.release(keep);
+  EXPECT_HEAP_OK(heap);
+  EXPECT_GT(heap.trim(0), 0u);
+  EXPECT_HEAP_OK(heap);
+}
+
+TEST(FreeListHeapTest, RefusedGrowthReturnsNullAndLeavesTheHeapWhole) {
+  FreeListHeap<ReservedRange> heap(kReservation);
+  Block* first = heap.allocate(64);
+  ASSERT_NE(first, nullptr);
+  FaultInjection::fail_all_requests();
+  errno = 0;
+  EXPECT_EQ(heap.allocate(std::size_t{8} << 20), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  FaultInjection::disarm();
+  EXPECT_HEAP_OK(heap);
+  Block* later = heap.allocate(std::size_t{8} << 20);
+  EXPECT_NE(later, nullptr);
+  heap.release(later);
+  heap.release(first);
+  EXPECT_HEAP_OK(heap);
+}
+
+TEST(FreeListHeapTest, ExhaustedStaticArenaFailsCleanly) {
+  static FreeListHeap<platform::StaticArena<1 << 20>> heap;
+  std::vector<Block*> blocks;
+  while (Block* b = heap.allocate(1024)) blocks.push_back(b);
+  EXPECT_EQ(errno, ENOMEM);
+  EXPECT_GT(blocks.size(), 900u);
+  EXPECT_HEAP_OK(heap);
+  for (Block* b : blocks) heap.release(b);
+  EXPECT_HEAP_OK(heap);
+  EXPECT_NE(heap.allocate(1024), nullptr) << "freed memory is reused";
+}
+
+// A source whose every grow is a separate mapping: the heap must keep regions apart.
+class SeparateMappings {
+ public:
+  static constexpr bool kContiguous = false;
+  static constexpr bool kThreadSafe = false;
+  static constexpr const char* kName = "separate_mappings";
+  void* grow(std::size_t bytes) {
+    void* p = platform::os_map(bytes);
+    if (p != nullptr) regions_.push_back({p, bytes});
+    return p;
+  }
+  bool shrink(std::size_t) { return false; }
+  bool contains(const void* p) const {
+    for (const auto& [start, bytes] : regions_) {
+      if (p >= start && p < static_cast<const char*>(start) + bytes) return true;
+    }
+    return false;
+  }
+  ~SeparateMappings() {
+    for (const auto& [start, bytes] : regions_) platform::os_unmap(start, bytes);
+  }
+
+ private:
+  std::vector<std::pair<void*, std::size_t>> regions_;
+};
+
+TEST(FreeListHeapTest, RandomizedWorkloadOverSeveralRegionsStaysConsistent) {
+  static_assert(platform::PageSource<SeparateMappings>);
+  FreeListHeap<SeparateMappings> heap;
+  std::mt19937_64 rng(42);
+  struct Live {
+    Block* block;
+    std::size_t bytes;
+    unsigned char fill;
+  };
+  std::vector<Live> live;
+  for (int op = 0; op < 50000; ++op) {
+    if (live.empty() || rng() % 100 < 55) {
+      const std::size_t bytes = std::size_t{32} << (rng() % 12);
+      Block* b = heap.allocate(bytes);
+      ASSERT_NE(b, nullptr);
+      ASSERT_TRUE(heap.contains(b));
+      const auto fill = static_cast<unsigned char>(rng());
+      std::memset(b->payload(), fill, bytes - Block::kHeaderBytes);
+      live.push_back({b, bytes, fill});
+    } else {
+      const std::size_t i = rng() % live.size();
+      const Live victim = live[i];
+      const auto* p = static_cast<unsigned char*>(victim.block->payload());
+      for (std::size_t j = 0; j < victim.bytes - Block::kHeaderBytes; j += 61) {
+        ASSERT_EQ(p[j], victim.fill) << "block contents changed while in use";
+      }
+      heap.release(victim.block);
+      live[i] = live.back();
+      live.pop_back();
+    }
+    if (op % 5000 == 0) EXPECT_HEAP_OK(heap);
+  }
+  for (const Live& l : live) heap.release(l.block);
+  EXPECT_HEAP_OK(heap);
+}
+
+}  // namespace
+}  // namespace polymalloc::allocator
