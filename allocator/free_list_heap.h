@@ -41,6 +41,7 @@ class FreeListHeap {
   // An in-use block of at least `block_bytes` (a multiple of 16, >= kMinBlock), or nullptr
   // with errno = ENOMEM when the source cannot grow.
   Block* allocate(std::size_t block_bytes) {
+    if (block_bytes < kMinBlock) block_bytes = kMinBlock;  // keeps list_of() in range
     Block* b = take_free(block_bytes);
     if (b == nullptr) {
       if (!grow(block_bytes)) return nullptr;
