@@ -7,15 +7,20 @@
 // Memory is a chain of regions (one per non-contiguous grow of the source; a reserved range
 // only ever has one): [region block][blocks ...][fence]. The region block and the fence are
 // permanently in use, so coalescing never leaves a region.
+//
+// Under ASan, free payloads are poisoned and handed-out payloads unpoisoned; the heap's own
+// code runs unchecked because its links and headers live inside free memory.
 #pragma once
 
 #include <bit>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <utility>
 
 #include "allocator/block.h"
+#include "allocator/sanitizer.h"
 #include "allocator/size_class.h"
 #include "platform/platform.h"
 
@@ -31,6 +36,7 @@ class FreeListHeap {
     std::size_t committed_bytes = 0;  // obtained from the source and not given back
     std::size_t free_bytes = 0;       // in free blocks
     std::size_t free_blocks = 0;
+    std::size_t peak_committed_bytes = 0;
   };
 
   template <class... Args>
@@ -40,7 +46,7 @@ class FreeListHeap {
 
   // An in-use block of at least `block_bytes` (a multiple of 16, >= kMinBlock), or nullptr
   // with errno = ENOMEM when the source cannot grow.
-  Block* allocate(std::size_t block_bytes) {
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* allocate(std::size_t block_bytes) {
     if (block_bytes < kMinBlock) block_bytes = kMinBlock;  // keeps list_of() in range
     Block* b = take_free(block_bytes);
     if (b == nullptr) {
@@ -51,8 +57,35 @@ class FreeListHeap {
     return b;
   }
 
-  // Returns an in-use block; it merges with free neighbours on both sides.
-  void release(Block* b) {
+  // An in-use block of at least `block_bytes` whose payload is `alignment`-aligned (a power
+  // of two above 16), or nullptr with errno = ENOMEM. The unused lead and tail are freed.
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* allocate_aligned(std::size_t block_bytes,
+                                                       std::size_t alignment) {
+    if (block_bytes > SIZE_MAX / 4 || alignment > SIZE_MAX / 4) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    Block* b = allocate(block_bytes + alignment + kMinBlock);
+    if (b == nullptr) return nullptr;
+    const auto payload = reinterpret_cast<std::uintptr_t>(b->payload());
+    if (payload % alignment != 0) {
+      // The lead must be a block of its own: at least kMinBlock before the aligned payload.
+      const std::uintptr_t aligned = (payload + kMinBlock + alignment - 1) & ~(alignment - 1);
+      const std::size_t lead = aligned - payload;
+      Block* moved = new_header_at(reinterpret_cast<unsigned char*>(b) + lead,
+                                   (b->size() - lead) | Block::kInUse);
+      b->size_flags = lead | Block::kInUse | (b->size_flags & Block::kPrevFree);
+      release(b);
+      b = moved;
+    }
+    split_tail(b, block_bytes);
+    unpoison_live(b->payload(), b->size() - Block::kHeaderBytes);
+    return b;
+  }
+
+  // Returns an in-use block; it merges with free neighbours on both sides. Returns the free
+  // block that now holds its memory.
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* release(Block* b) {
     std::size_t size = b->size();
     Block* right = b->right();
     if (!right->in_use()) {
@@ -66,11 +99,12 @@ class FreeListHeap {
       b = left;
     }
     make_free(b, size);
+    return b;
   }
 
   // Makes `b` at least `new_bytes` by absorbing a free right neighbour (any excess goes back
   // to the free lists). Never moves `b`; false (nothing changed) if the neighbour is too small.
-  bool grow_in_place(Block* b, std::size_t new_bytes) {
+  POLYMALLOC_UNCHECKED_BY_ASAN bool grow_in_place(Block* b, std::size_t new_bytes) {
     const std::size_t size = b->size();
     if (new_bytes <= size) return true;
     Block* right = b->right();
@@ -79,15 +113,68 @@ class FreeListHeap {
     set_size_keep_flags(b, size + right->size());
     b->right()->size_flags &= ~Block::kPrevFree;
     split_tail(b, new_bytes);
+    unpoison_live(b->payload(), b->size() - Block::kHeaderBytes);
     return true;
   }
 
+  // Makes room for `new_bytes` by merging `b` with a free left neighbour (and a free right
+  // one, if there is one) and moving b's payload down to the merged block. Returns the merged
+  // in-use block, or nullptr (nothing changed) if the neighbours are not free or too small.
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* grow_into_neighbours(Block* b, std::size_t new_bytes) {
+    if (!b->prev_free()) return nullptr;
+    Block* left = b->left();
+    Block* right = b->right();
+    const std::size_t right_free = right->in_use() ? 0 : right->size();
+    const std::size_t total = left->size() + b->size() + right_free;
+    if (total < new_bytes) return nullptr;
+    const std::size_t old_payload = b->size() - Block::kHeaderBytes;
+    unlink(left);
+    if (right_free != 0) unlink(right);
+    left->size_flags = total | Block::kInUse;  // left of a free block is always in use
+    left->right()->size_flags &= ~Block::kPrevFree;
+    unpoison_live(left->payload(), total - Block::kHeaderBytes);
+    std::memmove(left->payload(), b->payload(), old_payload);
+    split_tail(left, new_bytes);
+    unpoison_live(left->payload(), left->size() - Block::kHeaderBytes);
+    return left;
+  }
+
   // Shrinks an in-use block to `new_bytes`, returning the tail (if big enough to be a block).
-  void shrink_in_place(Block* b, std::size_t new_bytes) { split_tail(b, new_bytes); }
+  POLYMALLOC_UNCHECKED_BY_ASAN void shrink_in_place(Block* b, std::size_t new_bytes) {
+    split_tail(b, new_bytes);
+  }
+
+  // Free bytes at the top of the newest region (what trim() could give back).
+  POLYMALLOC_UNCHECKED_BY_ASAN std::size_t top_free_bytes() const {
+    if (top_ == nullptr) return 0;
+    const Block* fence = fence_of(top_);
+    return fence->prev_free() ? fence->prev_size : 0;
+  }
+
+  // Tells the OS that the whole pages inside free blocks of at least `min_bytes` are not
+  // needed (they stay committed and read back as zero). Returns the bytes released.
+  POLYMALLOC_UNCHECKED_BY_ASAN std::size_t release_free_pages(std::size_t min_bytes) {
+    const std::size_t page = platform::page_size();
+    std::size_t released = 0;
+    for (unsigned k = list_of(min_bytes > kMinBlock ? min_bytes : kMinBlock); k < kClassCount;
+         ++k) {
+      for (Block* b = lists_[k]; b != nullptr; b = b->next_in_list) {
+        const auto start = reinterpret_cast<std::uintptr_t>(b) + sizeof(Block);
+        const auto end = reinterpret_cast<std::uintptr_t>(b) + b->size();
+        const std::uintptr_t first = (start + page - 1) & ~(page - 1);
+        const std::uintptr_t last = end & ~(page - 1);
+        if (last > first && platform::os_release_pages(reinterpret_cast<void*>(first),
+                                                       last - first)) {
+          released += last - first;
+        }
+      }
+    }
+    return released;
+  }
 
   // Gives the free memory at the top of the newest region back to the source, keeping at
   // least `keep` bytes free there. Returns the number of bytes given back.
-  std::size_t trim(std::size_t keep) {
+  POLYMALLOC_UNCHECKED_BY_ASAN std::size_t trim(std::size_t keep) {
     if (top_ == nullptr) return 0;
     Block* fence = fence_of(top_);
     if (!fence->prev_free()) return 0;
@@ -104,8 +191,8 @@ class FreeListHeap {
     }
     top_->end -= bytes;
     stats_.committed_bytes -= bytes;
-    Block* new_fence = fence_of(top_);
-    new_fence->size_flags = Block::kInUse;  // its left neighbour is in use or `last` (below)
+    // The new fence's left neighbour is in use, or `last` (freed below).
+    new_header_at(fence_of(top_), Block::kInUse);
     if (size != bytes) make_free(last, size - bytes);
     return bytes;
   }
@@ -116,7 +203,7 @@ class FreeListHeap {
 
   // Walks every region and free list; nullptr if the heap is consistent, otherwise a
   // description of the first inconsistency found (and *where, if given, its address).
-  const char* check(const void** where = nullptr) const;
+  POLYMALLOC_UNCHECKED_BY_ASAN const char* check(const void** where = nullptr) const;
 
  private:
   // The first block of every region: in use forever, it records the region's extent.
@@ -128,14 +215,14 @@ class FreeListHeap {
   };
   static_assert(sizeof(RegionInfo) == kMinBlock);
 
-  static Block* fence_of(const RegionInfo* r) {
+  POLYMALLOC_UNCHECKED_BY_ASAN static Block* fence_of(const RegionInfo* r) {
     return Block::at(reinterpret_cast<void*>(r->end - Block::kHeaderBytes));
   }
   static Block* first_block_of(RegionInfo* r) {
     return Block::at(reinterpret_cast<unsigned char*>(r) + kMinBlock);
   }
 
-  Block* take_free(std::size_t block_bytes) {
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* take_free(std::size_t block_bytes) {
     // Every block on list k or above is at least 2^k; a request that is not a power of two
     // may also fit the first block of its own list, which is tried first.
     const unsigned own = list_of(block_bytes);
@@ -152,36 +239,44 @@ class FreeListHeap {
   }
 
   // Marks a block just taken off a free list in use, splitting off what it does not need.
-  void carve(Block* b, std::size_t block_bytes) {
+  POLYMALLOC_UNCHECKED_BY_ASAN void carve(Block* b, std::size_t block_bytes) {
     b->size_flags |= Block::kInUse;
     b->right()->size_flags &= ~Block::kPrevFree;
     split_tail(b, block_bytes);
+    unpoison_live(b->payload(), b->size() - Block::kHeaderBytes);
   }
 
   // Cuts an in-use block down to `bytes`, freeing the tail if it can be a block of its own.
-  void split_tail(Block* b, std::size_t bytes) {
+  POLYMALLOC_UNCHECKED_BY_ASAN void split_tail(Block* b, std::size_t bytes) {
     const std::size_t rest = b->size() - bytes;
     if (rest < kMinBlock) return;
     set_size_keep_flags(b, bytes);
-    Block* tail = b->right();
-    tail->size_flags = rest | Block::kInUse;
-    release(tail);
+    release(new_header_at(b->right(), rest | Block::kInUse));
   }
 
-  static void set_size_keep_flags(Block* b, std::size_t size) {
+  POLYMALLOC_UNCHECKED_BY_ASAN static void set_size_keep_flags(Block* b, std::size_t size) {
     b->size_flags = size | (b->size_flags & Block::kFlags);
   }
 
+  // Writes a fresh header (whose bytes may lie in poisoned free memory) and returns it.
+  POLYMALLOC_UNCHECKED_BY_ASAN static Block* new_header_at(void* address, std::size_t size_flags) {
+    unpoison_live(address, Block::kHeaderBytes);
+    Block* b = Block::at(address);
+    b->size_flags = size_flags;
+    return b;
+  }
+
   // Makes [b, b + size) one free block whose left neighbour is in use, and files it.
-  void make_free(Block* b, std::size_t size) {
+  POLYMALLOC_UNCHECKED_BY_ASAN void make_free(Block* b, std::size_t size) {
     b->size_flags = size;
     Block* right = b->right();
     right->prev_size = size;
     right->size_flags |= Block::kPrevFree;
     link(b);
+    poison_free(b->payload(), size - Block::kHeaderBytes);
   }
 
-  void link(Block* b) {
+  POLYMALLOC_UNCHECKED_BY_ASAN void link(Block* b) {
     const unsigned k = list_of(b->size());
     b->prev_in_list = nullptr;
     b->next_in_list = lists_[k];
@@ -192,7 +287,7 @@ class FreeListHeap {
     ++stats_.free_blocks;
   }
 
-  void unlink(Block* b) {
+  POLYMALLOC_UNCHECKED_BY_ASAN void unlink(Block* b) {
     const unsigned k = list_of(b->size());
     if (b->prev_in_list != nullptr) {
       b->prev_in_list->next_in_list = b->next_in_list;
@@ -206,7 +301,7 @@ class FreeListHeap {
   }
 
   // Adds at least `block_bytes` of free space from the source.
-  bool grow(std::size_t block_bytes) {
+  POLYMALLOC_UNCHECKED_BY_ASAN bool grow(std::size_t block_bytes) {
     const std::size_t overhead = kMinBlock + Block::kHeaderBytes;  // region block + fence
     if (block_bytes > SIZE_MAX / 2) {
       errno = ENOMEM;
@@ -217,6 +312,9 @@ class FreeListHeap {
     void* start = source_.grow(bytes);
     if (start == nullptr) return false;
     stats_.committed_bytes += bytes;
+    if (stats_.committed_bytes > stats_.peak_committed_bytes) {
+      stats_.peak_committed_bytes = stats_.committed_bytes;
+    }
     const auto address = reinterpret_cast<std::uintptr_t>(start);
     if (top_ != nullptr && address == top_->end) {
       extend_top_region(bytes);
@@ -227,26 +325,24 @@ class FreeListHeap {
   }
 
   // The old fence becomes the start of a free block covering the new memory.
-  void extend_top_region(std::size_t bytes) {
+  POLYMALLOC_UNCHECKED_BY_ASAN void extend_top_region(std::size_t bytes) {
     Block* old_fence = fence_of(top_);
     top_->end += bytes;
-    Block* new_fence = fence_of(top_);
-    new_fence->size_flags = Block::kInUse;
+    new_header_at(fence_of(top_), Block::kInUse);
     old_fence->size_flags = bytes | Block::kInUse | (old_fence->size_flags & Block::kPrevFree);
     release(old_fence);
   }
 
-  void add_region(std::uintptr_t address, std::size_t bytes) {
+  POLYMALLOC_UNCHECKED_BY_ASAN void add_region(std::uintptr_t address, std::size_t bytes) {
     auto* region = reinterpret_cast<RegionInfo*>(address);
     region->prev_size = 0;
     region->size_flags = kMinBlock | Block::kInUse;
     region->previous = top_;
     region->end = address + bytes;
     top_ = region;
-    fence_of(region)->size_flags = Block::kInUse;
-    Block* first = first_block_of(region);
-    first->size_flags = (bytes - kMinBlock - Block::kHeaderBytes) | Block::kInUse;
-    release(first);
+    new_header_at(fence_of(region), Block::kInUse);
+    release(new_header_at(first_block_of(region),
+                          (bytes - kMinBlock - Block::kHeaderBytes) | Block::kInUse));
   }
 
   Source source_;
@@ -257,7 +353,7 @@ class FreeListHeap {
 };
 
 template <platform::PageSource Source>
-const char* FreeListHeap<Source>::check(const void** where) const {
+POLYMALLOC_UNCHECKED_BY_ASAN const char* FreeListHeap<Source>::check(const void** where) const {
   auto fail = [where](const char* what, const void* at) {
     if (where != nullptr) *where = at;
     return what;

@@ -86,6 +86,61 @@ TEST(FreeListHeapTest, GrowInPlaceAbsorbsAFreeRightNeighbourOnly) {
   EXPECT_HEAP_OK(heap);
 }
 
+TEST(FreeListHeapTest, AlignedBlocksFreeTheirLeadAndTail) {
+  FreeListHeap<ReservedRange> heap(kReservation);
+  Block* skew = heap.allocate(48);  // so the next payload is not naturally aligned
+  for (std::size_t alignment = 32; alignment <= (std::size_t{1} << 20); alignment *= 2) {
+    Block* b = heap.allocate_aligned(64, alignment);
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b->payload()) % alignment, 0u) << alignment;
+    EXPECT_GE(b->size(), 64u);
+    EXPECT_LT(b->size(), 64u + kMinBlock) << "the tail went back to the free lists";
+    std::memset(b->payload(), 0x5a, b->size() - Block::kHeaderBytes);
+    EXPECT_HEAP_OK(heap);
+    heap.release(b);
+  }
+  heap.release(skew);
+  EXPECT_HEAP_OK(heap);
+  EXPECT_EQ(heap.stats().free_blocks, 1u);
+}
+
+TEST(FreeListHeapTest, GrowIntoNeighboursMovesThePayloadDown) {
+  FreeListHeap<ReservedRange> heap(kReservation);
+  Block* left = heap.allocate(256);
+  Block* b = heap.allocate(64);
+  Block* guard = heap.allocate(64);
+  std::memset(b->payload(), 0x3c, 64 - Block::kHeaderBytes);
+  EXPECT_EQ(heap.grow_into_neighbours(b, 256), nullptr) << "left neighbour in use";
+  heap.release(left);
+  EXPECT_EQ(heap.grow_into_neighbours(b, 1024), nullptr) << "neighbours too small";
+  Block* merged = heap.grow_into_neighbours(b, 256);
+  ASSERT_EQ(merged, left);
+  EXPECT_GE(merged->size(), 256u);
+  EXPECT_TRUE(merged->in_use());
+  const auto* bytes = static_cast<unsigned char*>(merged->payload());
+  for (std::size_t i = 0; i < 64 - Block::kHeaderBytes; ++i) ASSERT_EQ(bytes[i], 0x3c) << i;
+  EXPECT_HEAP_OK(heap);
+  heap.release(merged);
+  heap.release(guard);
+  EXPECT_HEAP_OK(heap);
+}
+
+TEST(FreeListHeapTest, TopFreeBytesAndReleasedPages) {
+  FreeListHeap<ReservedRange> heap(kReservation);
+  Block* bottom = heap.allocate(64);
+  Block* middle = heap.allocate(std::size_t{1} << 20);
+  Block* top = heap.allocate(64);
+  const std::size_t top_free = heap.top_free_bytes();
+  EXPECT_GT(top_free, 0u);
+  heap.release(top);
+  EXPECT_EQ(heap.top_free_bytes(), top_free + 64) << "the freed block joined the top";
+  heap.release(middle);
+  EXPECT_GE(heap.release_free_pages(std::size_t{64} << 10), (std::size_t{1} << 20) - 8192);
+  EXPECT_HEAP_OK(heap);
+  heap.release(bottom);
+  EXPECT_HEAP_OK(heap);
+}
+
 TEST(FreeListHeapTest, TrimGivesTheFreeTopBack) {
   FreeListHeap<ReservedRange> heap(kReservation);
   std::vector<Block*> blocks;

@@ -13,8 +13,10 @@ constexpr std::size_t kMinimumReservation = std::size_t{16} << 20;
 bool ReservedRange::reserve() {
   for (std::size_t bytes = round_up_to_page(wanted_); bytes >= kMinimumReservation; bytes /= 2) {
     if (void* p = os_reserve(bytes)) {
-      base_ = top_ = reinterpret_cast<std::uintptr_t>(p);
-      limit_ = base_ + bytes;
+      const auto base = reinterpret_cast<std::uintptr_t>(p);
+      atomics::store_relaxed(&top_, base);
+      limit_ = base + bytes;
+      atomics::store_release(&base_, base);  // publishes top_ for contains()
       return true;
     }
   }
@@ -29,14 +31,14 @@ void* ReservedRange::grow(std::size_t bytes) {
   }
   void* start = reinterpret_cast<void*>(top_);
   if (!os_commit(start, bytes)) return nullptr;
-  top_ += bytes;
+  atomics::store_relaxed(&top_, top_ + bytes);
   return start;
 }
 
 bool ReservedRange::shrink(std::size_t bytes) {
   if (bytes > top_ - base_) return false;
   if (!os_decommit(reinterpret_cast<void*>(top_ - bytes), bytes)) return false;
-  top_ -= bytes;
+  atomics::store_relaxed(&top_, top_ - bytes);
   return true;
 }
 

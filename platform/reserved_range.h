@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "atomics/atomics.h"
+
 namespace polymalloc::platform {
 
 class ReservedRange {
@@ -23,9 +25,12 @@ class ReservedRange {
 
   void* grow(std::size_t bytes);
   bool shrink(std::size_t bytes);
+  // Whether p lies in committed memory. Safe without the owner's lock (free() asks it about
+  // pointers before locking): the bounds are read atomically.
   bool contains(const void* p) const {
     const auto a = reinterpret_cast<std::uintptr_t>(p);
-    return a >= base_ && a < top_;
+    const std::uintptr_t base = atomics::load_acquire(&base_);
+    return base != 0 && a >= base && a < atomics::load_relaxed(&top_);
   }
 
   std::uintptr_t base() const { return base_; }
@@ -39,7 +44,7 @@ class ReservedRange {
 
   std::size_t wanted_;
   std::uintptr_t base_ = 0;
-  std::uintptr_t top_ = 0;  // end of committed memory
+  std::uintptr_t top_ = 0;  // end of committed memory; written atomically (see contains)
   std::uintptr_t limit_ = 0;
 };
 
