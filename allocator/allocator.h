@@ -1,0 +1,16 @@
+// Layer 2's entry header: the shared allocator parts (size classes, boundary-tagged blocks,
+// the free-list heap, the large-object path, statistics and reports) and the front end that
+// turns a variant's core into the malloc API (core.h, front_end.h, c_api.h).
+#pragma once
+
+#include "allocator/block.h"
+#include "allocator/c_api.h"
+#include "allocator/core.h"
+#include "allocator/errno_preserved.h"
+#include "allocator/free_list_heap.h"
+#include "allocator/front_end.h"
+#include "allocator/large_objects.h"
+#include "allocator/report.h"
+#include "allocator/sanitizer.h"
+#include "allocator/size_class.h"
+#include "allocator/statistics.h"

@@ -1,0 +1,156 @@
+// The exported C API, generated for a core: prefixed (polymalloc_<variant>_malloc …, so
+// several variants and the system malloc share a process) or unprefixed (the process's
+// malloc, with glibc's __libc_* aliases and every C++ operator new/delete). A variant's
+// generated sources expand these macros once; nobody pastes the list.
+#pragma once
+
+#include <malloc.h>
+#include <stddef.h>
+
+#include <new>
+
+#include "allocator/front_end.h"
+#include "atomics/atomics.h"
+#include "platform/platform.h"
+
+namespace polymalloc::allocator {
+
+// The C API as a table of functions, so one test or benchmark body can run against any
+// variant or the system malloc. check_heap is nullptr for allocators that have none.
+struct ApiTable {
+  const char* name;
+  void* (*malloc)(size_t) noexcept;
+  void (*free)(void*) noexcept;
+  void* (*calloc)(size_t, size_t) noexcept;
+  void* (*realloc)(void*, size_t) noexcept;
+  void* (*reallocarray)(void*, size_t, size_t) noexcept;
+  int (*posix_memalign)(void**, size_t, size_t) noexcept;
+  void* (*aligned_alloc)(size_t, size_t) noexcept;
+  void* (*memalign)(size_t, size_t) noexcept;
+  void* (*valloc)(size_t) noexcept;
+  void* (*pvalloc)(size_t) noexcept;
+  size_t (*malloc_usable_size)(void*) noexcept;
+  int (*malloc_trim)(size_t) noexcept;
+  struct mallinfo2 (*mallinfo2)() noexcept;
+  void (*malloc_stats)() noexcept;
+  const char* (*check_heap)(const void** where) noexcept;
+};
+
+// Registers the core's fork handlers once per process, however many API forms link it.
+template <AllocatorCore Core>
+inline constinit bool fork_handlers_registered = false;
+
+template <AllocatorCore Core>
+void register_fork_handlers_once() {
+  if (atomics::exchange_acq_rel(&fork_handlers_registered<Core>, true)) return;
+  platform::register_fork_handlers(&Core::prepare_fork, &Core::after_fork_in_parent,
+                                   &Core::after_fork_in_child);
+}
+
+}  // namespace polymalloc::allocator
+
+// clang-format off
+#define POLYMALLOC_FOR_EACH_C_FUNCTION(X, P, Core)                                                \
+  X(P, Core, void*, malloc, (size_t n), (n))                                                      \
+  X(P, Core, void, free, (void* p), (p))                                                          \
+  X(P, Core, void*, calloc, (size_t count, size_t size), (count, size))                           \
+  X(P, Core, void*, realloc, (void* p, size_t n), (p, n))                                         \
+  X(P, Core, void*, reallocarray, (void* p, size_t count, size_t size), (p, count, size))         \
+  X(P, Core, int, posix_memalign, (void** out, size_t alignment, size_t n), (out, alignment, n))  \
+  X(P, Core, void*, aligned_alloc, (size_t alignment, size_t n), (alignment, n))                  \
+  X(P, Core, void*, memalign, (size_t alignment, size_t n), (alignment, n))                       \
+  X(P, Core, void*, valloc, (size_t n), (n))                                                      \
+  X(P, Core, void*, pvalloc, (size_t n), (n))                                                     \
+  X(P, Core, size_t, malloc_usable_size, (void* p), (p))                                          \
+  X(P, Core, int, malloc_trim, (size_t pad), (pad))                                               \
+  X(P, Core, struct mallinfo2, mallinfo2, (), ())                                                 \
+  X(P, Core, void, malloc_stats, (), ())
+
+#define POLYMALLOC_DECLARE_ONE(P, Core, R, name, params, args) R P##name params noexcept;
+#define POLYMALLOC_DEFINE_ONE(P, Core, R, name, params, args) \
+  R P##name params noexcept { return ::polymalloc::allocator::FrontEnd<Core>::name args; }
+#define POLYMALLOC_TABLE_ENTRY(P, Core, R, name, params, args) &P##name,
+
+// Declares polymalloc_<variant>_malloc … for prefix P (e.g. polymalloc_global_spinlock_).
+#define POLYMALLOC_DECLARE_PREFIXED_API(P)                     \
+  extern "C" {                                                 \
+  POLYMALLOC_FOR_EACH_C_FUNCTION(POLYMALLOC_DECLARE_ONE, P, _) \
+  const char* P##check_heap(const void** where) noexcept;      \
+  }
+
+// The ApiTable of a prefixed API.
+#define POLYMALLOC_PREFIXED_API_TABLE(name, P) \
+  ::polymalloc::allocator::ApiTable { name, POLYMALLOC_FOR_EACH_C_FUNCTION(POLYMALLOC_TABLE_ENTRY, P, _) &P##check_heap }
+
+// The C API of Core under prefix P, and the fork handlers it needs.
+#define POLYMALLOC_DEFINE_C_API(P, Core)                                         \
+  extern "C" {                                                                   \
+  POLYMALLOC_FOR_EACH_C_FUNCTION(POLYMALLOC_DEFINE_ONE, P, Core)                 \
+  }                                                                              \
+  __attribute__((constructor)) static void polymalloc_register_fork_handlers() { \
+    ::polymalloc::allocator::register_fork_handlers_once<Core>();                \
+  }
+
+// A variant's prefixed API: polymalloc_<variant>_malloc … and _check_heap.
+#define POLYMALLOC_DEFINE_PREFIXED_API(P, Core)                       \
+  POLYMALLOC_DEFINE_C_API(P, Core)                                    \
+  extern "C" const char* P##check_heap(const void** where) noexcept { \
+    return Core::check_heap(where);                                   \
+  }
+
+// The process's malloc: the unprefixed C API, glibc's extras and __libc_* aliases,
+// polymalloc_check_heap/polymalloc_variant, statistics at exit, and operator new/delete.
+#define POLYMALLOC_DEFINE_PROCESS_MALLOC(Core)                                              \
+  POLYMALLOC_DEFINE_C_API(, Core)                                                           \
+  extern "C" struct mallinfo mallinfo() noexcept {                                          \
+    return ::polymalloc::allocator::FrontEnd<Core>::mallinfo();                             \
+  }                                                                                         \
+  extern "C" {                                                                              \
+  POLYMALLOC_DEFINE_ONE(__libc_, Core, void*, malloc, (size_t n), (n))                      \
+  POLYMALLOC_DEFINE_ONE(__libc_, Core, void, free, (void* p), (p))                          \
+  POLYMALLOC_DEFINE_ONE(__libc_, Core, void*, calloc, (size_t c, size_t n), (c, n))         \
+  POLYMALLOC_DEFINE_ONE(__libc_, Core, void*, realloc, (void* p, size_t n), (p, n))         \
+  POLYMALLOC_DEFINE_ONE(__libc_, Core, void*, memalign, (size_t a, size_t n), (a, n))       \
+  POLYMALLOC_DEFINE_ONE(__libc_, Core, void*, valloc, (size_t n), (n))                      \
+  POLYMALLOC_DEFINE_ONE(__libc_, Core, void*, pvalloc, (size_t n), (n))                     \
+  POLYMALLOC_DEFINE_ONE(__libc_, Core, struct mallinfo, mallinfo, (), ())                   \
+  }                                                                                         \
+  extern "C" const char* polymalloc_check_heap(const void** where) noexcept {               \
+    return Core::check_heap(where);                                                         \
+  }                                                                                         \
+  extern "C" const char* polymalloc_variant() noexcept { return Core::kName; }              \
+  __attribute__((destructor)) static void polymalloc_statistics_at_exit() {                 \
+    ::polymalloc::allocator::FrontEnd<Core>::print_statistics_if_requested();               \
+  }                                                                                         \
+  POLYMALLOC_DEFINE_CXX_OPERATORS(::polymalloc::allocator::FrontEnd<Core>)
+
+#define POLYMALLOC_DEFINE_CXX_OPERATORS(F)                                                   \
+  void* operator new(size_t n) { return F::operator_new(n); }                               \
+  void* operator new[](size_t n) { return F::operator_new(n); }                             \
+  void* operator new(size_t n, const std::nothrow_t&) noexcept { return F::operator_new_nothrow(n); } \
+  void* operator new[](size_t n, const std::nothrow_t&) noexcept { return F::operator_new_nothrow(n); } \
+  void* operator new(size_t n, std::align_val_t a) { return F::operator_new_aligned(n, static_cast<size_t>(a)); } \
+  void* operator new[](size_t n, std::align_val_t a) { return F::operator_new_aligned(n, static_cast<size_t>(a)); } \
+  void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {        \
+    return F::operator_new_aligned_nothrow(n, static_cast<size_t>(a));                     \
+  }                                                                                         \
+  void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {      \
+    return F::operator_new_aligned_nothrow(n, static_cast<size_t>(a));                     \
+  }                                                                                         \
+  void operator delete(void* p) noexcept { F::operator_delete(p); }                         \
+  void operator delete[](void* p) noexcept { F::operator_delete(p); }                       \
+  void operator delete(void* p, size_t) noexcept { F::operator_delete(p); }                 \
+  void operator delete[](void* p, size_t) noexcept { F::operator_delete(p); }               \
+  void operator delete(void* p, std::align_val_t) noexcept { F::operator_delete(p); }       \
+  void operator delete[](void* p, std::align_val_t) noexcept { F::operator_delete(p); }     \
+  void operator delete(void* p, size_t, std::align_val_t) noexcept { F::operator_delete(p); } \
+  void operator delete[](void* p, size_t, std::align_val_t) noexcept { F::operator_delete(p); } \
+  void operator delete(void* p, const std::nothrow_t&) noexcept { F::operator_delete(p); }  \
+  void operator delete[](void* p, const std::nothrow_t&) noexcept { F::operator_delete(p); } \
+  void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {         \
+    F::operator_delete(p);                                                                  \
+  }                                                                                         \
+  void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {       \
+    F::operator_delete(p);                                                                  \
+  }
+// clang-format on

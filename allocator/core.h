@@ -1,0 +1,40 @@
+// The contract between a variant and the front end: the few primitives a variant writes
+// itself. The front end (front_end.h) builds the whole malloc API on top of them.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+
+#include "allocator/statistics.h"
+
+namespace polymalloc::allocator {
+
+// Static functions over the variant's one global heap. Unless noted, `p` is non-null and was
+// returned by this core; sizes are at least 1.
+template <class Core>
+concept AllocatorCore = requires(void* p, const void* cp, const void** where, std::size_t n,
+                                 const char* call) {
+  { Core::kName } -> std::convertible_to<const char*>;
+  // 16-byte-aligned memory for n bytes, or nullptr with errno = ENOMEM.
+  { Core::allocate(n) } -> std::same_as<void*>;
+  // The same, zero-filled (a core knows which of its memory is already zero).
+  { Core::allocate_zeroed(n) } -> std::same_as<void*>;
+  // The same, aligned to `alignment` (a power of two above 16).
+  { Core::allocate_aligned(n, n) } -> std::same_as<void*>;
+  // Frees p; `call` names the API function, for the misuse report. Preserves errno.
+  { Core::deallocate(p, call) } -> std::same_as<void>;
+  // Resizes p to n bytes, moving it if needed; nullptr with errno = ENOMEM (p intact).
+  { Core::reallocate(p, n) } -> std::same_as<void*>;
+  { Core::usable_size(cp) } -> std::same_as<std::size_t>;
+  // Gives free memory back to the OS, keeping `n` bytes of slack; true if any went back.
+  { Core::trim(n) } -> std::same_as<bool>;
+  { Core::statistics() } -> std::same_as<Statistics>;
+  // nullptr if the heap is consistent, else what is wrong (and *where, where).
+  { Core::check_heap(where) } -> std::same_as<const char*>;
+  // fork(): take every lock before, release after in the parent, reset in the child.
+  { Core::prepare_fork() } -> std::same_as<void>;
+  { Core::after_fork_in_parent() } -> std::same_as<void>;
+  { Core::after_fork_in_child() } -> std::same_as<void>;
+};
+
+}  // namespace polymalloc::allocator

@@ -1,0 +1,185 @@
+// The front end: glibc's malloc contract built from a variant's primitives (core.h), once
+// for every variant. Zero-size requests, overflow checks, alignment rules, errno and the
+// C++ new-handler loop live here; the variants never see them.
+#pragma once
+
+#include <errno.h>
+#include <malloc.h>
+
+#include <bit>
+#include <climits>
+#include <cstddef>
+#include <cstring>
+#include <new>
+
+#include "allocator/core.h"
+#include "allocator/report.h"
+#include "platform/platform.h"
+
+namespace polymalloc::allocator {
+
+// Largest alignment accepted; beyond it no request could be met anyway.
+inline constexpr std::size_t kMaxAlignment = std::size_t{1} << 40;
+
+template <AllocatorCore Core>
+struct FrontEnd {
+  static void* malloc(std::size_t n) { return Core::allocate(n != 0 ? n : 1); }
+
+  static void free(void* p) {
+    if (p != nullptr) Core::deallocate(p, "free");
+  }
+
+  static void* calloc(std::size_t count, std::size_t size) {
+    std::size_t bytes;
+    if (__builtin_mul_overflow(count, size, &bytes)) return fail_enomem();
+    return Core::allocate_zeroed(bytes != 0 ? bytes : 1);
+  }
+
+  // realloc(p, 0) frees p and returns NULL, as glibc does.
+  static void* realloc(void* p, std::size_t n) {
+    if (p == nullptr) return malloc(n);
+    if (n == 0) {
+      Core::deallocate(p, "realloc");
+      return nullptr;
+    }
+    return Core::reallocate(p, n);
+  }
+
+  static void* reallocarray(void* p, std::size_t count, std::size_t size) {
+    std::size_t bytes;
+    if (__builtin_mul_overflow(count, size, &bytes)) return fail_enomem();
+    return realloc(p, bytes);
+  }
+
+  // glibc's memalign: an alignment that is not a power of two is rounded up to one.
+  static void* memalign(std::size_t alignment, std::size_t n) {
+    if (alignment > kMaxAlignment) return fail(EINVAL);
+    if (alignment <= 16) return malloc(n);
+    return Core::allocate_aligned(std::bit_ceil(alignment), n != 0 ? n : 1);
+  }
+
+  // C17 (and glibc 2.38+): the alignment must be a power of two.
+  static void* aligned_alloc(std::size_t alignment, std::size_t n) {
+    if (!std::has_single_bit(alignment)) return fail(EINVAL);
+    return memalign(alignment, n);
+  }
+
+  // POSIX: EINVAL unless a power of two multiple of sizeof(void*); *out untouched on
+  // failure; errno is not part of the interface and is left as it was.
+  static int posix_memalign(void** out, std::size_t alignment, std::size_t n) {
+    if (!std::has_single_bit(alignment) || alignment % sizeof(void*) != 0 ||
+        alignment > kMaxAlignment) {
+      return EINVAL;
+    }
+    const int saved = errno;
+    void* p = memalign(alignment, n);
+    if (p == nullptr) {
+      errno = saved;
+      return ENOMEM;
+    }
+    *out = p;
+    return 0;
+  }
+
+  static void* valloc(std::size_t n) { return memalign(platform::page_size(), n); }
+
+  // Rounds the size up to whole pages (one page for 0).
+  static void* pvalloc(std::size_t n) {
+    const std::size_t page = platform::page_size();
+    if (n > SIZE_MAX - page) return fail_enomem();
+    return memalign(page, n != 0 ? platform::round_up_to_page(n) : page);
+  }
+
+  static std::size_t malloc_usable_size(void* p) {
+    return p != nullptr ? Core::usable_size(p) : 0;
+  }
+
+  static int malloc_trim(std::size_t pad) { return Core::trim(pad) ? 1 : 0; }
+
+  static struct mallinfo2 mallinfo2() {
+    const Statistics s = Core::statistics();
+    struct mallinfo2 info = {};
+    info.arena = s.heap_committed_bytes;
+    info.ordblks = s.heap_free_blocks;
+    info.hblks = s.mapped_objects;
+    info.hblkhd = s.mapped_bytes;
+    info.usmblks = s.heap_peak_committed_bytes + s.peak_mapped_bytes;
+    info.uordblks = s.heap_in_use_bytes();
+    info.fordblks = s.heap_free_bytes;
+    info.keepcost = s.heap_top_free_bytes;
+    return info;
+  }
+
+  // The deprecated int-sized mallinfo(): fields saturate instead of wrapping.
+  static struct mallinfo mallinfo() {
+    const struct mallinfo2 wide = mallinfo2();
+    struct mallinfo info = {};
+    info.arena = saturate(wide.arena);
+    info.ordblks = saturate(wide.ordblks);
+    info.hblks = saturate(wide.hblks);
+    info.hblkhd = saturate(wide.hblkhd);
+    info.usmblks = saturate(wide.usmblks);
+    info.uordblks = saturate(wide.uordblks);
+    info.fordblks = saturate(wide.fordblks);
+    info.keepcost = saturate(wide.keepcost);
+    return info;
+  }
+
+  static void malloc_stats() { print_statistics(Core::statistics(), 2); }
+
+  // C++: operator new retries through the new-handler and throws std::bad_alloc.
+  static void* operator_new(std::size_t n) {
+    for (;;) {
+      if (void* p = malloc(n)) return p;
+      std::new_handler handler = std::get_new_handler();
+      if (handler == nullptr) throw std::bad_alloc();
+      handler();
+    }
+  }
+
+  static void* operator_new_aligned(std::size_t n, std::size_t alignment) {
+    for (;;) {
+      if (void* p = memalign(alignment, n)) return p;
+      std::new_handler handler = std::get_new_handler();
+      if (handler == nullptr) throw std::bad_alloc();
+      handler();
+    }
+  }
+
+  // The nothrow forms return nullptr where the throwing ones would throw.
+  static void* operator_new_nothrow(std::size_t n) noexcept {
+    try {
+      return operator_new(n);
+    } catch (...) {
+      return nullptr;
+    }
+  }
+
+  static void* operator_new_aligned_nothrow(std::size_t n, std::size_t alignment) noexcept {
+    try {
+      return operator_new_aligned(n, alignment);
+    } catch (...) {
+      return nullptr;
+    }
+  }
+
+  static void operator_delete(void* p) noexcept {
+    if (p != nullptr) Core::deallocate(p, "operator delete");
+  }
+
+  // Statistics at exit, when POLYMALLOC_STATS asks for them (runs as a destructor function,
+  // which needs no allocation to register, unlike atexit()).
+  static void print_statistics_if_requested() {
+    if (statistics_requested_at_exit()) print_statistics(Core::statistics(), 2);
+  }
+
+ private:
+  static void* fail(int error) {
+    errno = error;
+    return nullptr;
+  }
+  static void* fail_enomem() { return fail(ENOMEM); }
+  static int saturate(std::size_t v) { return v > INT_MAX ? INT_MAX : static_cast<int>(v); }
+};
+
+}  // namespace polymalloc::allocator

@@ -1,0 +1,107 @@
+// The allocator's own output, built in a stack buffer and written with write(2).
+#include "allocator/report.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+namespace polymalloc::allocator {
+
+LineWriter& LineWriter::text(const char* s) {
+  while (*s != '\0' && length_ < sizeof(buffer_)) buffer_[length_++] = *s++;
+  return *this;
+}
+
+LineWriter& LineWriter::decimal(std::uint64_t value) {
+  char digits[20];
+  int n = 0;
+  do {
+    digits[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  while (n > 0 && length_ < sizeof(buffer_)) buffer_[length_++] = digits[--n];
+  return *this;
+}
+
+LineWriter& LineWriter::hex(std::uintptr_t value) {
+  text("0x");
+  char digits[16];
+  int n = 0;
+  do {
+    digits[n++] = "0123456789abcdef"[value & 15];
+    value >>= 4;
+  } while (value != 0);
+  while (n > 0 && length_ < sizeof(buffer_)) buffer_[length_++] = digits[--n];
+  return *this;
+}
+
+LineWriter& LineWriter::bytes(std::uint64_t value) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  unsigned unit = 0;
+  std::uint64_t tenths = value * 10;
+  while (value >= 1024 && unit + 1 < sizeof(kUnits) / sizeof(kUnits[0])) {
+    tenths = value * 10 / 1024;
+    value /= 1024;
+    ++unit;
+  }
+  decimal(tenths / 10);
+  if (unit != 0) text(".").decimal(tenths % 10);
+  return text(" ").text(kUnits[unit]);
+}
+
+void LineWriter::write_to(int fd) const {
+  std::size_t done = 0;
+  while (done < length_) {
+    const ssize_t n = ::write(fd, buffer_ + done, length_ - done);
+    if (n <= 0) return;
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+void report_misuse(const char* call, const char* problem, const void* pointer) {
+  LineWriter()
+      .text("polymalloc: ")
+      .text(call)
+      .text("(): ")
+      .text(problem)
+      .text(" ")
+      .hex(reinterpret_cast<std::uintptr_t>(pointer))
+      .text("\n")
+      .write_to(STDERR_FILENO);
+  abort();
+}
+
+void print_statistics(const Statistics& s, int fd) {
+  LineWriter().text("polymalloc ").text(s.variant).text(" statistics\n").write_to(fd);
+  LineWriter()
+      .text("  heap:   ")
+      .bytes(s.heap_committed_bytes)
+      .text(" committed (peak ")
+      .bytes(s.heap_peak_committed_bytes)
+      .text("), ")
+      .bytes(s.heap_in_use_bytes())
+      .text(" in use, ")
+      .bytes(s.heap_free_bytes)
+      .text(" free in ")
+      .decimal(s.heap_free_blocks)
+      .text(" blocks (")
+      .bytes(s.heap_top_free_bytes)
+      .text(" at the top)\n")
+      .write_to(fd);
+  LineWriter()
+      .text("  mapped: ")
+      .bytes(s.mapped_bytes)
+      .text(" in ")
+      .decimal(s.mapped_objects)
+      .text(" large blocks (peak ")
+      .bytes(s.peak_mapped_bytes)
+      .text(")\n")
+      .write_to(fd);
+  LineWriter().text("  total in use: ").bytes(s.in_use_bytes()).text("\n").write_to(fd);
+}
+
+bool statistics_requested_at_exit() {
+  const char* value = getenv("POLYMALLOC_STATS");
+  return value != nullptr && value[0] != '\0' && !(value[0] == '0' && value[1] == '\0');
+}
+
+}  // namespace polymalloc::allocator

@@ -1,0 +1,37 @@
+// Messages the allocator writes itself, without allocating: the one-line misuse report
+// that precedes abort(), and the statistics summary. Output goes straight to write(2).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/statistics.h"
+
+namespace polymalloc::allocator {
+
+// "polymalloc: <call>(): <problem> 0x<pointer>", then SIGABRT. Never returns.
+[[noreturn]] void report_misuse(const char* call, const char* problem, const void* pointer);
+
+// The statistics as a few human-readable lines (malloc_stats(), POLYMALLOC_STATS=1).
+void print_statistics(const Statistics& stats, int fd);
+
+// Whether the environment asks for statistics at exit (POLYMALLOC_STATS set and not "0").
+bool statistics_requested_at_exit();
+
+// A fixed-size line buffer with decimal and hexadecimal formatting; output that does not
+// fit is cut off, never overflowed.
+class LineWriter {
+ public:
+  LineWriter& text(const char* s);
+  LineWriter& decimal(std::uint64_t value);
+  LineWriter& hex(std::uintptr_t value);
+  // Bytes with a binary-prefix unit, e.g. "12.5 MiB".
+  LineWriter& bytes(std::uint64_t value);
+  void write_to(int fd) const;
+
+ private:
+  char buffer_[512];
+  std::size_t length_ = 0;
+};
+
+}  // namespace polymalloc::allocator

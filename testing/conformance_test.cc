@@ -1,0 +1,471 @@
+// The conformance suite: glibc's malloc contract (DESIGN.md, "Contracts every variant
+// meets") checked against a variant's prefixed API. variant_cc_test() builds one binary per
+// variant; every test ends with a heap check.
+#include <errno.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "platform/fault_injection.h"
+#include "variants/under_test.h"
+
+namespace polymalloc::testing {
+namespace {
+
+const allocator::ApiTable& api = kUnderTest;
+constexpr std::size_t kKiB = 1024, kMiB = 1024 * 1024;
+
+bool aligned(const void* p, std::size_t alignment) {
+  return reinterpret_cast<std::uintptr_t>(p) % alignment == 0;
+}
+
+// A byte pattern that differs per block and per offset, to catch overlap and stale data.
+unsigned char pattern(std::uint32_t seed, std::size_t i) {
+  return static_cast<unsigned char>((seed * 2654435761u) >> 24 ^ i * 131);
+}
+void fill(void* p, std::size_t n, std::uint32_t seed) {
+  auto* bytes = static_cast<unsigned char*>(p);
+  for (std::size_t i = 0; i < n; ++i) bytes[i] = pattern(seed, i);
+}
+// The first offset whose byte is wrong, or n.
+std::size_t first_mismatch(const void* p, std::size_t n, std::uint32_t seed) {
+  const auto* bytes = static_cast<const unsigned char*>(p);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (bytes[i] != pattern(seed, i)) return i;
+  }
+  return n;
+}
+
+class ConformanceTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    platform::FaultInjection::disarm();
+    const void* where = nullptr;
+    const char* problem = api.check_heap(&where);
+    EXPECT_EQ(problem, nullptr) << problem << " at " << where;
+  }
+};
+
+TEST_F(ConformanceTest, IsTheVariantThisBinaryWasBuiltFor) {
+  const char* expected = std::getenv("POLYMALLOC_EXPECTED_VARIANT");
+  ASSERT_NE(expected, nullptr) << "variant_cc_test sets POLYMALLOC_EXPECTED_VARIANT";
+  EXPECT_STREQ(api.name, expected);
+}
+
+TEST_F(ConformanceTest, MallocIsAlignedDistinctAndWritableAtEverySize) {
+  std::vector<std::pair<void*, std::size_t>> blocks;
+  for (std::size_t n = 0; n <= 4 * kKiB; n += (n < 256 ? 1 : 61)) blocks.push_back({api.malloc(n), n});
+  for (std::size_t n : {64 * kKiB, 512 * kKiB - 17, 512 * kKiB, kMiB, 3 * kMiB + 1}) {
+    blocks.push_back({api.malloc(n), n});
+  }
+  std::uint32_t seed = 1;
+  for (auto& [p, n] : blocks) {
+    ASSERT_NE(p, nullptr) << n;
+    EXPECT_TRUE(aligned(p, 16)) << n;
+    EXPECT_GE(api.malloc_usable_size(p), n);
+    fill(p, n, seed++);
+  }
+  seed = 1;
+  for (auto& [p, n] : blocks) EXPECT_EQ(first_mismatch(p, n, seed++), n) << "overlap, size " << n;
+  for (auto& [p, n] : blocks) api.free(p);
+}
+
+TEST_F(ConformanceTest, MallocZeroIsUniqueAndFreeable) {
+  void* a = api.malloc(0);
+  void* b = api.malloc(0);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(a, b);
+  EXPECT_TRUE(aligned(a, 16));
+  api.free(a);
+  api.free(b);
+}
+
+TEST_F(ConformanceTest, FreeOfNullDoesNothingAndFreePreservesErrno) {
+  errno = 4321;
+  api.free(nullptr);
+  EXPECT_EQ(errno, 4321);
+  for (std::size_t n : {std::size_t{24}, 100 * kKiB, 8 * kMiB}) {
+    void* p = api.malloc(n);
+    ASSERT_NE(p, nullptr);
+    errno = 4321;
+    api.free(p);
+    EXPECT_EQ(errno, 4321) << n;
+  }
+  // Enough freed at the top of the heap that a trim (system call) happens inside free().
+  std::vector<void*> many;
+  for (int i = 0; i < 64; ++i) many.push_back(api.malloc(60 * kKiB));
+  errno = 4321;
+  for (void* p : many) api.free(p);
+  EXPECT_EQ(errno, 4321);
+}
+
+TEST_F(ConformanceTest, ImpossibleRequestsFailWithEnomem) {
+  for (std::size_t n : {SIZE_MAX, SIZE_MAX - 4096, SIZE_MAX / 2 + 1, std::size_t{1} << 50}) {
+    errno = 0;
+    EXPECT_EQ(api.malloc(n), nullptr) << n;
+    EXPECT_EQ(errno, ENOMEM) << n;
+  }
+}
+
+TEST_F(ConformanceTest, RefusedOsRequestsFailWithEnomemAndLaterOnesSucceed) {
+  std::vector<void*> held;
+  platform::FaultInjection::fail_all_requests();
+  for (std::size_t n : {4 * kMiB, 64 * kMiB}) {
+    errno = 0;
+    void* p = api.malloc(n);
+    EXPECT_EQ(p, nullptr) << n;
+    EXPECT_EQ(errno, ENOMEM) << n;
+  }
+  // The heap may still have room for small requests; exhausting it fails cleanly too.
+  for (int i = 0; i < 100000; ++i) {
+    errno = 0;
+    void* p = api.malloc(256 * kKiB);
+    if (p == nullptr) {
+      EXPECT_EQ(errno, ENOMEM);
+      break;
+    }
+    held.push_back(p);
+  }
+  platform::FaultInjection::disarm();
+  void* later = api.malloc(4 * kMiB);
+  EXPECT_NE(later, nullptr);
+  api.free(later);
+  for (void* p : held) api.free(p);
+}
+
+TEST_F(ConformanceTest, CallocZeroesRecycledMemoryAndChecksOverflow) {
+  for (std::size_t n : {std::size_t{40}, 3000 * std::size_t{1}, 200 * kKiB, 2 * kMiB}) {
+    void* dirty = api.malloc(n);
+    ASSERT_NE(dirty, nullptr);
+    std::memset(dirty, 0xee, n);
+    api.free(dirty);
+    auto* p = static_cast<unsigned char*>(api.calloc(1, n));
+    ASSERT_NE(p, nullptr);
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(p[i], 0) << "size " << n << " offset " << i;
+    api.free(p);
+  }
+  void* zero = api.calloc(0, 100);
+  EXPECT_NE(zero, nullptr);
+  api.free(zero);
+  errno = 0;
+  EXPECT_EQ(api.calloc(SIZE_MAX / 2, 3), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  errno = 0;
+  EXPECT_EQ(api.calloc(std::size_t{1} << 33, std::size_t{1} << 33), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+}
+
+TEST_F(ConformanceTest, ReallocOfNullAllocatesAndToZeroFrees) {
+  void* p = api.realloc(nullptr, 100);
+  ASSERT_NE(p, nullptr);
+  EXPECT_GE(api.malloc_usable_size(p), 100u);
+  EXPECT_EQ(api.realloc(p, 0), nullptr) << "glibc frees and returns NULL";
+}
+
+TEST_F(ConformanceTest, ReallocKeepsContentsThroughTheSmallLargeBoundary) {
+  const std::size_t sizes[] = {1,        17,       100,     4 * kKiB, 100 * kKiB, 400 * kKiB,
+                               600 * kKiB, 2 * kMiB, 9 * kMiB, 300 * kKiB, 5000,   24,
+                               3 * kMiB, 40};
+  void* p = nullptr;
+  std::size_t valid = 0;
+  for (std::size_t n : sizes) {
+    p = api.realloc(p, n);
+    ASSERT_NE(p, nullptr) << n;
+    EXPECT_TRUE(aligned(p, 16));
+    const std::size_t kept = valid < n ? valid : n;
+    ASSERT_EQ(first_mismatch(p, kept, 7), kept) << "realloc to " << n << " lost data";
+    fill(p, n, 7);
+    valid = n;
+  }
+  api.free(p);
+}
+
+TEST_F(ConformanceTest, ReallocGrowsInPlaceWhenTheNeighbourIsFree) {
+  void* p = api.malloc(100);
+  void* next = api.malloc(100);
+  void* guard = api.malloc(100);
+  fill(p, 100, 3);
+  api.free(next);
+  void* grown = api.realloc(p, 200);
+  ASSERT_NE(grown, nullptr);
+  EXPECT_EQ(first_mismatch(grown, 100, 3), 100u);
+  api.free(grown);
+  api.free(guard);
+}
+
+TEST_F(ConformanceTest, FailedReallocLeavesTheBlockIntact) {
+  for (std::size_t n : {std::size_t{64}, 2 * kMiB}) {
+    void* p = api.malloc(n);
+    ASSERT_NE(p, nullptr);
+    fill(p, n, 11);
+    errno = 0;
+    EXPECT_EQ(api.realloc(p, SIZE_MAX - 8), nullptr);
+    EXPECT_EQ(errno, ENOMEM);
+    errno = 0;
+    EXPECT_EQ(api.reallocarray(p, SIZE_MAX / 4, 8), nullptr);
+    EXPECT_EQ(errno, ENOMEM);
+    EXPECT_EQ(first_mismatch(p, n, 11), n);
+    api.free(p);
+  }
+}
+
+TEST_F(ConformanceTest, ReallocarrayMultipliesLikeCalloc) {
+  auto* p = static_cast<std::uint64_t*>(api.reallocarray(nullptr, 10, sizeof(std::uint64_t)));
+  ASSERT_NE(p, nullptr);
+  for (int i = 0; i < 10; ++i) p[i] = i;
+  p = static_cast<std::uint64_t*>(api.reallocarray(p, 1000, sizeof(std::uint64_t)));
+  ASSERT_NE(p, nullptr);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(p[i], static_cast<std::uint64_t>(i));
+  api.free(p);
+}
+
+TEST_F(ConformanceTest, PosixMemalignRejectsBadAlignmentWithoutTouchingOutOrErrno) {
+  void* const sentinel = reinterpret_cast<void*>(0x5eed);
+  for (std::size_t alignment : {std::size_t{0}, std::size_t{1}, std::size_t{4}, std::size_t{12},
+                                std::size_t{24}, std::size_t{48}, SIZE_MAX}) {
+    void* out = sentinel;
+    errno = 77;
+    EXPECT_EQ(api.posix_memalign(&out, alignment, 64), EINVAL) << alignment;
+    EXPECT_EQ(out, sentinel);
+    EXPECT_EQ(errno, 77);
+  }
+  void* out = sentinel;
+  errno = 77;
+  EXPECT_EQ(api.posix_memalign(&out, 64, SIZE_MAX - 100), ENOMEM);
+  EXPECT_EQ(out, sentinel);
+  EXPECT_EQ(errno, 77);
+}
+
+TEST_F(ConformanceTest, AlignedAllocationSweepUpToTwoMebibytes) {
+  for (std::size_t alignment = 8; alignment <= 2 * kMiB; alignment *= 2) {
+    for (std::size_t n : {std::size_t{1}, std::size_t{100}, 4 * kKiB, 700 * kKiB, kMiB + 3}) {
+      void* a = nullptr;
+      ASSERT_EQ(api.posix_memalign(&a, alignment, n), 0) << alignment << " " << n;
+      void* b = api.aligned_alloc(alignment, n);
+      void* c = api.memalign(alignment, n);
+      for (void* p : {a, b, c}) {
+        ASSERT_NE(p, nullptr) << alignment << " " << n;
+        EXPECT_TRUE(aligned(p, alignment < 16 ? 16 : alignment)) << alignment << " " << n;
+        EXPECT_GE(api.malloc_usable_size(p), n);
+        std::memset(p, 0x42, n);
+      }
+      api.free(a);
+      api.free(b);
+      api.free(c);
+    }
+  }
+}
+
+TEST_F(ConformanceTest, AlignedAllocRejectsNonPowersOfTwo) {
+  errno = 0;
+  EXPECT_EQ(api.aligned_alloc(48, 96), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(api.aligned_alloc(0, 96), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+}
+
+TEST_F(ConformanceTest, MemalignRoundsOddAlignmentsUpLikeGlibc) {
+  void* p = api.memalign(48, 100);
+  ASSERT_NE(p, nullptr);
+  EXPECT_TRUE(aligned(p, 64));
+  api.free(p);
+  errno = 0;
+  EXPECT_EQ(api.memalign(SIZE_MAX / 2 + 2, 16), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+}
+
+TEST_F(ConformanceTest, VallocAndPvallocArePageAlignedAndPvallocRoundsUp) {
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  void* v = api.valloc(10);
+  void* pv = api.pvalloc(page + 1);
+  void* pv0 = api.pvalloc(0);
+  for (void* p : {v, pv, pv0}) {
+    ASSERT_NE(p, nullptr);
+    EXPECT_TRUE(aligned(p, page));
+  }
+  EXPECT_GE(api.malloc_usable_size(pv), 2 * page);
+  EXPECT_GE(api.malloc_usable_size(pv0), page);
+  std::memset(pv, 1, 2 * page);
+  api.free(v);
+  api.free(pv);
+  api.free(pv0);
+  errno = 0;
+  EXPECT_EQ(api.pvalloc(SIZE_MAX - 10), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+}
+
+TEST_F(ConformanceTest, UsableSizeIsUsableAndNullIsZero) {
+  EXPECT_EQ(api.malloc_usable_size(nullptr), 0u);
+  for (std::size_t n : {std::size_t{1}, std::size_t{33}, 1000 * std::size_t{1}, 2 * kMiB}) {
+    void* p = api.malloc(n);
+    const std::size_t usable = api.malloc_usable_size(p);
+    EXPECT_GE(usable, n);
+    std::memset(p, 0x11, usable);
+    api.free(p);
+  }
+}
+
+TEST_F(ConformanceTest, MallinfoCountsLargeAndSmallBlocks) {
+  const struct mallinfo2 before = api.mallinfo2();
+  void* large = api.malloc(4 * kMiB);
+  std::vector<void*> small;
+  for (int i = 0; i < 100; ++i) small.push_back(api.malloc(1000));
+  const struct mallinfo2 during = api.mallinfo2();
+  EXPECT_GE(during.hblks, before.hblks + 1);
+  EXPECT_GE(during.hblkhd, before.hblkhd + 4 * kMiB);
+  EXPECT_GE(during.uordblks, before.uordblks + 100 * 1000);
+  EXPECT_GE(during.arena, during.uordblks);
+  api.free(large);
+  for (void* p : small) api.free(p);
+  const struct mallinfo2 after = api.mallinfo2();
+  EXPECT_EQ(after.hblks, before.hblks);
+  EXPECT_EQ(after.uordblks, before.uordblks);
+}
+
+TEST_F(ConformanceTest, MallocTrimGivesFreedMemoryBack) {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 200; ++i) blocks.push_back(api.malloc(100 * kKiB));
+  void* keep = api.malloc(16);  // above them all: the freed space is not at the top
+  for (void* p : blocks) api.free(p);
+  EXPECT_EQ(api.malloc_trim(0), 1);
+  api.free(keep);
+  api.malloc_trim(0);
+  EXPECT_LE(api.mallinfo2().fordblks, 4 * kMiB) << "the free top went back";
+}
+
+TEST_F(ConformanceTest, MallocStatsPrintsASummary) {
+  ::testing::internal::CaptureStderr();
+  api.malloc_stats();
+  const std::string out = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(out.find(api.name), std::string::npos) << out;
+  EXPECT_NE(out.find("in use"), std::string::npos) << out;
+}
+
+TEST_F(ConformanceTest, BlocksFreedByAnotherThread) {
+  constexpr int kBlocks = 20000;
+  std::vector<void*> blocks(kBlocks);
+  std::thread producer([&] {
+    for (int i = 0; i < kBlocks; ++i) {
+      blocks[i] = api.malloc(16 + i % 3000);
+      fill(blocks[i], 16, i);
+    }
+  });
+  producer.join();
+  std::thread consumer([&] {
+    for (int i = 0; i < kBlocks; ++i) {
+      ASSERT_EQ(first_mismatch(blocks[i], 16, i), 16u);
+      api.free(blocks[i]);
+    }
+  });
+  consumer.join();
+}
+
+TEST_F(ConformanceTest, ForkWhileOtherThreadsAllocateLeavesAChildThatCanAllocate) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 3; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      std::vector<void*> held(64, nullptr);
+      while (!stop.load(std::memory_order_relaxed)) {
+        void*& slot = held[rng() % held.size()];
+        api.free(slot);
+        slot = api.malloc(rng() % (t == 0 ? 2 * kMiB : 4 * kKiB));
+      }
+      for (void* p : held) api.free(p);
+    });
+  }
+  for (int i = 0; i < 30; ++i) {
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      alarm(10);  // a lock left held across fork would hang here: fail instead
+      std::vector<void*> mine;
+      for (int k = 0; k < 1000; ++k) mine.push_back(api.malloc(k * 37 % 5000));
+      for (void* p : mine) api.free(p);
+      _exit(api.check_heap(nullptr) == nullptr ? 0 : 3);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status)) << "child killed by signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+  }
+  stop = true;
+  for (auto& w : workers) w.join();
+}
+
+TEST_F(ConformanceTest, RandomizedMultiThreadedStressKeepsEveryByte) {
+  const int threads = 4;
+  const int operations = 60000;
+  constexpr std::size_t kChecked = 64 * kKiB;
+  // Blocks are handed between threads through shared slots, so frees are often remote. A
+  // thread owns a slot (its block and the block's expected contents) while `busy` is set.
+  struct Slot {
+    std::atomic<bool> busy{false};
+    void* block = nullptr;
+    std::size_t size = 0;
+    std::uint32_t seed = 0;
+  };
+  std::vector<Slot> slots(512);
+  std::atomic<int> failures{0};
+  auto worker = [&](int id) {
+    std::mt19937 rng(1000 + id);
+    for (int op = 0; op < operations; ++op) {
+      Slot& slot = slots[rng() % slots.size()];
+      if (slot.busy.exchange(true, std::memory_order_acquire)) continue;  // another thread's
+      void* mine = slot.block;
+      if (mine != nullptr && first_mismatch(mine, slot.size, slot.seed) != slot.size) {
+        failures.fetch_add(1);
+      }
+      const unsigned choice = rng() % 8;
+      const std::size_t n = rng() % 128 == 0 ? rng() % (3 * kMiB) : rng() % (choice * 512 + 1);
+      if (mine != nullptr && choice < 3) {
+        mine = api.realloc(mine, n + 1);
+        if (mine != nullptr && first_mismatch(mine, std::min(slot.size, n + 1), slot.seed) !=
+                                   std::min(slot.size, n + 1)) {
+          failures.fetch_add(1);
+        }
+      } else {
+        api.free(mine);
+        mine = choice == 4 ? api.calloc(1, n) : choice == 5 ? api.memalign(64 << (rng() % 6), n)
+                                                           : api.malloc(n);
+      }
+      slot.block = mine;
+      slot.size = 0;
+      if (mine == nullptr) {
+        failures.fetch_add(1);
+      } else {
+        // Large blocks are checked in their first kChecked bytes, to keep the test quick.
+        slot.size = api.malloc_usable_size(mine) < n ? 0 : std::min(n, kChecked);
+        slot.seed = rng();
+        fill(mine, slot.size, slot.seed);
+      }
+      slot.busy.store(false, std::memory_order_release);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back(worker, t);
+  for (auto& t : pool) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (Slot& slot : slots) {
+    void* p = slot.block;
+    if (p != nullptr) {
+      EXPECT_EQ(first_mismatch(p, slot.size, slot.seed), slot.size);
+    }
+    api.free(p);
+  }
+}
+
+}  // namespace
+}  // namespace polymalloc::testing
