@@ -163,8 +163,8 @@ class FreeListHeap {
         const auto end = reinterpret_cast<std::uintptr_t>(b) + b->size();
         const std::uintptr_t first = (start + page - 1) & ~(page - 1);
         const std::uintptr_t last = end & ~(page - 1);
-        if (last > first && platform::os_release_pages(reinterpret_cast<void*>(first),
-                                                       last - first)) {
+        if (last > first &&
+            platform::os_release_pages(reinterpret_cast<void*>(first), last - first)) {
           released += last - first;
         }
       }

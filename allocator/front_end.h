@@ -90,9 +90,7 @@ struct FrontEnd {
     return memalign(page, n != 0 ? platform::round_up_to_page(n) : page);
   }
 
-  static std::size_t malloc_usable_size(void* p) {
-    return p != nullptr ? Core::usable_size(p) : 0;
-  }
+  static std::size_t malloc_usable_size(void* p) { return p != nullptr ? Core::usable_size(p) : 0; }
 
   static int malloc_trim(std::size_t pad) { return Core::trim(pad) ? 1 : 0; }
 

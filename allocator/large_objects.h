@@ -36,8 +36,9 @@ class LargeObjects {
     const std::size_t length = platform::round_up_to_page(bytes + Block::kHeaderBytes + slack);
     auto* start = static_cast<unsigned char*>(platform::os_map(length));
     if (start == nullptr) return nullptr;
-    const auto payload = (reinterpret_cast<std::uintptr_t>(start) + Block::kHeaderBytes +
-                          alignment - 1) & ~(alignment - 1);
+    const auto payload =
+        (reinterpret_cast<std::uintptr_t>(start) + Block::kHeaderBytes + alignment - 1) &
+        ~(alignment - 1);
     const auto header = payload - Block::kHeaderBytes;
     const std::size_t page = platform::page_size();
     const std::size_t lead = (header - reinterpret_cast<std::uintptr_t>(start)) & ~(page - 1);
@@ -71,7 +72,8 @@ class LargeObjects {
     const std::size_t offset = b->prev_size;  // read now: b may move
     const std::size_t length = platform::round_up_to_page(offset + Block::kHeaderBytes + bytes);
     if (length == old_length) return b;
-    auto* start = static_cast<unsigned char*>(platform::os_remap(mapping_of(b), old_length, length));
+    auto* start =
+        static_cast<unsigned char*>(platform::os_remap(mapping_of(b), old_length, length));
     if (start == nullptr) return nullptr;
     Block* moved = Block::at(start + offset);
     moved->size_flags = length | kMapped | Block::kInUse;

@@ -30,10 +30,17 @@ inline void poison_free(const void* p, std::size_t bytes) { ASAN_POISON_MEMORY_R
 inline void unpoison_live(const void* p, std::size_t bytes) {
   ASAN_UNPOISON_MEMORY_REGION(p, bytes);
 }
+// For tests: whether ASan would report an access to p / to any byte of [p, p + bytes).
+inline bool is_poisoned(const void* p) { return __asan_address_is_poisoned(p) != 0; }
+inline bool any_poisoned(const void* p, std::size_t bytes) {
+  return __asan_region_is_poisoned(const_cast<void*>(p), bytes) != nullptr;
+}
 #else
 inline constexpr bool kUnderAsan = false;
 inline void poison_free(const void*, std::size_t) {}
 inline void unpoison_live(const void*, std::size_t) {}
+inline bool is_poisoned(const void*) { return false; }
+inline bool any_poisoned(const void*, std::size_t) { return false; }
 #endif
 
 }  // namespace polymalloc::allocator

@@ -9,6 +9,7 @@
 
 #include "atomics/atomics.h"
 #include "platform/fault_injection.h"
+#include "platform/sanitizer_notes.h"
 
 namespace polymalloc::platform {
 namespace {
@@ -34,7 +35,22 @@ bool refused() {
 void* map_result(long raw) { return raw == -1 ? nullptr : reinterpret_cast<void*>(raw); }
 
 long raw_mmap(void* address, std::size_t bytes, int protection, int flags) {
+  if constexpr (kMapThroughLibc) {
+    return reinterpret_cast<long>(mmap(address, bytes, protection, flags, -1, 0));
+  }
   return syscall(SYS_mmap, address, bytes, protection, flags, -1, 0);
+}
+
+long raw_munmap(void* address, std::size_t bytes) {
+  if constexpr (kMapThroughLibc) return munmap(address, bytes);
+  return syscall(SYS_munmap, address, bytes);
+}
+
+long raw_mremap(void* address, std::size_t old_bytes, std::size_t new_bytes) {
+  if constexpr (kMapThroughLibc) {
+    return reinterpret_cast<long>(mremap(address, old_bytes, new_bytes, MREMAP_MAYMOVE));
+  }
+  return syscall(SYS_mremap, address, old_bytes, new_bytes, MREMAP_MAYMOVE);
 }
 
 }  // namespace
@@ -81,12 +97,12 @@ void* os_reserve(std::size_t bytes) {
 bool os_unmap(void* address, std::size_t bytes) {
   // Never injected: giving memory back must not be made to fail by the seam, and callers
   // cannot do anything useful about a failed munmap.
-  return syscall(SYS_munmap, address, bytes) == 0;
+  return raw_munmap(address, bytes) == 0;
 }
 
 void* os_remap(void* address, std::size_t old_bytes, std::size_t new_bytes) {
   if (refused()) return nullptr;
-  return map_result(syscall(SYS_mremap, address, old_bytes, new_bytes, MREMAP_MAYMOVE));
+  return map_result(raw_mremap(address, old_bytes, new_bytes));
 }
 
 bool os_commit(void* address, std::size_t bytes) {

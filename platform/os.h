@@ -1,5 +1,6 @@
 // The operating system calls polymalloc makes, in one place: raw system calls (no libc
-// bookkeeping, no allocation, async-signal-safe), each counted by the fault-injection seam.
+// bookkeeping, no allocation, async-signal-safe; under TSan the mapping calls go through
+// libc so that its interceptors see them), each counted by the fault-injection seam.
 // Every function returns nullptr/false on failure and sets errno (ENOMEM when injected).
 #pragma once
 

@@ -63,7 +63,8 @@ TEST_F(ConformanceTest, IsTheVariantThisBinaryWasBuiltFor) {
 
 TEST_F(ConformanceTest, MallocIsAlignedDistinctAndWritableAtEverySize) {
   std::vector<std::pair<void*, std::size_t>> blocks;
-  for (std::size_t n = 0; n <= 4 * kKiB; n += (n < 256 ? 1 : 61)) blocks.push_back({api.malloc(n), n});
+  for (std::size_t n = 0; n <= 4 * kKiB; n += (n < 256 ? 1 : 61))
+    blocks.push_back({api.malloc(n), n});
   for (std::size_t n : {64 * kKiB, 512 * kKiB - 17, 512 * kKiB, kMiB, 3 * kMiB + 1}) {
     blocks.push_back({api.malloc(n), n});
   }
@@ -173,9 +174,9 @@ TEST_F(ConformanceTest, ReallocOfNullAllocatesAndToZeroFrees) {
 }
 
 TEST_F(ConformanceTest, ReallocKeepsContentsThroughTheSmallLargeBoundary) {
-  const std::size_t sizes[] = {1,        17,       100,     4 * kKiB, 100 * kKiB, 400 * kKiB,
-                               600 * kKiB, 2 * kMiB, 9 * kMiB, 300 * kKiB, 5000,   24,
-                               3 * kMiB, 40};
+  const std::size_t sizes[] = {1,          17,         100,      4 * kKiB, 100 * kKiB,
+                               400 * kKiB, 600 * kKiB, 2 * kMiB, 9 * kMiB, 300 * kKiB,
+                               5000,       24,         3 * kMiB, 40};
   void* p = nullptr;
   std::size_t valid = 0;
   for (std::size_t n : sizes) {
@@ -438,8 +439,9 @@ TEST_F(ConformanceTest, RandomizedMultiThreadedStressKeepsEveryByte) {
         }
       } else {
         api.free(mine);
-        mine = choice == 4 ? api.calloc(1, n) : choice == 5 ? api.memalign(64 << (rng() % 6), n)
-                                                           : api.malloc(n);
+        mine = choice == 4   ? api.calloc(1, n)
+               : choice == 5 ? api.memalign(64 << (rng() % 6), n)
+                             : api.malloc(n);
       }
       slot.block = mine;
       slot.size = 0;

@@ -37,6 +37,22 @@ def variant_cc_test(name, deps = [], variant_target = "under_test", env = {}, **
         tests.append(":%s_%s" % (name, variant))
     native.test_suite(name = name, tests = tests)
 
+def variant_preload_test(name, srcs, **kwargs):
+    """One sh_test per implemented variant, run as `srcs[0] LIBRARY VARIANT` where LIBRARY is
+    the variant's LD_PRELOAD-able shared object."""
+    tests = []
+    for variant in IMPLEMENTED_VARIANTS:
+        library = "//variants/%s:libpolymalloc_%s.so" % (variant, variant)
+        native.sh_test(
+            name = "%s_%s" % (name, variant),
+            srcs = srcs,
+            args = ["$(rootpath %s)" % library, variant],
+            data = [library],
+            **kwargs
+        )
+        tests.append(":%s_%s" % (name, variant))
+    native.test_suite(name = name, tests = tests)
+
 def variant_cc_benchmark(name, deps = [], **kwargs):
     """One benchmark binary per implemented variant, named <name>_<variant>."""
     for variant in IMPLEMENTED_VARIANTS:

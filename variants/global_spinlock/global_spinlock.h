@@ -128,8 +128,8 @@ class GlobalSpinlock {
   // The power-of-two block for a request, or 0 when it belongs on the large-object path.
   static std::size_t block_for(std::size_t bytes) {
     if (bytes > kLargeBlockBytes) return 0;
-    const std::size_t block = allocator::class_size(
-        allocator::class_of(bytes + allocator::Block::kHeaderBytes));
+    const std::size_t block =
+        allocator::class_size(allocator::class_of(bytes + allocator::Block::kHeaderBytes));
     return block < kLargeBlockBytes ? block : 0;
   }
 
