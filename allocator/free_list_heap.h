@@ -48,13 +48,12 @@ class FreeListHeap {
   // with errno = ENOMEM when the source cannot grow.
   POLYMALLOC_UNCHECKED_BY_ASAN Block* allocate(std::size_t block_bytes) {
     if (block_bytes < kMinBlock) block_bytes = kMinBlock;  // keeps list_of() in range
-    Block* b = take_free(block_bytes);
-    if (b == nullptr) {
+    Block* b = find_free(block_bytes);
+    if (b == nullptr) [[unlikely]] {
       if (!grow(block_bytes)) return nullptr;
-      b = take_free(block_bytes);
+      b = find_free(block_bytes);
     }
-    carve(b, block_bytes);
-    return b;
+    return carve(b, block_bytes);
   }
 
   // An in-use block of at least `block_bytes` whose payload is `alignment`-aligned (a power
@@ -86,17 +85,21 @@ class FreeListHeap {
   // Returns an in-use block; it merges with free neighbours on both sides. Returns the free
   // block that now holds its memory.
   POLYMALLOC_UNCHECKED_BY_ASAN Block* release(Block* b) {
-    std::size_t size = b->size();
+    const std::size_t size = b->size();
     Block* right = b->right();
-    if (!right->in_use()) {
-      unlink(right);
-      size += right->size();
-    }
+    const std::size_t right_free = right->in_use() ? 0 : right->size();
     if (b->prev_free()) {
       Block* left = b->left();
-      unlink(left);
-      size += left->size();
-      b = left;
+      if (right_free != 0) unlink(right);
+      refile(left, left, left->size() + size + right_free);
+      left->right()->size_flags |= Block::kPrevFree;
+      poison_free(b, size + right_free);
+      return left;
+    }
+    if (right_free != 0) {
+      refile(right, b, size + right_free);  // b takes over right's place on its list
+      poison_free(b->payload(), size + right_free - Block::kHeaderBytes);
+      return b;
     }
     make_free(b, size);
     return b;
@@ -222,28 +225,59 @@ class FreeListHeap {
     return Block::at(reinterpret_cast<unsigned char*>(r) + kMinBlock);
   }
 
-  POLYMALLOC_UNCHECKED_BY_ASAN Block* take_free(std::size_t block_bytes) {
+  // A free block of at least `block_bytes` (still on its list), or nullptr.
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* find_free(std::size_t block_bytes) const {
     // Every block on list k or above is at least 2^k; a request that is not a power of two
     // may also fit the first block of its own list, which is tried first.
     const unsigned own = list_of(block_bytes);
-    if (Block* head = lists_[own]; head != nullptr && head->size() >= block_bytes) {
-      unlink(head);
-      return head;
-    }
+    if (Block* head = lists_[own]; head != nullptr && head->size() >= block_bytes) return head;
     const unsigned above = class_of(block_bytes) == own ? own : own + 1;
     const std::uint64_t candidates = above < 64 ? nonempty_ >> above << above : 0;
     if (candidates == 0) return nullptr;
-    Block* b = lists_[std::countr_zero(candidates)];
-    unlink(b);
-    return b;
+    return lists_[std::countr_zero(candidates)];
   }
 
-  // Marks a block just taken off a free list in use, splitting off what it does not need.
-  POLYMALLOC_UNCHECKED_BY_ASAN void carve(Block* b, std::size_t block_bytes) {
-    b->size_flags |= Block::kInUse;
-    b->right()->size_flags &= ~Block::kPrevFree;
-    split_tail(b, block_bytes);
-    unpoison_live(b->payload(), b->size() - Block::kHeaderBytes);
+  // Turns the front of free block `f` into an in-use block of `block_bytes`; the rest stays
+  // free and takes f's place on its list when it still belongs there (no relinking).
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* carve(Block* f, std::size_t block_bytes) {
+    const std::size_t rest = f->size() - block_bytes;
+    if (rest < kMinBlock) {
+      unlink(f);
+      f->size_flags |= Block::kInUse;
+      f->right()->size_flags &= ~Block::kPrevFree;
+    } else {
+      Block* tail = new_header_at(reinterpret_cast<unsigned char*>(f) + block_bytes, 0);
+      refile(f, tail, rest);
+      f->size_flags = block_bytes | Block::kInUse;  // the left of a free block is in use
+    }
+    unpoison_live(f->payload(), f->size() - Block::kHeaderBytes);
+    return f;
+  }
+
+  // Replaces free block `from` on the free lists by `to` (the same block, or one that now
+  // covers its memory) with `new_size` bytes, and writes to's boundary tag. When the size
+  // stays in the same list, `to` simply takes from's place: no bitmap or head change.
+  POLYMALLOC_UNCHECKED_BY_ASAN void refile(Block* from, Block* to, std::size_t new_size) {
+    const unsigned k = list_of(from->size());
+    if (list_of(new_size) != k) {
+      unlink(from);
+      to->size_flags = new_size;
+      link(to);
+    } else {
+      stats_.free_bytes += new_size - from->size();
+      Block* next = from->next_in_list;
+      Block* prev = from->prev_in_list;
+      to->size_flags = new_size;
+      to->next_in_list = next;
+      to->prev_in_list = prev;
+      if (prev != nullptr) {
+        prev->next_in_list = to;
+      } else {
+        lists_[k] = to;
+      }
+      if (next != nullptr) next->prev_in_list = to;
+    }
+    to->right()->prev_size = new_size;
   }
 
   // Cuts an in-use block down to `bytes`, freeing the tail if it can be a block of its own.

@@ -2,6 +2,8 @@
 // may be called before the dynamic TLS machinery could allocate).
 #pragma once
 
+#include <sys/single_threaded.h>
+
 #include <cstdint>
 
 namespace polymalloc::platform {
@@ -12,6 +14,34 @@ std::uint32_t thread_number();
 
 // The CPU the caller is running on now (may change at any moment), or 0 if unknown.
 std::uint32_t current_cpu();
+
+// Whether the process has exactly one thread (glibc's __libc_single_threaded: cleared by
+// the first pthread_create, before the new thread runs; set again in a fork child).
+inline bool process_is_single_threaded() { return __libc_single_threaded != 0; }
+
+// Holds `lock` for its scope unless the process is single-threaded, where no other thread
+// could contend (glibc's malloc skips its arena locks the same way). What it decided at
+// construction holds to the end, whatever the flag does meanwhile.
+template <class Lock>
+class LockUnlessSingleThreaded {
+ public:
+  explicit LockUnlessSingleThreaded(Lock& lock)
+      : lock_(process_is_single_threaded() ? nullptr : &lock) {
+    if (lock_ != nullptr) lock_->lock();
+  }
+  ~LockUnlessSingleThreaded() { unlock_now(); }
+  LockUnlessSingleThreaded(const LockUnlessSingleThreaded&) = delete;
+  LockUnlessSingleThreaded& operator=(const LockUnlessSingleThreaded&) = delete;
+
+  // Releases early (e.g. before reporting misuse and aborting).
+  void unlock_now() {
+    if (lock_ != nullptr) lock_->unlock();
+    lock_ = nullptr;
+  }
+
+ private:
+  Lock* lock_;
+};
 
 // Number of CPUs this process may run on (at least 1).
 std::uint32_t cpu_count();

@@ -123,7 +123,8 @@ class GlobalSpinlock {
   static void after_fork_in_child() { state_.lock.reset_after_fork(); }
 
  private:
-  using Guard = atomics::LockGuard<atomics::Spinlock>;
+  // The one lock, skipped while the process has a single thread.
+  using Guard = platform::LockUnlessSingleThreaded<atomics::Spinlock>;
 
   // The power-of-two block for a request, or 0 when it belongs on the large-object path.
   static std::size_t block_for(std::size_t bytes) {
@@ -143,17 +144,16 @@ class GlobalSpinlock {
   }
 
   static void release_small(allocator::Block* b, const char* call) {
-    state_.lock.lock();
+    Guard guard(state_.lock);
     if (!b->in_use()) {
-      state_.lock.unlock();
+      guard.unlock_now();
       allocator::report_misuse(call, "double free of", b->payload());
     }
     state_.heap.release(b);
-    if (state_.heap.top_free_bytes() >= kTrimThresholdBytes) {
+    if (state_.heap.top_free_bytes() >= kTrimThresholdBytes) [[unlikely]] {
       const allocator::ErrnoPreserved saved;
       state_.heap.trim(kTrimKeepBytes);
     }
-    state_.lock.unlock();
   }
 
   // In place when the block shrinks or a free neighbour (right, then left) makes room;
@@ -166,7 +166,7 @@ class GlobalSpinlock {
     {
       Guard guard(state_.lock);
       if (!b->in_use()) {
-        state_.lock.unlock();
+        guard.unlock_now();
         allocator::report_misuse("realloc", "freed pointer", p);
       }
       if (block <= b->size()) {
