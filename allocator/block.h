@@ -11,7 +11,10 @@ namespace polymalloc::allocator {
 struct Block {
   static constexpr std::size_t kInUse = 1;     // this block is allocated (or a fence)
   static constexpr std::size_t kPrevFree = 2;  // the block to the left is free
-  static constexpr std::size_t kFlags = 15;    // sizes are multiples of 16
+  // Bit 4 is LargeObjects::kMapped. kCached: freed, but held on a quick list (still "in use"
+  // as far as its neighbours' coalescing is concerned).
+  static constexpr std::size_t kCached = 8;
+  static constexpr std::size_t kFlags = 15;  // sizes are multiples of 16
 
   std::size_t prev_size;   // size of the left neighbour; meaningful only when kPrevFree
   std::size_t size_flags;  // size of this block (header included) | flags
@@ -24,6 +27,8 @@ struct Block {
   std::size_t size() const { return size_flags & ~kFlags; }
   bool in_use() const { return (size_flags & kInUse) != 0; }
   bool prev_free() const { return (size_flags & kPrevFree) != 0; }
+  // Whether the client holds this block (in use and not parked on a quick list).
+  bool live() const { return (size_flags & (kInUse | kCached)) == kInUse; }
 
   void* payload() { return reinterpret_cast<unsigned char*>(this) + kHeaderBytes; }
   static Block* of_payload(void* p) {

@@ -4,6 +4,12 @@
 // non-empty list that fits and splits off the rest; release coalesces with both neighbours.
 // Every operation is O(1) (no address-sorted list walk). Not synchronised: callers lock.
 //
+// In front of the coalescing lists sit quick lists, as in dlmalloc's fastbins: deallocate()
+// parks a freed block of an exact small class (up to kQuickMaxBlock) on a LIFO list of its
+// class without coalescing, and allocate() of that class takes it back first. Coalescing is
+// deferred, not lost: the quick lists are consolidated (every parked block released into the
+// coalescing lists) before the heap grows, before trim(), and when a list reaches its cap.
+//
 // Memory is a chain of regions (one per non-contiguous grow of the source; a reserved range
 // only ever has one): [region block][blocks ...][fence]. The region block and the fence are
 // permanently in use, so coalescing never leaves a region.
@@ -26,6 +32,9 @@
 
 namespace polymalloc::allocator {
 
+// The operations every malloc/free runs: inlined into the variant's entry points.
+#define POLYMALLOC_HOT_PATH [[gnu::always_inline]] inline
+
 template <platform::PageSource Source>
 class FreeListHeap {
  public:
@@ -37,7 +46,15 @@ class FreeListHeap {
     std::size_t free_bytes = 0;       // in free blocks
     std::size_t free_blocks = 0;
     std::size_t peak_committed_bytes = 0;
+    std::size_t cached_bytes = 0;  // parked on quick lists (free to the client, not coalesced)
+    std::size_t cached_blocks = 0;
   };
+
+  // Blocks up to this size (exact power-of-two classes) use the quick lists.
+  static constexpr unsigned kQuickMaxClass = 13;  // 8 KiB blocks: requests up to 8176 bytes
+  static constexpr std::size_t kQuickMaxBlock = std::size_t{1} << kQuickMaxClass;
+  // A quick list holding this many bytes is consolidated before it takes another block.
+  static constexpr std::size_t kQuickCapBytes = std::size_t{64} << 10;
 
   template <class... Args>
   constexpr explicit FreeListHeap(Args&&... args) : source_(std::forward<Args>(args)...) {}
@@ -46,14 +63,43 @@ class FreeListHeap {
 
   // An in-use block of at least `block_bytes` (a multiple of 16, >= kMinBlock), or nullptr
   // with errno = ENOMEM when the source cannot grow.
-  POLYMALLOC_UNCHECKED_BY_ASAN Block* allocate(std::size_t block_bytes) {
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* allocate(std::size_t block_bytes) {
+    if (block_bytes <= kQuickMaxBlock && is_power_of_two(block_bytes)) {
+      if (Block* cached = unpark(class_of(block_bytes))) return cached;
+    }
+    return allocate_from_lists(block_bytes);
+  }
+
+  // allocate() without the quick lists: first fit from the coalescing lists, then growth.
+  POLYMALLOC_UNCHECKED_BY_ASAN [[gnu::noinline]] Block* allocate_from_lists(
+      std::size_t block_bytes) {
     if (block_bytes < kMinBlock) block_bytes = kMinBlock;  // keeps list_of() in range
     Block* b = find_free(block_bytes);
-    if (b == nullptr) [[unlikely]] {
-      if (!grow(block_bytes)) return nullptr;
-      b = find_free(block_bytes);
+    if (b == nullptr) [[unlikely]]
+      b = find_free_after_growing(block_bytes);
+    return b != nullptr ? carve(b, block_bytes) : nullptr;
+  }
+
+  // Takes back a block the client holds (live()): parked on its quick list when it is an
+  // exact small class, otherwise released into the coalescing lists. Returns the free block
+  // that now holds its memory, or b itself when parked.
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* deallocate(Block* b) {
+    const std::size_t size = b->size();
+    if (size <= kQuickMaxBlock && is_power_of_two(size)) {
+      const unsigned k = class_of(size);
+      if ((std::size_t{quick_count_[k]} << k) >= kQuickCapBytes) [[unlikely]]
+        consolidate();
+      park(b, k);
+      return b;
     }
-    return carve(b, block_bytes);
+    return release(b);
+  }
+
+  // Releases every block parked on the quick lists into the coalescing lists.
+  POLYMALLOC_UNCHECKED_BY_ASAN void consolidate() {
+    for (unsigned k = kMinClass; k <= kQuickMaxClass; ++k) {
+      while (Block* b = unpark(k)) release(b);
+    }
   }
 
   // An in-use block of at least `block_bytes` whose payload is `alignment`-aligned (a power
@@ -84,7 +130,7 @@ class FreeListHeap {
 
   // Returns an in-use block; it merges with free neighbours on both sides. Returns the free
   // block that now holds its memory.
-  POLYMALLOC_UNCHECKED_BY_ASAN Block* release(Block* b) {
+  POLYMALLOC_UNCHECKED_BY_ASAN [[gnu::noinline]] Block* release(Block* b) {
     const std::size_t size = b->size();
     Block* right = b->right();
     const std::size_t right_free = right->in_use() ? 0 : right->size();
@@ -157,6 +203,7 @@ class FreeListHeap {
   // Tells the OS that the whole pages inside free blocks of at least `min_bytes` are not
   // needed (they stay committed and read back as zero). Returns the bytes released.
   POLYMALLOC_UNCHECKED_BY_ASAN std::size_t release_free_pages(std::size_t min_bytes) {
+    consolidate();
     const std::size_t page = platform::page_size();
     std::size_t released = 0;
     for (unsigned k = list_of(min_bytes > kMinBlock ? min_bytes : kMinBlock); k < kClassCount;
@@ -178,6 +225,7 @@ class FreeListHeap {
   // Gives the free memory at the top of the newest region back to the source, keeping at
   // least `keep` bytes free there. Returns the number of bytes given back.
   POLYMALLOC_UNCHECKED_BY_ASAN std::size_t trim(std::size_t keep) {
+    consolidate();
     if (top_ == nullptr) return 0;
     Block* fence = fence_of(top_);
     if (!fence->prev_free()) return 0;
@@ -225,11 +273,44 @@ class FreeListHeap {
     return Block::at(reinterpret_cast<unsigned char*>(r) + kMinBlock);
   }
 
+  // Quick lists: singly linked through next_in_list, the block marked kCached.
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void park(Block* b, unsigned k) {
+    b->size_flags |= Block::kCached;
+    b->next_in_list = quick_[k];
+    quick_[k] = b;
+    ++quick_count_[k];
+    stats_.cached_bytes += b->size();
+    ++stats_.cached_blocks;
+    poison_free(b->payload(), b->size() - Block::kHeaderBytes);
+  }
+
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* unpark(unsigned k) {
+    Block* b = quick_[k];
+    if (b == nullptr) return nullptr;
+    quick_[k] = b->next_in_list;
+    --quick_count_[k];
+    stats_.cached_bytes -= b->size();
+    --stats_.cached_blocks;
+    b->size_flags &= ~Block::kCached;
+    unpoison_live(b->payload(), b->size() - Block::kHeaderBytes);
+    return b;
+  }
+
+  // The slow path of allocate(): consolidate the quick lists, then grow the source.
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* find_free_after_growing(std::size_t block_bytes) {
+    if (stats_.cached_blocks != 0) {
+      consolidate();
+      if (Block* b = find_free(block_bytes)) return b;
+    }
+    if (!grow(block_bytes)) return nullptr;
+    return find_free(block_bytes);
+  }
+
   // A free block of at least `block_bytes` (still on its list), or nullptr.
-  POLYMALLOC_UNCHECKED_BY_ASAN Block* find_free(std::size_t block_bytes) const {
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* find_free(std::size_t block_bytes) const {
     // Every block on list k or above is at least 2^k; a request that is not a power of two
     // may also fit the first block of its own list, which is tried first.
-    const unsigned own = list_of(block_bytes);
+    const unsigned own = list_of(block_bytes | kMinBlock);  // the same list for >= kMinBlock
     if (Block* head = lists_[own]; head != nullptr && head->size() >= block_bytes) return head;
     const unsigned above = class_of(block_bytes) == own ? own : own + 1;
     const std::uint64_t candidates = above < 64 ? nonempty_ >> above << above : 0;
@@ -239,7 +320,7 @@ class FreeListHeap {
 
   // Turns the front of free block `f` into an in-use block of `block_bytes`; the rest stays
   // free and takes f's place on its list when it still belongs there (no relinking).
-  POLYMALLOC_UNCHECKED_BY_ASAN Block* carve(Block* f, std::size_t block_bytes) {
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* carve(Block* f, std::size_t block_bytes) {
     const std::size_t rest = f->size() - block_bytes;
     if (rest < kMinBlock) {
       unlink(f);
@@ -257,7 +338,8 @@ class FreeListHeap {
   // Replaces free block `from` on the free lists by `to` (the same block, or one that now
   // covers its memory) with `new_size` bytes, and writes to's boundary tag. When the size
   // stays in the same list, `to` simply takes from's place: no bitmap or head change.
-  POLYMALLOC_UNCHECKED_BY_ASAN void refile(Block* from, Block* to, std::size_t new_size) {
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void refile(Block* from, Block* to,
+                                                               std::size_t new_size) {
     const unsigned k = list_of(from->size());
     if (list_of(new_size) != k) {
       unlink(from);
@@ -310,7 +392,7 @@ class FreeListHeap {
     poison_free(b->payload(), size - Block::kHeaderBytes);
   }
 
-  POLYMALLOC_UNCHECKED_BY_ASAN void link(Block* b) {
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void link(Block* b) {
     const unsigned k = list_of(b->size());
     b->prev_in_list = nullptr;
     b->next_in_list = lists_[k];
@@ -321,7 +403,7 @@ class FreeListHeap {
     ++stats_.free_blocks;
   }
 
-  POLYMALLOC_UNCHECKED_BY_ASAN void unlink(Block* b) {
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void unlink(Block* b) {
     const unsigned k = list_of(b->size());
     if (b->prev_in_list != nullptr) {
       b->prev_in_list->next_in_list = b->next_in_list;
@@ -381,6 +463,8 @@ class FreeListHeap {
 
   Source source_;
   Block* lists_[kClassCount] = {};
+  Block* quick_[kQuickMaxClass + 1] = {};
+  std::uint32_t quick_count_[kQuickMaxClass + 1] = {};
   std::uint64_t nonempty_ = 0;
   RegionInfo* top_ = nullptr;
   Stats stats_;
@@ -428,6 +512,22 @@ POLYMALLOC_UNCHECKED_BY_ASAN const char* FreeListHeap<Source>::check(const void*
     }
   }
   if (listed != free_blocks) return fail("free block missing from the free lists", nullptr);
+  std::size_t cached_blocks = 0, cached_bytes = 0;
+  for (unsigned k = kMinClass; k <= kQuickMaxClass; ++k) {
+    std::uint32_t count = 0;
+    for (Block* b = quick_[k]; b != nullptr; b = b->next_in_list) {
+      if (!b->in_use() || (b->size_flags & Block::kCached) == 0 || b->size() != class_size(k)) {
+        return fail("damaged block on a quick list", b);
+      }
+      if (++count > quick_count_[k]) return fail("quick list longer than its count", b);
+      cached_bytes += b->size();
+    }
+    if (count != quick_count_[k]) return fail("quick list shorter than its count", quick_[k]);
+    cached_blocks += count;
+  }
+  if (cached_blocks != stats_.cached_blocks || cached_bytes != stats_.cached_bytes) {
+    return fail("quick-list statistics disagree with the lists", nullptr);
+  }
   if (free_blocks != stats_.free_blocks || free_bytes != stats_.free_bytes) {
     return fail("statistics disagree with the heap", nullptr);
   }

@@ -14,6 +14,7 @@
 
 #include "allocator/core.h"
 #include "allocator/report.h"
+#include "allocator/size_class.h"
 #include "platform/platform.h"
 
 namespace polymalloc::allocator {
@@ -60,14 +61,14 @@ struct FrontEnd {
 
   // C17 (and glibc 2.38+): the alignment must be a power of two.
   static void* aligned_alloc(std::size_t alignment, std::size_t n) {
-    if (!std::has_single_bit(alignment)) return fail(EINVAL);
+    if (!is_power_of_two(alignment)) return fail(EINVAL);
     return memalign(alignment, n);
   }
 
   // POSIX: EINVAL unless a power of two multiple of sizeof(void*); *out untouched on
   // failure; errno is not part of the interface and is left as it was.
   static int posix_memalign(void** out, std::size_t alignment, std::size_t n) {
-    if (!std::has_single_bit(alignment) || alignment % sizeof(void*) != 0 ||
+    if (!is_power_of_two(alignment) || alignment % sizeof(void*) != 0 ||
         alignment > kMaxAlignment) {
       return EINVAL;
     }

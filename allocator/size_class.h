@@ -18,6 +18,10 @@ constexpr unsigned class_of(std::size_t block_bytes) {
   return static_cast<unsigned>(std::bit_width(block_bytes - 1));
 }
 
+// x is a power of two (x & (x - 1) rather than std::has_single_bit, which compiles to a
+// libgcc popcount call on baseline x86-64).
+constexpr bool is_power_of_two(std::size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
 constexpr std::size_t class_size(unsigned size_class) { return std::size_t{1} << size_class; }
 
 // Class whose free list a free block of `block_bytes` (any multiple of 16, >= kMinBlock)

@@ -29,7 +29,7 @@ class GlobalSpinlock {
   static constexpr std::size_t kTrimThresholdBytes = std::size_t{512} << 10;
   static constexpr std::size_t kTrimKeepBytes = std::size_t{128} << 10;
 
-  static void* allocate(std::size_t bytes) {
+  [[gnu::always_inline]] static void* allocate(std::size_t bytes) {
     const std::size_t block = block_for(bytes);
     if (block == 0) return allocate_large(bytes, 16);
     allocator::Block* b;
@@ -58,7 +58,7 @@ class GlobalSpinlock {
     return b != nullptr ? b->payload() : nullptr;
   }
 
-  static void deallocate(void* p, const char* call) {
+  [[gnu::always_inline]] static void deallocate(void* p, const char* call) {
     allocator::Block* b = allocator::Block::of_payload(p);
     if (state_.heap.contains(p)) return release_small(b, call);
     if (is_large(p)) {
@@ -101,8 +101,8 @@ class GlobalSpinlock {
       const auto& heap = state_.heap.stats();
       s.heap_committed_bytes = heap.committed_bytes;
       s.heap_peak_committed_bytes = heap.peak_committed_bytes;
-      s.heap_free_bytes = heap.free_bytes;
-      s.heap_free_blocks = heap.free_blocks;
+      s.heap_free_bytes = heap.free_bytes + heap.cached_bytes;
+      s.heap_free_blocks = heap.free_blocks + heap.cached_blocks;
       s.heap_top_free_bytes = state_.heap.top_free_bytes();
     }
     const auto large = state_.large.stats();
@@ -143,14 +143,16 @@ class GlobalSpinlock {
     return b != nullptr ? b->payload() : nullptr;
   }
 
-  static void release_small(allocator::Block* b, const char* call) {
+  [[gnu::always_inline]] static void release_small(allocator::Block* b, const char* call) {
     Guard guard(state_.lock);
-    if (!b->in_use()) {
+    if (!b->live()) {
       guard.unlock_now();
       allocator::report_misuse(call, "double free of", b->payload());
     }
-    state_.heap.release(b);
-    if (state_.heap.top_free_bytes() >= kTrimThresholdBytes) [[unlikely]] {
+    // Only a free block this big can be the top worth trimming: one compare in the common case.
+    const allocator::Block* merged = state_.heap.deallocate(b);
+    if (merged->size() >= kTrimThresholdBytes &&
+        state_.heap.top_free_bytes() >= kTrimThresholdBytes) [[unlikely]] {
       const allocator::ErrnoPreserved saved;
       state_.heap.trim(kTrimKeepBytes);
     }
@@ -165,7 +167,7 @@ class GlobalSpinlock {
     allocator::Block* fresh;
     {
       Guard guard(state_.lock);
-      if (!b->in_use()) {
+      if (!b->live()) {
         guard.unlock_now();
         allocator::report_misuse("realloc", "freed pointer", p);
       }
