@@ -32,9 +32,6 @@
 
 namespace polymalloc::allocator {
 
-// The operations every malloc/free runs: inlined into the variant's entry points.
-#define POLYMALLOC_HOT_PATH [[gnu::always_inline]] inline
-
 template <platform::PageSource Source>
 class FreeListHeap {
  public:

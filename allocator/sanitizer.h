@@ -22,6 +22,15 @@
 // Marks a function that reads or writes allocator metadata in poisoned (free) memory.
 #define POLYMALLOC_UNCHECKED_BY_ASAN __attribute__((no_sanitize("address")))
 
+// The operations every malloc/free runs: forced inline into the variant's entry points,
+// except under ASan, where an unchecked function must stay out of line (forced into a
+// checked caller it would be instrumented after all).
+#if POLYMALLOC_HAS_ASAN
+#define POLYMALLOC_HOT_PATH inline
+#else
+#define POLYMALLOC_HOT_PATH [[gnu::always_inline]] inline
+#endif
+
 namespace polymalloc::allocator {
 
 #if POLYMALLOC_HAS_ASAN

@@ -71,3 +71,11 @@ sh_binary(name = "lcov_merger", srcs = ["unavailable.sh"])
 """)
 
 offline_coverage_tools = repository_rule(implementation = _coverage_tools_impl)
+
+def polymalloc_rule_repositories():
+    """The Bazel rule sets polymalloc loads, from Debian's packages. A workspace that depends
+    on @polymalloc calls this from its WORKSPACE (see examples/downstream/)."""
+    debian_rules_cc(name = "rules_cc")
+    native.local_repository(name = "rules_java", path = "/usr/share/bazel/rules/java")
+    native.local_repository(name = "bazel_skylib", path = "/usr/share/bazel/tools/skylib")
+    native.local_repository(name = "platforms", path = "/usr/share/bazel/tools/platforms")

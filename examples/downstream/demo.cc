@@ -1,0 +1,26 @@
+// A small program whose malloc, new and libc-internal allocations are polymalloc's: it
+// says which variant it runs on and checks the heap after some work.
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <map>
+#include <string>
+
+extern "C" const char* polymalloc_variant() noexcept;
+extern "C" const char* polymalloc_check_heap(const void** where) noexcept;
+
+int main() {
+  std::map<std::string, int> words;
+  for (int i = 0; i < 100000; ++i) words["word" + std::to_string(i * 7919 % 5000)] += 1;
+  char* copy = strdup("downstream");
+  void* big = malloc(8 << 20);
+  memset(big, 1, 8 << 20);
+  free(big);
+  free(copy);
+  const char* problem = polymalloc_check_heap(nullptr);
+  printf("downstream demo on polymalloc %s: %zu distinct words, heap %s\n", polymalloc_variant(),
+         words.size(), problem == nullptr ? "consistent" : problem);
+  return problem == nullptr ? 0 : 1;
+}

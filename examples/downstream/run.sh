@@ -1,0 +1,19 @@
+#!/bin/bash
+# Builds and runs the downstream demo once per variant given (default: the default variant),
+# and checks that it ran on the variant that was asked for. CI calls this.
+#   examples/downstream/run.sh [VARIANT...]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+bazelw=../../bazelw
+variants=("$@")
+((${#variants[@]})) || variants=(global_spinlock)
+for variant in "${variants[@]}"; do
+  out=$("$bazelw" run --ui_event_filters=-info,-stdout,-stderr --noshow_progress \
+    //:demo --@polymalloc//variants:allocator="$variant")
+  echo "$out"
+  if ! grep -q "on polymalloc $variant: .* heap consistent" <<<"$out"; then
+    echo "downstream: the demo did not run on $variant" >&2
+    exit 1
+  fi
+done
+"$bazelw" shutdown
