@@ -84,8 +84,11 @@ class FreeListHeap {
     const std::size_t size = b->size();
     if (size <= kQuickMaxBlock && is_power_of_two(size)) {
       const unsigned k = class_of(size);
-      if ((std::size_t{quick_count_[k]} << k) >= kQuickCapBytes) [[unlikely]]
+      if ((std::size_t{quick_count_[k]} << k) >= kQuickCapBytes) [[unlikely]] {
         consolidate();
+        park(b, k);
+        return top_free_block_or(b);  // consolidation may have freed the top: let it be seen
+      }
       park(b, k);
       return b;
     }
@@ -188,6 +191,13 @@ class FreeListHeap {
   // Shrinks an in-use block to `new_bytes`, returning the tail (if big enough to be a block).
   POLYMALLOC_UNCHECKED_BY_ASAN void shrink_in_place(Block* b, std::size_t new_bytes) {
     split_tail(b, new_bytes);
+  }
+
+  // The free block at the top of the newest region, or `otherwise` if there is none.
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* top_free_block_or(Block* otherwise) {
+    if (top_ == nullptr) return otherwise;
+    Block* fence = fence_of(top_);
+    return fence->prev_free() ? fence->left() : otherwise;
   }
 
   // Free bytes at the top of the newest region (what trim() could give back).

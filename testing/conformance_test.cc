@@ -345,6 +345,16 @@ TEST_F(ConformanceTest, MallocTrimGivesFreedMemoryBack) {
   EXPECT_LE(api.mallinfo2().fordblks, 4 * kMiB) << "the free top went back";
 }
 
+TEST_F(ConformanceTest, FreeingManySmallBlocksHandsTheTopBack) {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 40000; ++i) blocks.push_back(api.malloc(100));  // ~5 MiB of 128 B blocks
+  const std::size_t peak = api.mallinfo2().arena;
+  // Newest first, as a stack unwinds: the top of the heap becomes free and goes back. (Freed
+  // oldest first, small blocks may stay parked at the top until malloc_trim, as in glibc.)
+  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) api.free(*it);
+  EXPECT_LT(api.mallinfo2().arena, peak / 2) << "no malloc_trim needed: free() trims the top";
+}
+
 TEST_F(ConformanceTest, MallocStatsPrintsASummary) {
   ::testing::internal::CaptureStderr();
   api.malloc_stats();
