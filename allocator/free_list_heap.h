@@ -87,7 +87,8 @@ class FreeListHeap {
       if ((std::size_t{quick_count_[k]} << k) >= kQuickCapBytes) [[unlikely]] {
         consolidate();
         park(b, k);
-        return top_free_block_or(b);  // consolidation may have freed the top: let it be seen
+        Block* top = top_free_block();  // consolidation may have freed the top: let it be seen
+        return top != nullptr ? top : b;
       }
       park(b, k);
       return b;
@@ -193,18 +194,10 @@ class FreeListHeap {
     split_tail(b, new_bytes);
   }
 
-  // The free block at the top of the newest region, or `otherwise` if there is none.
-  POLYMALLOC_UNCHECKED_BY_ASAN Block* top_free_block_or(Block* otherwise) {
-    if (top_ == nullptr) return otherwise;
-    Block* fence = fence_of(top_);
-    return fence->prev_free() ? fence->left() : otherwise;
-  }
-
   // Free bytes at the top of the newest region (what trim() could give back).
   POLYMALLOC_UNCHECKED_BY_ASAN std::size_t top_free_bytes() const {
-    if (top_ == nullptr) return 0;
-    const Block* fence = fence_of(top_);
-    return fence->prev_free() ? fence->prev_size : 0;
+    const Block* top = top_free_block();
+    return top != nullptr ? top->size() : 0;
   }
 
   // Tells the OS that the whole pages inside free blocks of at least `min_bytes` are not
@@ -233,10 +226,8 @@ class FreeListHeap {
   // least `keep` bytes free there. Returns the number of bytes given back.
   POLYMALLOC_UNCHECKED_BY_ASAN std::size_t trim(std::size_t keep) {
     consolidate();
-    if (top_ == nullptr) return 0;
-    Block* fence = fence_of(top_);
-    if (!fence->prev_free()) return 0;
-    Block* last = fence->left();
+    Block* last = top_free_block();
+    if (last == nullptr) return 0;
     const std::size_t size = last->size();
     const std::size_t page = platform::page_size();
     std::size_t bytes = size > keep ? (size - keep) & ~(page - 1) : 0;
@@ -275,6 +266,12 @@ class FreeListHeap {
 
   POLYMALLOC_UNCHECKED_BY_ASAN static Block* fence_of(const RegionInfo* r) {
     return Block::at(reinterpret_cast<void*>(r->end - Block::kHeaderBytes));
+  }
+  // The free block just below the newest region's fence, or nullptr.
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* top_free_block() const {
+    if (top_ == nullptr) return nullptr;
+    Block* fence = fence_of(top_);
+    return fence->prev_free() ? fence->left() : nullptr;
   }
   static Block* first_block_of(RegionInfo* r) {
     return Block::at(reinterpret_cast<unsigned char*>(r) + kMinBlock);

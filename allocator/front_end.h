@@ -126,40 +126,22 @@ struct FrontEnd {
 
   static void malloc_stats() { print_statistics(Core::statistics(), 2); }
 
-  // C++: operator new retries through the new-handler and throws std::bad_alloc.
+  // C++: operator new retries through the new-handler and throws std::bad_alloc; the
+  // nothrow forms return nullptr where the throwing ones would throw.
   static void* operator_new(std::size_t n) {
-    for (;;) {
-      if (void* p = malloc(n)) return p;
-      std::new_handler handler = std::get_new_handler();
-      if (handler == nullptr) throw std::bad_alloc();
-      handler();
-    }
+    return retry_through_new_handler([n] { return malloc(n); });
   }
 
   static void* operator_new_aligned(std::size_t n, std::size_t alignment) {
-    for (;;) {
-      if (void* p = memalign(alignment, n)) return p;
-      std::new_handler handler = std::get_new_handler();
-      if (handler == nullptr) throw std::bad_alloc();
-      handler();
-    }
+    return retry_through_new_handler([n, alignment] { return memalign(alignment, n); });
   }
 
-  // The nothrow forms return nullptr where the throwing ones would throw.
   static void* operator_new_nothrow(std::size_t n) noexcept {
-    try {
-      return operator_new(n);
-    } catch (...) {
-      return nullptr;
-    }
+    return nothrow([n] { return operator_new(n); });
   }
 
   static void* operator_new_aligned_nothrow(std::size_t n, std::size_t alignment) noexcept {
-    try {
-      return operator_new_aligned(n, alignment);
-    } catch (...) {
-      return nullptr;
-    }
+    return nothrow([n, alignment] { return operator_new_aligned(n, alignment); });
   }
 
   static void operator_delete(void* p) noexcept {
@@ -173,6 +155,25 @@ struct FrontEnd {
   }
 
  private:
+  template <class Allocate>
+  static void* retry_through_new_handler(Allocate allocate) {
+    for (;;) {
+      if (void* p = allocate()) return p;
+      std::new_handler handler = std::get_new_handler();
+      if (handler == nullptr) throw std::bad_alloc();
+      handler();
+    }
+  }
+
+  template <class New>
+  static void* nothrow(New throwing_new) noexcept {
+    try {
+      return throwing_new();
+    } catch (...) {
+      return nullptr;
+    }
+  }
+
   static void* fail(int error) {
     errno = error;
     return nullptr;

@@ -11,28 +11,20 @@ LineWriter& LineWriter::text(const char* s) {
   return *this;
 }
 
-LineWriter& LineWriter::decimal(std::uint64_t value) {
-  char digits[20];
+LineWriter& LineWriter::digits(std::uint64_t value, unsigned base) {
+  char reversed[64];
   int n = 0;
   do {
-    digits[n++] = static_cast<char>('0' + value % 10);
-    value /= 10;
+    reversed[n++] = "0123456789abcdef"[value % base];
+    value /= base;
   } while (value != 0);
-  while (n > 0 && length_ < sizeof(buffer_)) buffer_[length_++] = digits[--n];
+  while (n > 0 && length_ < sizeof(buffer_)) buffer_[length_++] = reversed[--n];
   return *this;
 }
 
-LineWriter& LineWriter::hex(std::uintptr_t value) {
-  text("0x");
-  char digits[16];
-  int n = 0;
-  do {
-    digits[n++] = "0123456789abcdef"[value & 15];
-    value >>= 4;
-  } while (value != 0);
-  while (n > 0 && length_ < sizeof(buffer_)) buffer_[length_++] = digits[--n];
-  return *this;
-}
+LineWriter& LineWriter::decimal(std::uint64_t value) { return digits(value, 10); }
+
+LineWriter& LineWriter::hex(std::uintptr_t value) { return text("0x").digits(value, 16); }
 
 LineWriter& LineWriter::bytes(std::uint64_t value) {
   static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};

@@ -30,6 +30,8 @@ class LineWriter {
   void write_to(int fd) const;
 
  private:
+  LineWriter& digits(std::uint64_t value, unsigned base);
+
   char buffer_[512];
   std::size_t length_ = 0;
 };
