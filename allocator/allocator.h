@@ -1,6 +1,7 @@
 // Layer 2's entry header: the shared allocator parts (size classes, boundary-tagged blocks,
-// the free-list heap, the large-object path, statistics and reports) and the front end that
-// turns a variant's core into the malloc API (core.h, front_end.h, c_api.h).
+// the free-list heap and its locked form, the large-object path, statistics and reports,
+// the heap-based core) and the front end that turns a variant's core into the malloc API
+// (core.h, front_end.h, c_api.h).
 #pragma once
 
 #include "allocator/block.h"
@@ -9,7 +10,9 @@
 #include "allocator/errno_preserved.h"
 #include "allocator/free_list_heap.h"
 #include "allocator/front_end.h"
+#include "allocator/heap_core.h"
 #include "allocator/large_objects.h"
+#include "allocator/locked_heap.h"
 #include "allocator/report.h"
 #include "allocator/sanitizer.h"
 #include "allocator/size_class.h"

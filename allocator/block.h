@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "atomics/atomics.h"
+
 namespace polymalloc::allocator {
 
 struct Block {
@@ -29,6 +31,15 @@ struct Block {
   bool prev_free() const { return (size_flags & kPrevFree) != 0; }
   // Whether the client holds this block (in use and not parked on a quick list).
   bool live() const { return (size_flags & (kInUse | kCached)) == kInUse; }
+
+  // Header writes are atomic (relaxed): the owner of a live block may read its header
+  // without the heap's lock (a thread cache does) while the lock holder flips the block's
+  // kPrevFree bit because a neighbour changed. Writers are serialised by the heap's lock.
+  void set_size_flags(std::size_t v) { atomics::store_relaxed(&size_flags, v); }
+  void add_flags(std::size_t f) { set_size_flags(size_flags | f); }
+  void clear_flags(std::size_t f) { set_size_flags(size_flags & ~f); }
+  // The header as read without the heap's lock.
+  std::size_t size_flags_unlocked() const { return atomics::load_relaxed(&size_flags); }
 
   void* payload() { return reinterpret_cast<unsigned char*>(this) + kHeaderBytes; }
   static Block* of_payload(void* p) {

@@ -120,7 +120,7 @@ class FreeListHeap {
       const std::size_t lead = aligned - payload;
       Block* moved = new_header_at(reinterpret_cast<unsigned char*>(b) + lead,
                                    (b->size() - lead) | Block::kInUse);
-      b->size_flags = lead | Block::kInUse | (b->size_flags & Block::kPrevFree);
+      b->set_size_flags(lead | Block::kInUse | (b->size_flags & Block::kPrevFree));
       release(b);
       b = moved;
     }
@@ -139,7 +139,7 @@ class FreeListHeap {
       Block* left = b->left();
       if (right_free != 0) unlink(right);
       refile(left, left, left->size() + size + right_free);
-      left->right()->size_flags |= Block::kPrevFree;
+      left->right()->add_flags(Block::kPrevFree);
       poison_free(b, size + right_free);
       return left;
     }
@@ -161,7 +161,7 @@ class FreeListHeap {
     if (right->in_use() || size + right->size() < new_bytes) return false;
     unlink(right);
     set_size_keep_flags(b, size + right->size());
-    b->right()->size_flags &= ~Block::kPrevFree;
+    b->right()->clear_flags(Block::kPrevFree);
     split_tail(b, new_bytes);
     unpoison_live(b->payload(), b->size() - Block::kHeaderBytes);
     return true;
@@ -180,8 +180,8 @@ class FreeListHeap {
     const std::size_t old_payload = b->size() - Block::kHeaderBytes;
     unlink(left);
     if (right_free != 0) unlink(right);
-    left->size_flags = total | Block::kInUse;  // left of a free block is always in use
-    left->right()->size_flags &= ~Block::kPrevFree;
+    left->set_size_flags(total | Block::kInUse);  // left of a free block is always in use
+    left->right()->clear_flags(Block::kPrevFree);
     unpoison_live(left->payload(), total - Block::kHeaderBytes);
     std::memmove(left->payload(), b->payload(), old_payload);
     split_tail(left, new_bytes);
@@ -279,7 +279,7 @@ class FreeListHeap {
 
   // Quick lists: singly linked through next_in_list, the block marked kCached.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void park(Block* b, unsigned k) {
-    b->size_flags |= Block::kCached;
+    b->add_flags(Block::kCached);
     b->next_in_list = quick_[k];
     quick_[k] = b;
     ++quick_count_[k];
@@ -295,7 +295,7 @@ class FreeListHeap {
     --quick_count_[k];
     stats_.cached_bytes -= b->size();
     --stats_.cached_blocks;
-    b->size_flags &= ~Block::kCached;
+    b->clear_flags(Block::kCached);
     unpoison_live(b->payload(), b->size() - Block::kHeaderBytes);
     return b;
   }
@@ -328,12 +328,12 @@ class FreeListHeap {
     const std::size_t rest = f->size() - block_bytes;
     if (rest < kMinBlock) {
       unlink(f);
-      f->size_flags |= Block::kInUse;
-      f->right()->size_flags &= ~Block::kPrevFree;
+      f->add_flags(Block::kInUse);
+      f->right()->clear_flags(Block::kPrevFree);
     } else {
       Block* tail = new_header_at(reinterpret_cast<unsigned char*>(f) + block_bytes, 0);
       refile(f, tail, rest);
-      f->size_flags = block_bytes | Block::kInUse;  // the left of a free block is in use
+      f->set_size_flags(block_bytes | Block::kInUse);  // the left of a free block is in use
     }
     unpoison_live(f->payload(), f->size() - Block::kHeaderBytes);
     return f;
@@ -347,13 +347,13 @@ class FreeListHeap {
     const unsigned k = list_of(from->size());
     if (list_of(new_size) != k) {
       unlink(from);
-      to->size_flags = new_size;
+      to->set_size_flags(new_size);
       link(to);
     } else {
       stats_.free_bytes += new_size - from->size();
       Block* next = from->next_in_list;
       Block* prev = from->prev_in_list;
-      to->size_flags = new_size;
+      to->set_size_flags(new_size);
       to->next_in_list = next;
       to->prev_in_list = prev;
       if (prev != nullptr) {
@@ -375,23 +375,23 @@ class FreeListHeap {
   }
 
   POLYMALLOC_UNCHECKED_BY_ASAN static void set_size_keep_flags(Block* b, std::size_t size) {
-    b->size_flags = size | (b->size_flags & Block::kFlags);
+    b->set_size_flags(size | (b->size_flags & Block::kFlags));
   }
 
   // Writes a fresh header (whose bytes may lie in poisoned free memory) and returns it.
   POLYMALLOC_UNCHECKED_BY_ASAN static Block* new_header_at(void* address, std::size_t size_flags) {
     unpoison_live(address, Block::kHeaderBytes);
     Block* b = Block::at(address);
-    b->size_flags = size_flags;
+    b->set_size_flags(size_flags);
     return b;
   }
 
   // Makes [b, b + size) one free block whose left neighbour is in use, and files it.
   POLYMALLOC_UNCHECKED_BY_ASAN void make_free(Block* b, std::size_t size) {
-    b->size_flags = size;
+    b->set_size_flags(size);
     Block* right = b->right();
     right->prev_size = size;
-    right->size_flags |= Block::kPrevFree;
+    right->add_flags(Block::kPrevFree);
     link(b);
     poison_free(b->payload(), size - Block::kHeaderBytes);
   }
@@ -449,14 +449,14 @@ class FreeListHeap {
     Block* old_fence = fence_of(top_);
     top_->end += bytes;
     new_header_at(fence_of(top_), Block::kInUse);
-    old_fence->size_flags = bytes | Block::kInUse | (old_fence->size_flags & Block::kPrevFree);
+    old_fence->set_size_flags(bytes | Block::kInUse | (old_fence->size_flags & Block::kPrevFree));
     release(old_fence);
   }
 
   POLYMALLOC_UNCHECKED_BY_ASAN void add_region(std::uintptr_t address, std::size_t bytes) {
     auto* region = reinterpret_cast<RegionInfo*>(address);
     region->prev_size = 0;
-    region->size_flags = kMinBlock | Block::kInUse;
+    region->size_flags = kMinBlock | Block::kInUse;  // not yet visible to anyone
     region->previous = top_;
     region->end = address + bytes;
     top_ = region;

@@ -49,7 +49,7 @@ class LargeObjects {
     if (lead + used < length) platform::os_unmap(start + lead + used, length - lead - used);
     Block* b = Block::at(reinterpret_cast<void*>(header));
     b->prev_size = header - reinterpret_cast<std::uintptr_t>(start) - lead;
-    b->size_flags = used | kMapped | Block::kInUse;
+    b->set_size_flags(used | kMapped | Block::kInUse);
     count(+1, used);
     return b;
   }
@@ -76,7 +76,7 @@ class LargeObjects {
         static_cast<unsigned char*>(platform::os_remap(mapping_of(b), old_length, length));
     if (start == nullptr) return nullptr;
     Block* moved = Block::at(start + offset);
-    moved->size_flags = length | kMapped | Block::kInUse;
+    moved->set_size_flags(length | kMapped | Block::kInUse);
     atomics::fetch_add_relaxed(&mapped_bytes_, length - old_length);  // wraps when shrinking
     note_peak();
     return moved;

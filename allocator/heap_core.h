@@ -1,0 +1,149 @@
+// The AllocatorCore of the heap-based variants: requests are rounded (header included) to a
+// power of two and served by LockedHeaps, and blocks of 1 MiB or more are mappings of their
+// own. Where a block comes from and which heap owns an address is the Placement's choice,
+// which is all that distinguishes global_spinlock (one heap) from partitioned (one heap per
+// partition, thread caches in front).
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstring>
+
+#include "allocator/block.h"
+#include "allocator/core.h"
+#include "allocator/errno_preserved.h"
+#include "allocator/large_objects.h"
+#include "allocator/report.h"
+#include "allocator/size_class.h"
+#include "allocator/statistics.h"
+
+namespace polymalloc::allocator {
+
+// What a Placement provides. `block` is always a power of two below kLargeBlockBytes.
+template <class P>
+concept HeapPlacement = requires(typename P::Heap& heap, Block* b, const void* p, std::size_t n,
+                                 const char* call, Statistics& s, const void** where) {
+  { P::kName } -> std::convertible_to<const char*>;
+  // A live block of at least n bytes, or nullptr with errno = ENOMEM.
+  { P::allocate(n) } -> std::same_as<Block*>;
+  { P::allocate_aligned(n, n) } -> std::same_as<Block*>;
+  // The heap whose memory holds p, or nullptr: constant time, no lock.
+  { P::owner_of(p) } -> std::same_as<typename P::Heap*>;
+  // Frees block b of `heap` (which may mean caching it); reports misuse as `call`.
+  { P::release(heap, b, call) } -> std::same_as<void>;
+  // malloc_trim(n) for every heap (and cache); true if memory went back.
+  { P::trim(n) } -> std::same_as<bool>;
+  // Adds every heap's (and cache's) figures to s.
+  { P::add_statistics(s) } -> std::same_as<void>;
+  { P::check(where) } -> std::same_as<const char*>;
+  { P::prepare_fork() } -> std::same_as<void>;
+  { P::after_fork_in_parent() } -> std::same_as<void>;
+  { P::after_fork_in_child() } -> std::same_as<void>;
+};
+
+template <HeapPlacement Placement>
+class HeapCore {
+ public:
+  static constexpr const char* kName = Placement::kName;
+  // Blocks (header included, rounded to their power of two) this big are mappings.
+  static constexpr std::size_t kLargeBlockBytes = std::size_t{1} << 20;
+
+  [[gnu::always_inline]] static void* allocate(std::size_t bytes) {
+    const std::size_t block = block_for(bytes);
+    if (block == 0) return allocate_large(bytes, 16);
+    return payload_of(Placement::allocate(block));
+  }
+
+  static void* allocate_zeroed(std::size_t bytes) {
+    if (block_for(bytes) == 0) return allocate_large(bytes, 16);  // fresh mappings are zero
+    void* p = allocate(bytes);
+    if (p != nullptr) std::memset(p, 0, bytes);
+    return p;
+  }
+
+  static void* allocate_aligned(std::size_t alignment, std::size_t bytes) {
+    const std::size_t block = block_for(bytes);
+    if (block == 0 || block_for(bytes + alignment) == 0) return allocate_large(bytes, alignment);
+    return payload_of(Placement::allocate_aligned(block, alignment));
+  }
+
+  [[gnu::always_inline]] static void deallocate(void* p, const char* call) {
+    Block* b = Block::of_payload(p);
+    if (auto* heap = Placement::owner_of(p)) return Placement::release(*heap, b, call);
+    if (!LargeObjects::is_large(b)) report_misuse(call, "invalid pointer", p);
+    const ErrnoPreserved saved;
+    large_.release(b);
+  }
+
+  static void* reallocate(void* p, std::size_t bytes) {
+    Block* b = Block::of_payload(p);
+    const std::size_t block = block_for(bytes);
+    if (auto* heap = Placement::owner_of(p)) {
+      if (block == 0) return move_to(allocate_large(bytes, 16), p, bytes);
+      Block* fresh = nullptr;
+      if (void* resized = heap->resize_or_allocate(b, block, &fresh)) return resized;
+      return move_to(payload_of(fresh), p, bytes);
+    }
+    if (!LargeObjects::is_large(b)) report_misuse("realloc", "invalid pointer", p);
+    if (block == 0) return payload_of(large_.resize(b, bytes));
+    return move_to(allocate(bytes), p, bytes);  // shrinking below the mapping threshold
+  }
+
+  // The owner's header read without its lock: the size of a live block only changes
+  // through its owner (realloc), and the flag bits a neighbour flips are masked off.
+  static std::size_t usable_size(const void* p) {
+    const Block* b = Block::of_payload(const_cast<void*>(p));
+    if (Placement::owner_of(p) == nullptr) return LargeObjects::usable_size(b);
+    return (b->size_flags_unlocked() & ~Block::kFlags) - Block::kHeaderBytes;
+  }
+
+  static bool trim(std::size_t pad) {
+    const ErrnoPreserved saved;
+    return Placement::trim(pad);
+  }
+
+  static Statistics statistics() {
+    Statistics s;
+    Placement::add_statistics(s);
+    const auto large = large_.stats();
+    s.variant = kName;
+    s.mapped_bytes = large.mapped_bytes;
+    s.mapped_objects = large.mapped_objects;
+    s.peak_mapped_bytes = large.peak_mapped_bytes;
+    return s;
+  }
+
+  static const char* check_heap(const void** where) { return Placement::check(where); }
+
+  static void prepare_fork() { Placement::prepare_fork(); }
+  static void after_fork_in_parent() { Placement::after_fork_in_parent(); }
+  static void after_fork_in_child() { Placement::after_fork_in_child(); }
+
+  // The power-of-two block for a request, or 0 when it belongs on the large-object path.
+  static std::size_t block_for(std::size_t bytes) {
+    if (bytes > kLargeBlockBytes) return 0;
+    const std::size_t block = class_size(class_of(bytes + Block::kHeaderBytes));
+    return block < kLargeBlockBytes ? block : 0;
+  }
+
+ private:
+  static void* payload_of(Block* b) { return b != nullptr ? b->payload() : nullptr; }
+
+  static void* allocate_large(std::size_t bytes, std::size_t alignment) {
+    return payload_of(large_.allocate(bytes, alignment));
+  }
+
+  // Copies what fits of `old` into `fresh` and frees `old`; nullptr (old intact) if the
+  // allocation of `fresh` failed.
+  static void* move_to(void* fresh, void* old, std::size_t bytes) {
+    if (fresh == nullptr) return nullptr;
+    const std::size_t old_bytes = usable_size(old);
+    std::memcpy(fresh, old, old_bytes < bytes ? old_bytes : bytes);
+    deallocate(old, "realloc");
+    return fresh;
+  }
+
+  static inline constinit LargeObjects large_{};
+};
+
+}  // namespace polymalloc::allocator

@@ -1,0 +1,126 @@
+// A free-list heap behind its own spinlock, with the operations the heap-based variants run
+// under that lock: allocation, release with the misuse check and top trimming, realloc in
+// place, trim, statistics, heap check and the fork hooks. global_spinlock has one of these;
+// partitioned has one per partition.
+#pragma once
+
+#include <cstddef>
+#include <utility>
+
+#include "allocator/block.h"
+#include "allocator/errno_preserved.h"
+#include "allocator/free_list_heap.h"
+#include "allocator/report.h"
+#include "allocator/statistics.h"
+#include "atomics/atomics.h"
+#include "platform/platform.h"
+
+namespace polymalloc::allocator {
+
+template <platform::PageSource Source>
+class LockedHeap {
+ public:
+  // Once this much is free at the top of the heap, all but kTrimKeepBytes goes back.
+  static constexpr std::size_t kTrimThresholdBytes = std::size_t{512} << 10;
+  static constexpr std::size_t kTrimKeepBytes = std::size_t{128} << 10;
+
+  // Holds the lock for its scope, skipped while the process is single-threaded.
+  using Guard = platform::LockUnlessSingleThreaded<atomics::Spinlock>;
+
+  template <class... Args>
+  constexpr explicit LockedHeap(Args&&... args) : heap_(std::forward<Args>(args)...) {}
+  LockedHeap(const LockedHeap&) = delete;
+  LockedHeap& operator=(const LockedHeap&) = delete;
+
+  // Lock-free: whether p lies in this heap's committed memory.
+  bool contains(const void* p) const { return heap_.contains(p); }
+
+  atomics::Spinlock& lock() { return lock_; }
+  // The heap itself, for a caller holding lock() (e.g. to hand a source its range).
+  FreeListHeap<Source>& heap() { return heap_; }
+
+  [[gnu::always_inline]] Block* allocate(std::size_t block) {
+    Guard guard(lock_);
+    return heap_.allocate(block);
+  }
+  Block* allocate_aligned(std::size_t block, std::size_t alignment) {
+    Guard guard(lock_);
+    return heap_.allocate_aligned(block, alignment);
+  }
+
+  // Frees a block of this heap; a block the client does not hold is reported as `call`'s
+  // double free. The top is trimmed once enough of it is free.
+  [[gnu::always_inline]] void release(Block* b, const char* call) {
+    Guard guard(lock_);
+    release_locked(b, call, guard);
+  }
+  // release() for a caller that already holds the lock through `guard` (released before a
+  // misuse report, so that nothing the abort path runs can deadlock on it).
+  [[gnu::always_inline]] void release_locked(Block* b, const char* call, Guard& guard) {
+    if (!b->live()) {
+      guard.unlock_now();
+      report_misuse(call, "double free of", b->payload());
+    }
+    // Only a free block this big can be the top worth trimming: one compare in the common case.
+    const Block* merged = heap_.deallocate(b);
+    if (merged->size() >= kTrimThresholdBytes && heap_.top_free_bytes() >= kTrimThresholdBytes)
+        [[unlikely]] {
+      const ErrnoPreserved saved;
+      heap_.trim(kTrimKeepBytes);
+    }
+  }
+
+  // Resizes live block b to `block` bytes in place (shrinking, or growing into a free
+  // neighbour on the right, then the left) and returns the payload's address, which moves
+  // when the left neighbour took part. Otherwise allocates a fresh block from this heap into
+  // *fresh (nullptr if that failed) and returns nullptr; the caller copies outside the lock.
+  void* resize_or_allocate(Block* b, std::size_t block, Block** fresh) {
+    Guard guard(lock_);
+    if (!b->live()) {
+      guard.unlock_now();
+      report_misuse("realloc", "freed pointer", b->payload());
+    }
+    if (block <= b->size()) {
+      heap_.shrink_in_place(b, block);
+      return b->payload();
+    }
+    if (heap_.grow_in_place(b, block)) return b->payload();
+    if (Block* merged = heap_.grow_into_neighbours(b, block)) return merged->payload();
+    *fresh = heap_.allocate(block);
+    return nullptr;
+  }
+
+  // malloc_trim(): the free top beyond `pad` goes back, and the whole free pages inside
+  // large free blocks are released. Returns the bytes handed back either way.
+  std::size_t trim(std::size_t pad) {
+    Guard guard(lock_);
+    const std::size_t returned = heap_.trim(pad);
+    return returned + heap_.release_free_pages(2 * platform::page_size());
+  }
+
+  // Adds this heap's figures to s.
+  void add_statistics(Statistics& s) {
+    Guard guard(lock_);
+    const auto& heap = heap_.stats();
+    s.heap_committed_bytes += heap.committed_bytes;
+    s.heap_peak_committed_bytes += heap.peak_committed_bytes;
+    s.heap_free_bytes += heap.free_bytes + heap.cached_bytes;
+    s.heap_free_blocks += heap.free_blocks + heap.cached_blocks;
+    s.heap_top_free_bytes += heap_.top_free_bytes();
+  }
+
+  const char* check(const void** where) {
+    Guard guard(lock_);
+    return heap_.check(where);
+  }
+
+  void prepare_fork() { lock_.lock(); }
+  void after_fork_in_parent() { lock_.unlock(); }
+  void after_fork_in_child() { lock_.reset_after_fork(); }
+
+ private:
+  atomics::Spinlock lock_;
+  FreeListHeap<Source> heap_;
+};
+
+}  // namespace polymalloc::allocator
