@@ -17,3 +17,4 @@
 #include "allocator/sanitizer.h"
 #include "allocator/size_class.h"
 #include "allocator/statistics.h"
+#include "allocator/thread_cache.h"

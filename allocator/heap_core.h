@@ -31,6 +31,8 @@ concept HeapPlacement = requires(typename P::Heap& heap, Block* b, const void* p
   { P::owner_of(p) } -> std::same_as<typename P::Heap*>;
   // Frees block b of `heap` (which may mean caching it); reports misuse as `call`.
   { P::release(heap, b, call) } -> std::same_as<void>;
+  // Reports b as misuse by `call` if the placement holds it freed where the heap cannot see.
+  { P::check_not_cached(b, call) } -> std::same_as<void>;
   // malloc_trim(n) for every heap (and cache); true if memory went back.
   { P::trim(n) } -> std::same_as<bool>;
   // Adds every heap's (and cache's) figures to s.
@@ -79,6 +81,7 @@ class HeapCore {
     Block* b = Block::of_payload(p);
     const std::size_t block = block_for(bytes);
     if (auto* heap = Placement::owner_of(p)) {
+      Placement::check_not_cached(b, "realloc");
       if (block == 0) return move_to(allocate_large(bytes, 16), p, bytes);
       Block* fresh = nullptr;
       if (void* resized = heap->resize_or_allocate(b, block, &fresh)) return resized;

@@ -27,6 +27,7 @@ class LockedHeap {
   // Holds the lock for its scope, skipped while the process is single-threaded.
   using Guard = platform::LockUnlessSingleThreaded<atomics::Spinlock>;
 
+  constexpr LockedHeap() : heap_() {}  // not explicit: arrays of heaps value-initialise
   template <class... Args>
   constexpr explicit LockedHeap(Args&&... args) : heap_(std::forward<Args>(args)...) {}
   LockedHeap(const LockedHeap&) = delete;
@@ -52,22 +53,14 @@ class LockedHeap {
   // double free. The top is trimmed once enough of it is free.
   [[gnu::always_inline]] void release(Block* b, const char* call) {
     Guard guard(lock_);
-    release_locked(b, call, guard);
+    release_checked(b, call, [&guard] { guard.unlock_now(); });
   }
-  // release() for a caller that already holds the lock through `guard` (released before a
-  // misuse report, so that nothing the abort path runs can deadlock on it).
-  [[gnu::always_inline]] void release_locked(Block* b, const char* call, Guard& guard) {
-    if (!b->live()) {
-      guard.unlock_now();
-      report_misuse(call, "double free of", b->payload());
-    }
-    // Only a free block this big can be the top worth trimming: one compare in the common case.
-    const Block* merged = heap_.deallocate(b);
-    if (merged->size() >= kTrimThresholdBytes && heap_.top_free_bytes() >= kTrimThresholdBytes)
-        [[unlikely]] {
-      const ErrnoPreserved saved;
-      heap_.trim(kTrimKeepBytes);
-    }
+
+  // For a caller that holds lock() itself (and so chooses which heap to lock, or keeps one
+  // locked across several blocks).
+  [[gnu::always_inline]] Block* allocate_held(std::size_t block) { return heap_.allocate(block); }
+  [[gnu::always_inline]] void release_held(Block* b, const char* call) {
+    release_checked(b, call, [this] { lock_.unlock(); });
   }
 
   // Resizes live block b to `block` bytes in place (shrinking, or growing into a free
@@ -119,6 +112,23 @@ class LockedHeap {
   void after_fork_in_child() { lock_.reset_after_fork(); }
 
  private:
+  // The lock is released (`unlock`) before a misuse report, so that nothing the abort path
+  // runs can deadlock on it.
+  template <class Unlock>
+  [[gnu::always_inline]] void release_checked(Block* b, const char* call, Unlock unlock) {
+    if (!b->live()) {
+      unlock();
+      report_misuse(call, "double free of", b->payload());
+    }
+    // Only a free block this big can be the top worth trimming: one compare in the common case.
+    const Block* merged = heap_.deallocate(b);
+    if (merged->size() >= kTrimThresholdBytes && heap_.top_free_bytes() >= kTrimThresholdBytes)
+        [[unlikely]] {
+      const ErrnoPreserved saved;
+      heap_.trim(kTrimKeepBytes);
+    }
+  }
+
   atomics::Spinlock lock_;
   FreeListHeap<Source> heap_;
 };

@@ -3,6 +3,7 @@ options and the sanitizer opt-out convention are applied in one place."""
 
 load("@rules_cc//cc:defs.bzl", "cc_binary", "cc_library", "cc_test")
 load("//bazel:copts.bzl", "COPTS")
+load("@bazel_skylib//rules:common_settings.bzl", "BuildSettingInfo")
 
 _SANITIZERS = ["asan", "tsan", "ubsan"]
 
@@ -52,3 +53,23 @@ def pm_cc_benchmark(name, copts = [], deps = [], tags = [], **kwargs):
         tags = tags + ["benchmark"],
         **kwargs
     )
+
+def _setting_header_impl(ctx):
+    value = ctx.attr.setting[BuildSettingInfo].value
+    ctx.actions.write(ctx.outputs.out, (
+        "// Generated from the build setting %s; do not edit.\n" +
+        "#pragma once\n\nnamespace %s {\ninline constexpr %s %s = %s;\n}  // namespace %s\n"
+    ) % (ctx.attr.setting.label, ctx.attr.namespace, ctx.attr.type, ctx.attr.constant, value, ctx.attr.namespace))
+
+# A header declaring one C++ constant whose value is a build setting's (an int_flag), so that
+# a flag reaches the code as a typed constant rather than a -D define.
+setting_header = rule(
+    implementation = _setting_header_impl,
+    attrs = {
+        "setting": attr.label(mandatory = True, providers = [BuildSettingInfo]),
+        "namespace": attr.string(mandatory = True),
+        "type": attr.string(default = "int"),
+        "constant": attr.string(mandatory = True),
+        "out": attr.output(mandatory = True),
+    },
+)

@@ -10,17 +10,29 @@ namespace {
 constexpr std::size_t kMinimumReservation = std::size_t{16} << 20;
 }  // namespace
 
-bool ReservedRange::reserve() {
-  for (std::size_t bytes = round_up_to_page(wanted_); bytes >= kMinimumReservation; bytes /= 2) {
+void* reserve_at_most(std::size_t wanted, std::size_t minimum, std::size_t* got) {
+  for (std::size_t bytes = round_up_to_page(wanted); bytes >= minimum; bytes /= 2) {
     if (void* p = os_reserve(bytes)) {
-      const auto base = reinterpret_cast<std::uintptr_t>(p);
-      atomics::store_relaxed(&top_, base);
-      limit_ = base + bytes;
-      atomics::store_release(&base_, base);  // publishes top_ for contains()
-      return true;
+      *got = bytes;
+      return p;
     }
   }
-  return false;
+  return nullptr;
+}
+
+void ReservedRange::adopt(void* start, std::size_t bytes) {
+  const auto base = reinterpret_cast<std::uintptr_t>(start);
+  atomics::store_relaxed(&top_, base);
+  limit_ = base + bytes;
+  atomics::store_release(&base_, base);  // publishes top_ for contains()
+}
+
+bool ReservedRange::reserve() {
+  std::size_t bytes = 0;
+  void* start = reserve_at_most(wanted_, kMinimumReservation, &bytes);
+  if (start == nullptr) return false;
+  adopt(start, bytes);
+  return true;
 }
 
 void* ReservedRange::grow(std::size_t bytes) {

@@ -10,6 +10,11 @@
 
 namespace polymalloc::platform {
 
+// Reserves (PROT_NONE) up to `wanted` bytes of address space, halving the request while the
+// OS refuses (e.g. under RLIMIT_AS), down to `minimum`. Returns the start and sets *got, or
+// returns nullptr.
+void* reserve_at_most(std::size_t wanted, std::size_t minimum, std::size_t* got);
+
 class ReservedRange {
  public:
   static constexpr bool kContiguous = true;
@@ -22,6 +27,10 @@ class ReservedRange {
       : wanted_(reservation) {}
   ReservedRange(const ReservedRange&) = delete;
   ReservedRange& operator=(const ReservedRange&) = delete;
+
+  // Uses [base, base + bytes), reserved by the caller (one slice of a larger reservation),
+  // instead of reserving its own on first use. Only before the first grow().
+  void adopt(void* base, std::size_t bytes);
 
   void* grow(std::size_t bytes);
   bool shrink(std::size_t bytes);

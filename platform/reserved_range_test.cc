@@ -31,6 +31,25 @@ TEST(ReservedRangeTest, GrowsContiguouslyUpward) {
   EXPECT_FALSE(range.contains(a - 1));
 }
 
+TEST(ReservedRangeTest, SlicesOfOneReservationStayApart) {
+  std::size_t bytes = 0;
+  auto* start = static_cast<unsigned char*>(reserve_at_most(std::size_t{64} << 20, 1 << 20, &bytes));
+  ASSERT_NE(start, nullptr);
+  ASSERT_EQ(bytes, std::size_t{64} << 20);
+  ReservedRange low, high;
+  low.adopt(start, bytes / 2);
+  high.adopt(start + bytes / 2, bytes / 2);
+  EXPECT_EQ(low.grow(page_size()), start);
+  EXPECT_EQ(high.grow(page_size()), start + bytes / 2);
+  EXPECT_TRUE(high.contains(start + bytes / 2));
+  EXPECT_FALSE(low.contains(start + bytes / 2));
+  errno = 0;
+  EXPECT_EQ(low.grow(bytes / 2), nullptr) << "a slice never grows into its neighbour";
+  EXPECT_EQ(errno, ENOMEM);
+  EXPECT_NE(low.grow(bytes / 2 - page_size()), nullptr);
+  os_unmap(start, bytes);
+}
+
 TEST(ReservedRangeTest, ShrinkReturnsTheTopAndRegrowthIsZeroed) {
   ReservedRange range(std::size_t{64} << 20);
   const std::size_t page = page_size();

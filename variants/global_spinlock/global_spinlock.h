@@ -28,6 +28,7 @@ class OneHeap {
   [[gnu::always_inline]] static void release(Heap& heap, allocator::Block* b, const char* call) {
     heap.release(b, call);
   }
+  static void check_not_cached(allocator::Block*, const char*) {}  // nothing is cached
   static bool trim(std::size_t pad) { return heap_.trim(pad) != 0; }
   static void add_statistics(allocator::Statistics& s) { heap_.add_statistics(s); }
   static const char* check(const void** where) { return heap_.check(where); }
