@@ -382,6 +382,48 @@ TEST_F(ConformanceTest, BlocksFreedByAnotherThread) {
   consumer.join();
 }
 
+TEST_F(ConformanceTest, ThreadsThatExitLeaveNothingStranded) {
+  api.malloc_trim(0);
+  const auto before = api.mallinfo2();
+  std::thread worker([] {
+    // Freed in allocation order: the last blocks freed are the top of the heap, which a
+    // per-thread cache keeps; the thread's exit must hand them back.
+    std::vector<void*> blocks;
+    for (int i = 0; i < 16000; ++i) blocks.push_back(api.malloc(200 + i % 50));
+    for (void* p : blocks) api.free(p);
+  });
+  worker.join();
+  const auto after_exit = api.mallinfo2();
+  EXPECT_EQ(after_exit.uordblks, before.uordblks) << "bytes in use before and after the thread";
+  api.malloc_trim(0);
+  EXPECT_LE(api.mallinfo2().arena, before.arena + 256 * kKiB) << "the thread's memory came back";
+}
+
+TEST_F(ConformanceTest, DoubleFreeAndReallocOfFreedAreReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (std::size_t bytes : {std::size_t{24}, std::size_t{3000}, 100 * kKiB}) {
+    SCOPED_TRACE(bytes);
+    EXPECT_DEATH(
+        {
+          void* keep = api.malloc(bytes);  // a live neighbour on the left
+          void* p = api.malloc(bytes);
+          api.free(p);
+          api.free(p);
+          api.free(keep);
+        },
+        "^polymalloc: free\\(\\): double free of 0x[0-9a-f]+\n$");
+    EXPECT_DEATH(
+        {
+          void* keep = api.malloc(bytes);
+          void* p = api.malloc(bytes);
+          api.free(p);
+          p = api.realloc(p, 2 * bytes);
+          api.free(keep);
+        },
+        "^polymalloc: realloc\\(\\): freed pointer 0x[0-9a-f]+\n$");
+  }
+}
+
 TEST_F(ConformanceTest, ForkWhileOtherThreadsAllocateLeavesAChildThatCanAllocate) {
   std::atomic<bool> stop{false};
   std::vector<std::thread> workers;
