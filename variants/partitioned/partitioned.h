@@ -51,6 +51,9 @@ class Partitions {
   }
   // Partitions set up so far (0 before the first allocation).
   static unsigned partition_count() { return atomics::load_acquire(&table_.count); }
+  // Partition i (< partition_count()), and the one the calling thread tries first.
+  static Heap& partition(unsigned i) { return table_.heaps[i]; }
+  static unsigned home_partition() { return platform::thread_number() % partition_count(); }
 
   [[gnu::always_inline]] static allocator::Block* allocate(std::size_t block) {
     if (block <= allocator::kCacheMaxBlock) [[likely]] {
@@ -180,7 +183,7 @@ class Partitions {
   // Locks and returns the caller's home partition if it is free, else the first free one
   // after it; only when all are busy does it wait, for its home.
   static Heap& lock_some_partition(std::uint32_t n) {
-    const std::uint32_t home = platform::thread_number() % n;
+    const std::uint32_t home = home_partition();
     for (std::uint32_t i = 0; i < n; ++i) {
       Heap& heap = table_.heaps[(home + i) % n];
       if (heap.lock().try_lock()) return heap;

@@ -1,0 +1,143 @@
+// The partitioned variant's own promises: one partition per CPU, a busy home partition sends
+// the caller elsewhere instead of making it wait, and blocks go back to (and coalesce in) the
+// partition that owns their memory, whichever thread frees them.
+#include "variants/partitioned/partitioned.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+namespace polymalloc::variants {
+namespace {
+
+using allocator::Block;
+
+// Requests of this size skip the thread caches (64 KiB blocks; the caches stop at 32 KiB).
+constexpr std::size_t kUncached = 40000;
+
+unsigned index_of(const PartitionHeap* heap) {
+  for (unsigned i = 0; i < Partitions::partition_count(); ++i) {
+    if (&Partitions::partition(i) == heap) return i;
+  }
+  return ~0u;
+}
+
+TEST(PartitionedTest, OnePartitionPerCpu) {
+  Partitioned::deallocate(Partitioned::allocate(1), "free");
+  EXPECT_EQ(Partitions::partition_count(),
+            std::min<unsigned>(platform::cpu_count(), kMaxPartitions));
+  EXPECT_EQ(Partitions::partition_count(), Partitions::partitions_wanted());
+}
+
+TEST(PartitionedTest, ABusyHomeSendsTheCallerToAnotherPartition) {
+  if (Partitions::partition_count() < 2) GTEST_SKIP() << "one CPU: there is no other partition";
+  std::thread([] {
+    const unsigned home = Partitions::home_partition();
+    Partitions::partition(home).lock().lock();  // as if another thread were inside it
+    void* p = Partitioned::allocate(kUncached);  // would spin forever if it insisted on home
+    Partitions::partition(home).lock().unlock();
+    ASSERT_NE(p, nullptr);
+    EXPECT_NE(index_of(Partitions::owner_of(p)), home);
+    Partitioned::deallocate(p, "free");
+  }).join();
+}
+
+TEST(PartitionedTest, WhenEveryPartitionIsBusyTheCallerWaitsForItsHome) {
+  const unsigned n = Partitions::partition_count();
+  for (unsigned i = 0; i < n; ++i) Partitions::partition(i).lock().lock();
+  std::atomic<void*> got{nullptr};
+  std::atomic<unsigned> home{~0u};
+  std::thread worker([&] {
+    home = Partitions::home_partition();
+    got = Partitioned::allocate(kUncached);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(got.load(), nullptr) << "allocated while every partition was locked";
+  while (home.load() == ~0u) std::this_thread::yield();
+  for (unsigned i = 0; i < n; ++i) {
+    if (i != home) Partitions::partition(i).lock().unlock();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  Partitions::partition(home).lock().unlock();
+  worker.join();
+  ASSERT_NE(got.load(), nullptr);
+  Partitioned::deallocate(got.load(), "free");
+}
+
+TEST(PartitionedTest, FreesFromAnotherThreadCoalesceInTheOwningPartition) {
+  void* x = nullptr;
+  void* y = nullptr;
+  void* guard = nullptr;
+  std::thread([&] {
+    x = Partitioned::allocate(kUncached);
+    y = Partitioned::allocate(kUncached);
+    guard = Partitioned::allocate(kUncached);  // keeps x and y from merging into the top
+  }).join();
+  ASSERT_NE(Partitions::owner_of(x), nullptr);
+  ASSERT_EQ(Partitions::owner_of(y), Partitions::owner_of(x));
+  const std::size_t block = Block::of_payload(x)->size();
+  ASSERT_EQ(static_cast<char*>(y), static_cast<char*>(x) + block) << "x and y are neighbours";
+  std::thread([&] {
+    Partitioned::deallocate(y, "free");
+    Partitioned::deallocate(x, "free");
+  }).join();
+  PartitionHeap& owner = *Partitions::owner_of(x);
+  owner.lock().lock();
+  const Block* merged = Block::of_payload(x);
+  const bool free = !merged->in_use();
+  const std::size_t size = merged->size();
+  owner.lock().unlock();
+  EXPECT_TRUE(free);
+  EXPECT_EQ(size, 2 * block) << "the two neighbours became one free block";
+  Partitioned::deallocate(guard, "free");
+}
+
+TEST(PartitionedTest, CrossThreadSmallFreesReachTheirPartitionsAtThreadExit) {
+  constexpr int kBlocks = 5000;
+  std::vector<void*> blocks(kBlocks);
+  std::thread([&] {
+    for (void*& p : blocks) p = Partitioned::allocate(100);
+  }).join();
+  const std::size_t in_use = Partitioned::statistics().heap_in_use_bytes();
+  std::thread([&] {
+    for (void* p : blocks) Partitioned::deallocate(p, "free");
+  }).join();
+  EXPECT_EQ(Partitioned::statistics().heap_in_use_bytes(), in_use - kBlocks * 128);
+  const void* where = nullptr;
+  EXPECT_EQ(Partitioned::check_heap(&where), nullptr) << where;
+}
+
+TEST(PartitionedTest, ThreadsFromEveryPartitionAllocateConcurrently) {
+  const unsigned threads = 2 * Partitions::partition_count() + 1;
+  std::vector<std::thread> workers;
+  std::atomic<int> failures{0};
+  for (unsigned t = 0; t < threads; ++t) {
+    workers.emplace_back([&failures, t] {
+      std::vector<unsigned char*> held;
+      for (int i = 0; i < 20000; ++i) {
+        const std::size_t bytes = 16 + (i * 37 + t * 101) % 50000;
+        auto* p = static_cast<unsigned char*>(Partitioned::allocate(bytes));
+        p[0] = static_cast<unsigned char>(t);
+        p[bytes - 1] = static_cast<unsigned char>(i);
+        held.push_back(p);
+        if (held.size() > 64) {
+          if (held.front()[0] != static_cast<unsigned char>(t)) ++failures;
+          Partitioned::deallocate(held.front(), "free");
+          held.erase(held.begin());
+        }
+      }
+      for (unsigned char* p : held) Partitioned::deallocate(p, "free");
+    });
+  }
+  for (auto& w : workers) w.join();
+  EXPECT_EQ(failures.load(), 0);
+  const void* where = nullptr;
+  EXPECT_EQ(Partitioned::check_heap(&where), nullptr) << where;
+}
+
+}  // namespace
+}  // namespace polymalloc::variants
