@@ -153,8 +153,10 @@ class ThreadCache {
   static void choose_secret() {
     if (atomics::load_relaxed(&secret_) != 0) return;
     std::uintptr_t secret = 0x9e3779b97f4a7c15u;
-    if (const auto* random = reinterpret_cast<const std::uintptr_t*>(getauxval(AT_RANDOM))) {
-      secret ^= random[0];
+    if (const auto* random = reinterpret_cast<const void*>(getauxval(AT_RANDOM))) {
+      std::uintptr_t bytes;
+      __builtin_memcpy(&bytes, random, sizeof(bytes));  // 16 bytes at any alignment
+      secret ^= bytes;
     }
     atomics::store_relaxed(&secret_, secret | 1);  // never 0: a key never equals the address
   }

@@ -222,7 +222,7 @@ class Partitions {
 
   // Frees a chain of blocks (linked through next_in_list) into their partitions, taking each
   // partition's lock once for all of its blocks in the chain.
-  static void release_chain(allocator::Block* chain) {
+  POLYMALLOC_UNCHECKED_BY_ASAN static void release_chain(allocator::Block* chain) {
     while (chain != nullptr) {
       Heap& heap = *owner_of(chain);
       allocator::Block* others = nullptr;
