@@ -24,9 +24,13 @@ inline constexpr std::size_t kMaxAlignment = std::size_t{1} << 40;
 
 template <AllocatorCore Core>
 struct FrontEnd {
-  static void* malloc(std::size_t n) { return Core::allocate(n != 0 ? n : 1); }
+  // The two hottest entry points are inlined into the exported functions (not called
+  // through the PLT, as a shared object's default-visibility functions otherwise are).
+  [[gnu::always_inline]] static void* malloc(std::size_t n) {
+    return Core::allocate(n != 0 ? n : 1);
+  }
 
-  static void free(void* p) {
+  [[gnu::always_inline]] static void free(void* p) {
     if (p != nullptr) Core::deallocate(p, "free");
   }
 

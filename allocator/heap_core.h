@@ -71,10 +71,9 @@ class HeapCore {
 
   [[gnu::always_inline]] static void deallocate(void* p, const char* call) {
     Block* b = Block::of_payload(p);
-    if (auto* heap = Placement::owner_of(p)) return Placement::release(*heap, b, call);
-    if (!LargeObjects::is_large(b)) report_misuse(call, "invalid pointer", p);
-    const ErrnoPreserved saved;
-    large_.release(b);
+    if (auto* heap = Placement::owner_of(p)) [[likely]]
+      return Placement::release(*heap, b, call);
+    deallocate_unowned(b, call);
   }
 
   static void* reallocate(void* p, std::size_t bytes) {
@@ -131,6 +130,13 @@ class HeapCore {
 
  private:
   static void* payload_of(Block* b) { return b != nullptr ? b->payload() : nullptr; }
+
+  // Out of line, so that the heap path of free() stays small enough to inline.
+  [[gnu::noinline]] static void deallocate_unowned(Block* b, const char* call) {
+    if (!LargeObjects::is_large(b)) report_misuse(call, "invalid pointer", b->payload());
+    const ErrnoPreserved saved;
+    large_.release(b);
+  }
 
   static void* allocate_large(std::size_t bytes, std::size_t alignment) {
     return payload_of(large_.allocate(bytes, alignment));

@@ -16,6 +16,12 @@ DEFAULT_VARIANT = "global_spinlock"
 
 IMPLEMENTED_VARIANTS = [name for name, v in VARIANTS.items() if v.implemented]
 
+# Each implemented variant's LD_PRELOAD-able library.
+VARIANT_LIBRARIES = {
+    name: "//variants/%s:libpolymalloc_%s.so" % (name, name)
+    for name in IMPLEMENTED_VARIANTS
+}
+
 def variant_cc_test(name, deps = [], variant_target = "under_test", env = {}, **kwargs):
     """One test per implemented variant, named <name>_<variant>; test_suite <name> holds all.
 
@@ -42,7 +48,7 @@ def variant_preload_test(name, srcs, **kwargs):
     the variant's LD_PRELOAD-able shared object."""
     tests = []
     for variant in IMPLEMENTED_VARIANTS:
-        library = "//variants/%s:libpolymalloc_%s.so" % (variant, variant)
+        library = VARIANT_LIBRARIES[variant]
         native.sh_test(
             name = "%s_%s" % (name, variant),
             srcs = srcs,

@@ -64,7 +64,7 @@ class Partitions {
         return refill(*cache, k);
       }
     }
-    return allocate_somewhere([block](auto& heap) { return heap.allocate(block); });
+    return allocate_uncached(block);
   }
 
   static allocator::Block* allocate_aligned(std::size_t block, std::size_t alignment) {
@@ -97,7 +97,7 @@ class Partitions {
         return flush_then_push(*cache, b, k);
       }
     }
-    heap.release(b, call);
+    release_uncached(heap, b, call);
   }
 
   // realloc() of a block that sits in a cache (freed) is misuse the heap cannot see.
@@ -178,6 +178,15 @@ class Partitions {
       b = allocate(table_.heaps[i].heap());
     }
     return b;  // nullptr: every partition failed with ENOMEM
+  }
+
+  // The paths around the thread cache, out of line so that the cached paths stay small.
+  [[gnu::noinline]] static allocator::Block* allocate_uncached(std::size_t block) {
+    return allocate_somewhere([block](auto& heap) { return heap.allocate(block); });
+  }
+  [[gnu::noinline]] static void release_uncached(Heap& heap, allocator::Block* b,
+                                                 const char* call) {
+    heap.release(b, call);
   }
 
   // Locks and returns the caller's home partition if it is free, else the first free one
