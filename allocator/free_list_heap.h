@@ -32,7 +32,11 @@
 
 namespace polymalloc::allocator {
 
-template <platform::PageSource Source>
+// QuickMaxBlock: the largest block the quick lists take (kNoQuickLists: none, for a heap
+// that has thread caches in front doing that job).
+inline constexpr std::size_t kNoQuickLists = 0;
+
+template <platform::PageSource Source, std::size_t QuickMaxBlock = std::size_t{8} << 10>
 class FreeListHeap {
  public:
   // Minimum bytes requested from the source at a time, to keep system calls rare.
@@ -48,8 +52,12 @@ class FreeListHeap {
   };
 
   // Blocks up to this size (exact power-of-two classes) use the quick lists.
-  static constexpr unsigned kQuickMaxClass = 13;  // 8 KiB blocks: requests up to 8176 bytes
-  static constexpr std::size_t kQuickMaxBlock = std::size_t{1} << kQuickMaxClass;
+  static constexpr std::size_t kQuickMaxBlock = QuickMaxBlock;  // default: requests to 8176 B
+  static constexpr unsigned kQuickMaxClass =
+      QuickMaxBlock >= kMinBlock ? static_cast<unsigned>(std::bit_width(QuickMaxBlock) - 1)
+                                 : kMinClass;
+  // Blocks of a request's own list examined for the best fit before a larger list is split.
+  static constexpr unsigned kFitScanLimit = 16;
   // A quick list holding this many bytes is consolidated before it takes another block.
   static constexpr std::size_t kQuickCapBytes = std::size_t{64} << 10;
 
@@ -313,9 +321,20 @@ class FreeListHeap {
   // A free block of at least `block_bytes` (still on its list), or nullptr.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* find_free(std::size_t block_bytes) const {
     // Every block on list k or above is at least 2^k; a request that is not a power of two
-    // may also fit the first block of its own list, which is tried first.
+    // may also fit a block of its own list: the best of the first few there that fit (an
+    // exact fit ends the search) is taken first, which keeps holes from piling up when
+    // many sizes share a list.
     const unsigned own = list_of(block_bytes | kMinBlock);  // the same list for >= kMinBlock
-    if (Block* head = lists_[own]; head != nullptr && head->size() >= block_bytes) return head;
+    Block* best = nullptr;
+    unsigned scanned = 0;
+    for (Block* b = lists_[own]; b != nullptr && scanned < kFitScanLimit;
+         b = b->next_in_list, ++scanned) {
+      const std::size_t size = b->size();
+      if (size < block_bytes || (best != nullptr && size >= best->size())) continue;
+      best = b;
+      if (size == block_bytes) break;
+    }
+    if (best != nullptr) return best;
     const unsigned above = class_of(block_bytes) == own ? own : own + 1;
     const std::uint64_t candidates = above < 64 ? nonempty_ >> above << above : 0;
     if (candidates == 0) return nullptr;
@@ -474,8 +493,8 @@ class FreeListHeap {
   Stats stats_;
 };
 
-template <platform::PageSource Source>
-POLYMALLOC_UNCHECKED_BY_ASAN const char* FreeListHeap<Source>::check(const void** where) const {
+template <platform::PageSource Source, std::size_t QuickMaxBlock>
+POLYMALLOC_UNCHECKED_BY_ASAN const char* FreeListHeap<Source, QuickMaxBlock>::check(const void** where) const {
   auto fail = [where](const char* what, const void* at) {
     if (where != nullptr) *where = at;
     return what;

@@ -1,5 +1,5 @@
 // The AllocatorCore of the heap-based variants: requests are rounded (header included) to a
-// power of two and served by LockedHeaps, and blocks of 1 MiB or more are mappings of their
+// size class of the Placement's policy and served by LockedHeaps, and blocks of 1 MiB or more are mappings of their
 // own. Where a block comes from and which heap owns an address is the Placement's choice,
 // which is all that distinguishes global_spinlock (one heap) from partitioned (one heap per
 // partition, thread caches in front).
@@ -19,11 +19,13 @@
 
 namespace polymalloc::allocator {
 
-// What a Placement provides. `block` is always a power of two below kLargeBlockBytes.
+// What a Placement provides. `block` is always a class size below kLargeBlockBytes.
 template <class P>
 concept HeapPlacement = requires(typename P::Heap& heap, Block* b, const void* p, std::size_t n,
                                  const char* call, Statistics& s, const void** where) {
   { P::kName } -> std::convertible_to<const char*>;
+  // The size-class policy (size_class.h) blocks are rounded by.
+  { P::Classes::round_up(n) } -> std::same_as<std::size_t>;
   // A live block of at least n bytes, or nullptr with errno = ENOMEM.
   { P::allocate(n) } -> std::same_as<Block*>;
   { P::allocate_aligned(n, n) } -> std::same_as<Block*>;
@@ -47,7 +49,7 @@ template <HeapPlacement Placement>
 class HeapCore {
  public:
   static constexpr const char* kName = Placement::kName;
-  // Blocks (header included, rounded to their power of two) this big are mappings.
+  // Blocks (header included, rounded to their class) this big are mappings.
   static constexpr std::size_t kLargeBlockBytes = std::size_t{1} << 20;
 
   [[gnu::always_inline]] static void* allocate(std::size_t bytes) {
@@ -121,10 +123,10 @@ class HeapCore {
   static void after_fork_in_parent() { Placement::after_fork_in_parent(); }
   static void after_fork_in_child() { Placement::after_fork_in_child(); }
 
-  // The power-of-two block for a request, or 0 when it belongs on the large-object path.
+  // The block for a request, or 0 when it belongs on the large-object path.
   static std::size_t block_for(std::size_t bytes) {
     if (bytes > kLargeBlockBytes) return 0;
-    const std::size_t block = class_size(class_of(bytes + Block::kHeaderBytes));
+    const std::size_t block = Placement::Classes::round_up(bytes + Block::kHeaderBytes);
     return block < kLargeBlockBytes ? block : 0;
   }
 

@@ -17,7 +17,7 @@
 
 namespace polymalloc::allocator {
 
-template <platform::PageSource Source>
+template <platform::PageSource Source, std::size_t QuickMaxBlock = std::size_t{8} << 10>
 class LockedHeap {
  public:
   // Once this much is free at the top of the heap, all but kTrimKeepBytes goes back.
@@ -38,7 +38,7 @@ class LockedHeap {
 
   atomics::Spinlock& lock() { return lock_; }
   // The heap itself, for a caller holding lock() (e.g. to hand a source its range).
-  FreeListHeap<Source>& heap() { return heap_; }
+  FreeListHeap<Source, QuickMaxBlock>& heap() { return heap_; }
 
   [[gnu::always_inline]] Block* allocate(std::size_t block) {
     Guard guard(lock_);
@@ -130,7 +130,7 @@ class LockedHeap {
   }
 
   atomics::Spinlock lock_;
-  FreeListHeap<Source> heap_;
+  FreeListHeap<Source, QuickMaxBlock> heap_;
 };
 
 }  // namespace polymalloc::allocator

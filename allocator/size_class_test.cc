@@ -40,5 +40,47 @@ TEST(SizeClassTest, HeaderAdditionDetectsOverflow) {
   EXPECT_EQ(block_bytes_for(SIZE_MAX - 16, 16), SIZE_MAX);
 }
 
+// Both policies: round_up gives the smallest class that fits, and index_of/size_of number
+// the classes densely in increasing order.
+template <class Classes>
+void expect_consistent_policy(std::size_t max_rounding_percent) {
+  std::size_t previous = 0;
+  for (unsigned i = 0; Classes::size_of(i) <= (std::size_t{1} << 20); ++i) {
+    const std::size_t s = Classes::size_of(i);
+    ASSERT_GT(s, previous);
+    ASSERT_EQ(s % 16, 0u);
+    ASSERT_TRUE(Classes::is_class_size(s)) << s;
+    ASSERT_EQ(Classes::index_of(s), i) << s;
+    ASSERT_EQ(Classes::round_up(s), s);
+    for (std::size_t b = previous + 1; b < s; b += 1 + (s - previous) / 7) {
+      ASSERT_EQ(Classes::round_up(b), s) << b;
+      if (b % 16 == 0) {
+        ASSERT_FALSE(Classes::is_class_size(b)) << b;
+      }
+    }
+    if (previous >= 64) {
+      ASSERT_LE((s - previous) * 100, previous * max_rounding_percent) << s;
+    }
+    previous = s;
+  }
+}
+
+TEST(SizeClassTest, PowerOfTwoPolicy) {
+  EXPECT_EQ(PowerOfTwoClasses::round_up(1), 32u);
+  EXPECT_EQ(PowerOfTwoClasses::round_up(200), 256u);
+  expect_consistent_policy<PowerOfTwoClasses>(100);
+}
+
+TEST(SizeClassTest, QuarterPowerPolicy) {
+  EXPECT_EQ(QuarterPowerClasses::round_up(1), 32u);
+  EXPECT_EQ(QuarterPowerClasses::round_up(40), 48u);
+  EXPECT_EQ(QuarterPowerClasses::round_up(65), 80u);
+  EXPECT_EQ(QuarterPowerClasses::round_up(129), 160u);
+  EXPECT_EQ(QuarterPowerClasses::round_up(200), 224u);
+  EXPECT_EQ(QuarterPowerClasses::round_up(std::size_t{1} << 20), std::size_t{1} << 20);
+  EXPECT_EQ(QuarterPowerClasses::index_of(32768), 38u);
+  expect_consistent_policy<QuarterPowerClasses>(25);
+}
+
 }  // namespace
 }  // namespace polymalloc::allocator

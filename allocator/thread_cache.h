@@ -15,6 +15,7 @@
 #include <sys/auxv.h>
 
 #include <cstddef>
+#include <array>
 #include <cstdint>
 
 #include "allocator/block.h"
@@ -24,60 +25,59 @@
 
 namespace polymalloc::allocator {
 
-// Classes kMinClass .. kCacheMaxClass (32 B .. 32 KiB blocks) are cached.
-inline constexpr unsigned kCacheMaxClass = 15;
-inline constexpr std::size_t kCacheMaxBlock = std::size_t{1} << kCacheMaxClass;
-inline constexpr unsigned kCacheBins = kCacheMaxClass - kMinClass + 1;
+// Blocks up to 32 KiB are cached.
+inline constexpr std::size_t kCacheMaxBlock = std::size_t{32} << 10;
 
+// One bin per class of the size-class policy Classes (size_class.h) up to kCacheMaxBlock;
+// `i` below is a class index.
+template <class Classes>
 class ThreadCache {
  public:
+  static constexpr unsigned kBins = Classes::index_of(kCacheMaxBlock) + 1;
   // A bin holds at most this many bytes (and at most kMaxBinCount blocks).
-  static constexpr std::size_t kBinBytes = std::size_t{64} << 10;
-  static constexpr std::uint32_t kMaxBinCount = 128;
+  static constexpr std::size_t kBinBytes = std::size_t{32} << 10;
+  static constexpr std::uint32_t kMaxBinCount = 64;
 
   enum class State : std::uint32_t { kUnused, kActivating, kActive, kRetired };
 
-  // How many blocks of class k a bin holds at most, and moves to or from a heap at a time.
-  static constexpr std::uint32_t capacity(unsigned k) {
-    const std::size_t by_bytes = kBinBytes >> k;
-    return by_bytes > kMaxBinCount ? kMaxBinCount : by_bytes < 2 ? 2 : std::uint32_t(by_bytes);
-  }
-  static constexpr std::uint32_t batch(unsigned k) { return capacity(k) / 2; }
+  // How many blocks of class i a bin holds at most, and moves to or from a heap at a time.
+  static constexpr std::uint32_t capacity(unsigned i) { return kCapacity[i]; }
+  static constexpr std::uint32_t batch(unsigned i) { return capacity(i) / 2; }
 
-  // Whether b's size is a cached class (exactly a power of two up to kCacheMaxBlock).
+  // Whether a block of `size` bytes is of a cached class (exactly a class size).
   static constexpr bool cacheable(std::size_t size) {
-    return size <= kCacheMaxBlock && is_power_of_two(size) && size >= kMinBlock;
+    return size <= kCacheMaxBlock && Classes::is_class_size(size);
   }
 
-  // A block of class k, or nullptr if the bin is empty.
-  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* pop(unsigned k) {
-    Bin& bin = bins_[k - kMinClass];
+  // A block of class i, or nullptr if the bin is empty.
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* pop(unsigned i) {
+    Bin& bin = bins_[i];
     Block* b = bin.head;
     if (b == nullptr) return nullptr;
     bin.head = b->next_in_list;
     atomics::store_relaxed(&bin.count, bin.count - 1);
     b->prev_in_list = nullptr;  // the key: a handed-out block is no longer "cached"
-    unpoison_live(b->payload(), class_size(k) - Block::kHeaderBytes);
+    unpoison_live(b->payload(), Classes::size_of(i) - Block::kHeaderBytes);
     return b;
   }
 
-  // Caches b (a live block of exactly class k); false if the bin is full.
-  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool push(Block* b, unsigned k) {
-    Bin& bin = bins_[k - kMinClass];
-    if (bin.count >= capacity(k)) return false;
+  // Caches b (a live block of exactly class i); false if the bin is full.
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool push(Block* b, unsigned i) {
+    Bin& bin = bins_[i];
+    if (bin.count >= capacity(i)) return false;
     b->next_in_list = bin.head;
     b->prev_in_list = key_of(b);
     bin.head = b;
     atomics::store_relaxed(&bin.count, bin.count + 1);
-    poison_free(b->payload(), class_size(k) - Block::kHeaderBytes);
+    poison_free(b->payload(), Classes::size_of(i) - Block::kHeaderBytes);
     return true;
   }
 
-  // Detaches the n least recently cached blocks of class k (all when n is 0) as a chain
+  // Detaches the n least recently cached blocks of class i (all when n is 0) as a chain
   // through next_in_list, their keys cleared: they are about to leave the cache. The most
   // recently freed blocks, the likeliest to be in the CPU's cache, stay.
-  POLYMALLOC_UNCHECKED_BY_ASAN Block* take(unsigned k, std::uint32_t n) {
-    Bin& bin = bins_[k - kMinClass];
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* take(unsigned i, std::uint32_t n) {
+    Bin& bin = bins_[i];
     if (n == 0 || n > bin.count) n = bin.count;
     if (n == 0) return nullptr;
     Block** link = &bin.head;
@@ -98,8 +98,8 @@ class ThreadCache {
   // Read by other threads (statistics) while the owner runs: counts are atomic words.
   std::size_t cached_bytes() const {
     std::size_t bytes = 0;
-    for (unsigned i = 0; i < kCacheBins; ++i) {
-      bytes += std::size_t{atomics::load_relaxed(&bins_[i].count)} << (i + kMinClass);
+    for (unsigned i = 0; i < kBins; ++i) {
+      bytes += atomics::load_relaxed(&bins_[i].count) * Classes::size_of(i);
     }
     return bytes;
   }
@@ -113,21 +113,21 @@ class ThreadCache {
   // `owns(b)` says whether b belongs to one of the heaps behind the cache.
   template <class Owns>
   POLYMALLOC_UNCHECKED_BY_ASAN const char* check(Owns owns, const void** where) const {
-    for (unsigned k = kMinClass; k <= kCacheMaxClass; ++k) {
+    for (unsigned i = 0; i < kBins; ++i) {
       std::uint32_t n = 0;
-      for (const Block* b = bins_[k - kMinClass].head; b != nullptr; b = b->next_in_list, ++n) {
-        const char* wrong = !owns(b)                        ? "cached block outside the heaps"
-                            : !b->live()                    ? "cached block not in use"
-                            : b->size() != class_size(k)    ? "cached block in the wrong bin"
-                            : !is_cached(b)                 ? "cached block lost its key"
-                            : n >= bins_[k - kMinClass].count ? "cache bin longer than its count"
-                                                              : nullptr;
+      for (const Block* b = bins_[i].head; b != nullptr; b = b->next_in_list, ++n) {
+        const char* wrong = !owns(b)                           ? "cached block outside the heaps"
+                            : !b->live()                       ? "cached block not in use"
+                            : b->size() != Classes::size_of(i) ? "cached block in the wrong bin"
+                            : !is_cached(b)                    ? "cached block lost its key"
+                            : n >= bins_[i].count ? "cache bin longer than its count"
+                                                  : nullptr;
         if (wrong != nullptr) {
           if (where != nullptr) *where = b;
           return wrong;
         }
       }
-      if (n != bins_[k - kMinClass].count) return "cache bin shorter than its count";
+      if (n != bins_[i].count) return "cache bin shorter than its count";
     }
     return nullptr;
   }
@@ -141,6 +141,17 @@ class ThreadCache {
     Block* head = nullptr;
     std::uint32_t count = 0;
   };
+
+  static constexpr auto kCapacity = [] {
+    std::array<std::uint32_t, kBins> capacity{};
+    for (unsigned i = 0; i < kBins; ++i) {
+      const std::size_t by_bytes = kBinBytes / Classes::size_of(i);
+      capacity[i] = by_bytes > kMaxBinCount ? kMaxBinCount
+                    : by_bytes < 2          ? 2
+                                            : static_cast<std::uint32_t>(by_bytes);
+    }
+    return capacity;
+  }();
 
   POLYMALLOC_HOT_PATH static Block* key_of(const Block* b) {
     return reinterpret_cast<Block*>(atomics::load_relaxed(&secret_) ^
@@ -163,14 +174,16 @@ class ThreadCache {
 
  private:
   static inline constinit std::uintptr_t secret_ = 0;
-  Bin bins_[kCacheBins] = {};
+  Bin bins_[kBins] = {};
 };
 
 // The calling thread's cache, the registry of all of them, and the thread-exit hook.
 // Backend::flush_all(ThreadCache&) empties a cache into the heaps (at thread exit).
-template <class Backend>
+template <class Backend, class Classes>
 class ThreadCaches {
  public:
+  using ThreadCache = allocator::ThreadCache<Classes>;
+
   // The caller's cache, or nullptr while it is being set up or after its thread's exit
   // handlers retired it (the caller then goes to the heaps directly).
   POLYMALLOC_HOT_PATH static ThreadCache* mine() {

@@ -15,6 +15,7 @@ class OneHeap {
  public:
   static constexpr const char* kName = "global_spinlock";
   using Heap = allocator::LockedHeap<platform::ReservedRange>;
+  using Classes = allocator::PowerOfTwoClasses;
 
   [[gnu::always_inline]] static allocator::Block* allocate(std::size_t block) {
     return heap_.allocate(block);

@@ -2,8 +2,9 @@
 // slice of one address-space reservation, so that threads stop queueing on one lock. A thread
 // has a home partition and takes another free one when its home is busy; a block always goes
 // back to the partition whose slice holds it (found from its address in constant time), so
-// neighbours still coalesce. Thread caches in front serve the classes up to 32 KiB without a
-// lock and move blocks to and from the partitions in batches. Meets allocator::AllocatorCore.
+// neighbours still coalesce. Blocks are rounded to four classes per doubling. Thread caches
+// in front serve the classes up to 32 KiB without a lock and move blocks to and from the
+// partitions in batches. Meets allocator::AllocatorCore.
 #pragma once
 
 #include <bit>
@@ -22,7 +23,9 @@ inline constexpr unsigned kMaxPartitions = 64;
 static_assert(kConfiguredPartitions >= 0 && kConfiguredPartitions <= int{kMaxPartitions},
               "--//variants/partitioned:partitions must be 0 (one per CPU) up to 64");
 
-using PartitionHeap = allocator::LockedHeap<platform::ReservedRange>;
+// No quick lists: the thread caches already defer coalescing, and a second layer of parked
+// blocks would only hold memory back.
+using PartitionHeap = allocator::LockedHeap<platform::ReservedRange, allocator::kNoQuickLists>;
 
 // The partitions and the reservation they slice (at namespace level, so that it is complete
 // where Partitions defines its constinit instance).
@@ -38,7 +41,11 @@ class Partitions {
  public:
   static constexpr const char* kName = "partitioned";
   using Heap = PartitionHeap;
-  using Caches = allocator::ThreadCaches<Partitions>;
+  // Four classes per doubling: the thread caches make many classes cheap, and the finer
+  // rounding is what keeps memory overhead at or below glibc's.
+  using Classes = allocator::QuarterPowerClasses;
+  using Caches = allocator::ThreadCaches<Partitions, Classes>;
+  using ThreadCache = Caches::ThreadCache;
   // Address space reserved for all partitions together (nothing committed until used).
   static constexpr std::size_t kReservationBytes = std::size_t{64} << 30;
   static constexpr std::size_t kMinimumSliceBytes = std::size_t{16} << 20;
@@ -57,11 +64,11 @@ class Partitions {
 
   [[gnu::always_inline]] static allocator::Block* allocate(std::size_t block) {
     if (block <= allocator::kCacheMaxBlock) [[likely]] {
-      if (allocator::ThreadCache* cache = Caches::mine()) [[likely]] {
-        const unsigned k = allocator::class_of(block);
-        if (allocator::Block* b = cache->pop(k)) [[likely]]
+      if (ThreadCache* cache = Caches::mine()) [[likely]] {
+        const unsigned i = Classes::index_of(block);
+        if (allocator::Block* b = cache->pop(i)) [[likely]]
           return b;
-        return refill(*cache, k);
+        return refill(*cache, i);
       }
     }
     return allocate_uncached(block);
@@ -84,17 +91,17 @@ class Partitions {
   [[gnu::always_inline]] static void release(Heap& heap, allocator::Block* b, const char* call) {
     const std::size_t header = b->size_flags_unlocked();  // its owner may flip kPrevFree
     const std::size_t size = header & ~allocator::Block::kFlags;
-    if (allocator::ThreadCache::cacheable(size)) [[likely]] {
-      if (allocator::ThreadCache* cache = Caches::mine()) [[likely]] {
+    if (ThreadCache::cacheable(size)) [[likely]] {
+      if (ThreadCache* cache = Caches::mine()) [[likely]] {
         constexpr std::size_t kLiveMask = allocator::Block::kInUse | allocator::Block::kCached;
         if ((header & kLiveMask) != allocator::Block::kInUse ||
-            allocator::ThreadCache::is_cached(b)) [[unlikely]] {
+            ThreadCache::is_cached(b)) [[unlikely]] {
           allocator::report_misuse(call, "double free of", b->payload());
         }
-        const unsigned k = allocator::class_of(size);
-        if (cache->push(b, k)) [[likely]]
+        const unsigned i = Classes::index_of(size);
+        if (cache->push(b, i)) [[likely]]
           return;
-        return flush_then_push(*cache, b, k);
+        return flush_then_push(*cache, b, i);
       }
     }
     release_uncached(heap, b, call);
@@ -102,14 +109,14 @@ class Partitions {
 
   // realloc() of a block that sits in a cache (freed) is misuse the heap cannot see.
   static void check_not_cached(allocator::Block* b, const char* call) {
-    if (allocator::ThreadCache::is_cached(b)) {
+    if (ThreadCache::is_cached(b)) {
       allocator::report_misuse(call, "freed pointer", b->payload());
     }
   }
 
   // The caller's cache goes back first, so that its blocks can coalesce and be trimmed.
   static bool trim(std::size_t pad) {
-    if (allocator::ThreadCache* cache = Caches::current()) flush_all(*cache);
+    if (ThreadCache* cache = Caches::current()) flush_all(*cache);
     std::size_t returned = 0;
     for (unsigned i = 0, n = partition_count(); i < n; ++i) returned += table_.heaps[i].trim(pad);
     return returned != 0;
@@ -118,7 +125,7 @@ class Partitions {
   // Blocks in thread caches count as free (to the client they are).
   static void add_statistics(allocator::Statistics& s) {
     for (unsigned i = 0, n = partition_count(); i < n; ++i) table_.heaps[i].add_statistics(s);
-    Caches::for_each([&s](const allocator::ThreadCache& cache) {
+    Caches::for_each([&s](const ThreadCache& cache) {
       s.heap_free_bytes += cache.cached_bytes();
       s.heap_free_blocks += cache.cached_blocks();
     });
@@ -129,7 +136,7 @@ class Partitions {
     for (unsigned i = 0, n = partition_count(); i < n; ++i) {
       if (const char* wrong = table_.heaps[i].check(where)) return wrong;
     }
-    const allocator::ThreadCache* cache = Caches::current();
+    const ThreadCache* cache = Caches::current();
     if (cache == nullptr) return nullptr;
     return cache->check([](const allocator::Block* b) { return owner_of(b) != nullptr; }, where);
   }
@@ -151,10 +158,8 @@ class Partitions {
   }
 
   // Empties a cache into the partitions (thread exit, trim).
-  static void flush_all(allocator::ThreadCache& cache) {
-    for (unsigned k = allocator::kMinClass; k <= allocator::kCacheMaxClass; ++k) {
-      release_chain(cache.take(k, 0));
-    }
+  static void flush_all(ThreadCache& cache) {
+    for (unsigned i = 0; i < ThreadCache::kBins; ++i) release_chain(cache.take(i, 0));
   }
 
  private:
@@ -203,16 +208,16 @@ class Partitions {
 
   // An empty bin: one block for the caller and up to a batch more into the cache, from one
   // partition under one lock.
-  [[gnu::noinline]] static allocator::Block* refill(allocator::ThreadCache& cache, unsigned k) {
-    const std::size_t block = allocator::class_size(k);
-    return allocate_somewhere([&cache, k, block](auto& heap) {
+  [[gnu::noinline]] static allocator::Block* refill(ThreadCache& cache, unsigned i) {
+    const std::size_t block = Classes::size_of(i);
+    return allocate_somewhere([&cache, i, block](auto& heap) {
       allocator::Block* first = heap.allocate(block);
       if (first == nullptr) return first;
       const int saved_errno = errno;  // running short after the first block is not a failure
-      for (std::uint32_t i = 1; i < allocator::ThreadCache::batch(k); ++i) {
+      for (std::uint32_t n = 1; n < ThreadCache::batch(i); ++n) {
         allocator::Block* b = heap.allocate(block);
         if (b == nullptr) break;
-        if (b->size() != block || !cache.push(b, k)) {
+        if (b->size() != block || !cache.push(b, i)) {
           heap.deallocate(b);
           break;
         }
@@ -223,10 +228,10 @@ class Partitions {
   }
 
   // A full bin: half of it goes back to the partitions, then b joins it.
-  [[gnu::noinline]] static void flush_then_push(allocator::ThreadCache& cache,
-                                                allocator::Block* b, unsigned k) {
-    release_chain(cache.take(k, allocator::ThreadCache::batch(k)));
-    cache.push(b, k);
+  [[gnu::noinline]] static void flush_then_push(ThreadCache& cache, allocator::Block* b,
+                                                unsigned i) {
+    release_chain(cache.take(i, ThreadCache::batch(i)));
+    cache.push(b, i);
   }
 
   // Frees a chain of blocks (linked through next_in_list) into their partitions, taking each
