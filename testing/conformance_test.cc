@@ -394,7 +394,9 @@ TEST_F(ConformanceTest, ThreadsThatExitLeaveNothingStranded) {
   });
   worker.join();
   const auto after_exit = api.mallinfo2();
-  EXPECT_EQ(after_exit.uordblks, before.uordblks) << "bytes in use before and after the thread";
+  // Equal but for a region header if the thread was the first to use some heap (a
+  // partition); a stranded cache would hold tens of KiB.
+  EXPECT_LE(after_exit.uordblks, before.uordblks + 1 * kKiB) << "in use before and after";
   api.malloc_trim(0);
   EXPECT_LE(api.mallinfo2().arena, before.arena + 256 * kKiB) << "the thread's memory came back";
 }
