@@ -494,7 +494,8 @@ class FreeListHeap {
 };
 
 template <platform::PageSource Source, std::size_t QuickMaxBlock>
-POLYMALLOC_UNCHECKED_BY_ASAN const char* FreeListHeap<Source, QuickMaxBlock>::check(const void** where) const {
+POLYMALLOC_UNCHECKED_BY_ASAN const char* FreeListHeap<Source, QuickMaxBlock>::check(
+    const void** where) const {
   auto fail = [where](const char* what, const void* at) {
     if (where != nullptr) *where = at;
     return what;

@@ -1,7 +1,7 @@
 // The AllocatorCore of the heap-based variants: requests are rounded (header included) to a
-// size class of the Placement's policy and served by LockedHeaps, and blocks of 1 MiB or more are mappings of their
-// own. Where a block comes from and which heap owns an address is the Placement's choice,
-// which is all that distinguishes global_spinlock (one heap) from partitioned (one heap per
+// size class of the Placement's policy and served by LockedHeaps, and blocks of 1 MiB or more are
+// mappings of their own. Where a block comes from and which heap owns an address is the Placement's
+// choice, which is all that distinguishes global_spinlock (one heap) from partitioned (one heap per
 // partition, thread caches in front).
 #pragma once
 

@@ -48,7 +48,9 @@ constexpr std::size_t block_bytes_for(std::size_t user_bytes, std::size_t header
 // The classic power-of-two classes (up to 50 % rounding; blocks halve and double cleanly).
 struct PowerOfTwoClasses {
   static constexpr std::size_t round_up(std::size_t b) { return class_size(class_of(b)); }
-  static constexpr bool is_class_size(std::size_t s) { return s >= kMinBlock && is_power_of_two(s); }
+  static constexpr bool is_class_size(std::size_t s) {
+    return s >= kMinBlock && is_power_of_two(s);
+  }
   static constexpr unsigned index_of(std::size_t s) { return class_of(s) - kMinClass; }
   static constexpr std::size_t size_of(unsigned i) { return class_size(i + kMinClass); }
 };

@@ -14,8 +14,8 @@
 #include <pthread.h>
 #include <sys/auxv.h>
 
-#include <cstddef>
 #include <array>
+#include <cstddef>
 #include <cstdint>
 
 #include "allocator/block.h"
@@ -120,8 +120,8 @@ class ThreadCache {
                             : !b->live()                       ? "cached block not in use"
                             : b->size() != Classes::size_of(i) ? "cached block in the wrong bin"
                             : !is_cached(b)                    ? "cached block lost its key"
-                            : n >= bins_[i].count ? "cache bin longer than its count"
-                                                  : nullptr;
+                            : n >= bins_[i].count              ? "cache bin longer than its count"
+                                                               : nullptr;
         if (wrong != nullptr) {
           if (where != nullptr) *where = b;
           return wrong;

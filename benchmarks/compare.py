@@ -17,6 +17,9 @@ import statistics
 import subprocess
 import sys
 
+# Memory overhead is reported only for workloads that hold at least this much at their peak.
+MIN_LIVE_BYTES = 256 * 1024
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -118,6 +121,7 @@ def measure(binary, benchmarks, allocators, rounds, min_time):
                     round_index + 1, rounds, benchmark, name, done, total))
                 entry = run_one(binary, benchmark, library, min_time)
                 if entry is not None:
+                    entry["round"] = round_index
                     results[benchmark][name].append(entry)
     progress("")
     return results
@@ -128,39 +132,51 @@ def median_of(entries, key):
     return statistics.median(values) if values else None
 
 
-def summarise(results):
-    """{benchmark: {allocator: {"items_per_second", "memory_overhead"}}} (medians)."""
+def paired_ratio(entries, baseline_entries):
+    """Median over rounds of this allocator's rate over the baseline's in the same round:
+    runs of one round are close in time, so machine-wide slow phases cancel out."""
+    baseline = {e["round"]: e["items_per_second"] for e in baseline_entries
+                if e.get("items_per_second")}
+    ratios = [e["items_per_second"] / baseline[e["round"]] for e in entries
+              if e.get("items_per_second") and e["round"] in baseline]
+    return statistics.median(ratios) if ratios else None
+
+
+def summarise(results, baseline_name):
+    """{benchmark: {allocator: {"items_per_second", "ratio", "memory_overhead", "runs"}}}:
+    medians, and the median paired ratio to the baseline allocator."""
     summary = {}
     for benchmark, by_allocator in results.items():
         summary[benchmark] = {}
         for name, entries in by_allocator.items():
             rate = median_of(entries, "items_per_second")
+            ratio = paired_ratio(entries, by_allocator[baseline_name])
             live = median_of(entries, "peak_live_bytes")
             rss = median_of(entries, "rss_growth_bytes")
-            overhead = rss / live if live and rss is not None and live > 0 else None
-            summary[benchmark][name] = {"items_per_second": rate, "memory_overhead": overhead,
-                                        "runs": len(entries)}
+            # Below this much live memory the ratio measures fixed costs, not the workload.
+            overhead = rss / live if live and rss is not None and live >= MIN_LIVE_BYTES else None
+            summary[benchmark][name] = {"items_per_second": rate, "ratio": ratio,
+                                        "memory_overhead": overhead, "runs": len(entries)}
     return summary
 
 
 def print_table(summary, names):
     baseline = names[0]
     width = max(12, max(len(n) for n in names) + 2)
-    print("Throughput: median Mops/s, (ratio to %s); memory: peak RSS growth / peak live "
-          "bytes; * best per row" % baseline)
+    print("Throughput: median Mops/s (median ratio to %s within a round); memory: peak RSS "
+          "growth / peak live bytes; * best ratio per row" % baseline)
     print("%-34s" % "benchmark" + "".join("%*s" % (width + 10, n) for n in names))
     for benchmark, row in summary.items():
-        rates = {n: row[n]["items_per_second"] for n in names}
-        best = max((r for r in rates.values() if r), default=None)
-        base = rates.get(baseline)
+        ratios = {n: row[n]["ratio"] for n in names}
+        best = max((r for r in ratios.values() if r), default=None)
         cells = []
         for n in names:
-            r = rates[n]
+            r = row[n]["items_per_second"]
             if r is None:
                 cells.append("%*s" % (width + 10, "failed"))
                 continue
-            ratio = "(%.2f)" % (r / base) if base else ""
-            mark = "*" if r == best else " "
+            ratio = "(%.2f)" % ratios[n] if ratios[n] is not None else ""
+            mark = "*" if ratios[n] == best else " "
             cells.append("%*s" % (width + 10, "%.1f %s%s" % (r / 1e6, ratio, mark)))
         print("%-34s" % benchmark + "".join(cells))
         overheads = {n: row[n]["memory_overhead"] for n in names}
@@ -179,7 +195,7 @@ def main(argv):
     if not benchmarks:
         parser.error("--only %r matches no benchmark" % args.only)
     results = measure(args.benchmark, benchmarks, allocators, args.rounds, args.min_time)
-    summary = summarise(results)
+    summary = summarise(results, allocators[0][0])
     print_table(summary, [name for name, _ in allocators])
     if args.json:
         with open(args.json, "w") as f:

@@ -94,9 +94,8 @@ LiveBytes g_live;
 void report_memory(benchmark::State& state) {
   if (state.thread_index() != 0) return;
   state.counters["peak_live_bytes"] = static_cast<double>(g_live.peak());
-  state.counters["rss_growth_bytes"] =
-      static_cast<double>(proc_status_bytes("VmHWM") - std::min(g_rss_at_start,
-                                                                proc_status_bytes("VmHWM")));
+  state.counters["rss_growth_bytes"] = static_cast<double>(
+      proc_status_bytes("VmHWM") - std::min(g_rss_at_start, proc_status_bytes("VmHWM")));
 }
 
 void touch(void* p, std::size_t bytes) {
@@ -215,8 +214,10 @@ void larson(benchmark::State& state) {
     g_live.add(static_cast<std::ptrdiff_t>(bytes) - static_cast<std::ptrdiff_t>(old_bytes));
     if (--until_trade == 0) {
       until_trade = kTradeEvery;
-      if (void** other = g_mailbox.exchange(slots, std::memory_order_acq_rel)) slots = other;
-      else slots = nullptr;
+      if (void** other = g_mailbox.exchange(slots, std::memory_order_acq_rel))
+        slots = other;
+      else
+        slots = nullptr;
       if (slots == nullptr) {  // the mailbox was empty: start a fresh array
         slots = new void*[kLarsonSlots];
         for (std::size_t i = 0; i < kLarsonSlots; ++i) {
@@ -257,8 +258,7 @@ void register_all() {
   const int cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<int> thread_counts = {1, 2, 2 * cpus};
   std::sort(thread_counts.begin(), thread_counts.end());
-  thread_counts.erase(std::unique(thread_counts.begin(), thread_counts.end()),
-                      thread_counts.end());
+  thread_counts.erase(std::unique(thread_counts.begin(), thread_counts.end()), thread_counts.end());
   for (int threads : thread_counts) {
     for (auto* b : {benchmark::RegisterBenchmark("pairs", pairs),
                     benchmark::RegisterBenchmark("producer_consumer", producer_consumer),

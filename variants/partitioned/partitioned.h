@@ -52,8 +52,8 @@ class Partitions {
 
   // Partitions to set up: the build setting, or one per CPU the process may run on.
   static unsigned partitions_wanted() {
-    const unsigned n = kConfiguredPartitions > 0 ? unsigned(kConfiguredPartitions)
-                                                 : platform::cpu_count();
+    const unsigned n =
+        kConfiguredPartitions > 0 ? unsigned(kConfiguredPartitions) : platform::cpu_count();
     return n < 1 ? 1 : n > kMaxPartitions ? kMaxPartitions : n;
   }
   // Partitions set up so far (0 before the first allocation).
@@ -81,7 +81,8 @@ class Partitions {
 
   [[gnu::always_inline]] static Heap* owner_of(const void* p) {
     const std::uint32_t count = atomics::load_acquire(&table_.count);  // then base and shift
-    const std::uintptr_t index = (reinterpret_cast<std::uintptr_t>(p) - table_.base) >> table_.shift;
+    const std::uintptr_t index =
+        (reinterpret_cast<std::uintptr_t>(p) - table_.base) >> table_.shift;
     if (index >= count) return nullptr;
     Heap& heap = table_.heaps[index];
     return heap.contains(p) ? &heap : nullptr;
@@ -94,8 +95,8 @@ class Partitions {
     if (ThreadCache::cacheable(size)) [[likely]] {
       if (ThreadCache* cache = Caches::mine()) [[likely]] {
         constexpr std::size_t kLiveMask = allocator::Block::kInUse | allocator::Block::kCached;
-        if ((header & kLiveMask) != allocator::Block::kInUse ||
-            ThreadCache::is_cached(b)) [[unlikely]] {
+        if ((header & kLiveMask) != allocator::Block::kInUse || ThreadCache::is_cached(b))
+            [[unlikely]] {
           allocator::report_misuse(call, "double free of", b->payload());
         }
         const unsigned i = Classes::index_of(size);

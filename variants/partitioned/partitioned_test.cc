@@ -1,6 +1,6 @@
 // The partitioned variant's own promises: one partition per CPU (or as many as
-// --//variants/partitioned:partitions says; .ci/run also runs this with 3), a busy home partition sends
-// the caller elsewhere instead of making it wait, and blocks go back to (and coalesce in) the
+// --//variants/partitioned:partitions says; .ci/run also runs this with 3), a busy home partition
+// sends the caller elsewhere instead of making it wait, and blocks go back to (and coalesce in) the
 // partition that owns their memory, whichever thread frees them.
 #include "variants/partitioned/partitioned.h"
 
@@ -39,7 +39,7 @@ TEST(PartitionedTest, ABusyHomeSendsTheCallerToAnotherPartition) {
   if (Partitions::partition_count() < 2) GTEST_SKIP() << "one CPU: there is no other partition";
   std::thread([] {
     const unsigned home = Partitions::home_partition();
-    Partitions::partition(home).lock().lock();  // as if another thread were inside it
+    Partitions::partition(home).lock().lock();   // as if another thread were inside it
     void* p = Partitioned::allocate(kUncached);  // would spin forever if it insisted on home
     Partitions::partition(home).lock().unlock();
     ASSERT_NE(p, nullptr);
