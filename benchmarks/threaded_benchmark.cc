@@ -94,14 +94,25 @@ LiveBytes g_live;
 void report_memory(benchmark::State& state) {
   if (state.thread_index() != 0) return;
   state.counters["peak_live_bytes"] = static_cast<double>(g_live.peak());
-  state.counters["rss_growth_bytes"] = static_cast<double>(
-      proc_status_bytes("VmHWM") - std::min(g_rss_at_start, proc_status_bytes("VmHWM")));
+  const std::size_t peak_rss = proc_status_bytes("VmHWM");
+  state.counters["rss_growth_bytes"] =
+      static_cast<double>(peak_rss - std::min(g_rss_at_start, peak_rss));
 }
 
 void touch(void* p, std::size_t bytes) {
   static_cast<unsigned char*>(p)[0] = 1;
   static_cast<unsigned char*>(p)[bytes - 1] = 2;
 }
+
+// A touched block of `bytes` that records its size in its first word (every size holds one),
+// so that whichever thread frees it can account for it.
+void* allocate_recorded(std::size_t bytes) {
+  void* p = malloc(bytes);
+  touch(p, bytes);
+  static_cast<std::size_t*>(p)[0] = bytes;
+  return p;
+}
+std::size_t recorded_size(const void* p) { return static_cast<const std::size_t*>(p)[0]; }
 
 void pairs(benchmark::State& state) {
   Random random(state.thread_index() + 1);
@@ -165,9 +176,7 @@ void producer_consumer(benchmark::State& state) {
     Ring& ring = g_rings[static_cast<std::size_t>(index / 2)];
     if (alone || producer) {
       const std::size_t bytes = kSizes[random.below(kSizeCount)];
-      void* p = malloc(bytes);
-      touch(p, bytes);
-      static_cast<std::size_t*>(p)[0] = bytes;
+      void* p = allocate_recorded(bytes);
       g_live.add(static_cast<std::ptrdiff_t>(bytes));
       unsigned spins = 0;
       while (!ring.push(p)) back_off(spins);
@@ -176,7 +185,7 @@ void producer_consumer(benchmark::State& state) {
       void* p;
       unsigned spins = 0;
       while ((p = ring.pop()) == nullptr) back_off(spins);
-      g_live.add(-static_cast<std::ptrdiff_t>(static_cast<std::size_t*>(p)[0]));
+      g_live.add(-static_cast<std::ptrdiff_t>(recorded_size(p)));
       free(p);
     }
   }
@@ -190,55 +199,47 @@ constexpr std::size_t kLarsonSlots = 4096;
 constexpr std::size_t kTradeEvery = 4096;
 std::atomic<void**> g_mailbox{nullptr};
 
-void larson(benchmark::State& state) {
-  Random random(state.thread_index() + 7);
+// A slot array full of fresh random blocks, counted as live.
+void** new_slots(Random& random) {
   void** slots = new void*[kLarsonSlots];
   std::ptrdiff_t filled = 0;
   for (std::size_t i = 0; i < kLarsonSlots; ++i) {
     const std::size_t bytes = kSizes[random.below(kSizeCount)];
-    slots[i] = malloc(bytes);
-    touch(slots[i], bytes);
-    static_cast<std::size_t*>(slots[i])[0] = bytes;
+    slots[i] = allocate_recorded(bytes);
     filled += static_cast<std::ptrdiff_t>(bytes);
   }
   g_live.add(filled);
+  return slots;
+}
+
+void release_slots(void** slots) {
+  for (std::size_t i = 0; i < kLarsonSlots; ++i) {
+    g_live.add(-static_cast<std::ptrdiff_t>(recorded_size(slots[i])));
+    free(slots[i]);
+  }
+  delete[] slots;
+}
+
+void larson(benchmark::State& state) {
+  Random random(state.thread_index() + 7);
+  void** slots = new_slots(random);
   std::size_t until_trade = kTradeEvery;
   for (auto _ : state) {
     void*& slot = slots[random.below(kLarsonSlots)];
-    const std::size_t old_bytes = static_cast<std::size_t*>(slot)[0];
+    const std::size_t old_bytes = recorded_size(slot);
     free(slot);
     const std::size_t bytes = kSizes[random.below(kSizeCount)];
-    slot = malloc(bytes);
-    touch(slot, bytes);
-    static_cast<std::size_t*>(slot)[0] = bytes;
+    slot = allocate_recorded(bytes);
     g_live.add(static_cast<std::ptrdiff_t>(bytes) - static_cast<std::ptrdiff_t>(old_bytes));
     if (--until_trade == 0) {
       until_trade = kTradeEvery;
-      if (void** other = g_mailbox.exchange(slots, std::memory_order_acq_rel))
-        slots = other;
-      else
-        slots = nullptr;
-      if (slots == nullptr) {  // the mailbox was empty: start a fresh array
-        slots = new void*[kLarsonSlots];
-        for (std::size_t i = 0; i < kLarsonSlots; ++i) {
-          const std::size_t fresh = kSizes[random.below(kSizeCount)];
-          slots[i] = malloc(fresh);
-          static_cast<std::size_t*>(slots[i])[0] = fresh;
-          g_live.add(static_cast<std::ptrdiff_t>(fresh));
-        }
-      }
+      slots = g_mailbox.exchange(slots, std::memory_order_acq_rel);
+      if (slots == nullptr) slots = new_slots(random);  // the mailbox was empty
     }
   }
   state.SetItemsProcessed(state.iterations());
   report_memory(state);
-  auto release = [](void** array) {  // outside the timing
-    for (std::size_t i = 0; i < kLarsonSlots; ++i) {
-      g_live.add(-static_cast<std::ptrdiff_t>(static_cast<std::size_t*>(array[i])[0]));
-      free(array[i]);
-    }
-    delete[] array;
-  };
-  release(slots);
+  release_slots(slots);  // outside the timing
 }
 
 // Run once before and after each run (all threads), outside the timing.
@@ -248,10 +249,7 @@ void set_up(const benchmark::State& state) {
 }
 void tear_down(const benchmark::State&) {
   g_rings.reset();
-  if (void** left = g_mailbox.exchange(nullptr, std::memory_order_acq_rel)) {
-    for (std::size_t i = 0; i < kLarsonSlots; ++i) free(left[i]);
-    delete[] left;
-  }
+  if (void** left = g_mailbox.exchange(nullptr, std::memory_order_acq_rel)) release_slots(left);
 }
 
 void register_all() {
