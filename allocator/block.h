@@ -26,11 +26,17 @@ struct Block {
 
   static constexpr std::size_t kHeaderBytes = 2 * sizeof(std::size_t);
 
-  std::size_t size() const { return size_flags & ~kFlags; }
+  // The same questions of a header value read once (e.g. by size_flags_unlocked()).
+  static std::size_t size_in(std::size_t size_flags) { return size_flags & ~kFlags; }
+  static bool live_in(std::size_t size_flags) {
+    return (size_flags & (kInUse | kCached)) == kInUse;
+  }
+
+  std::size_t size() const { return size_in(size_flags); }
   bool in_use() const { return (size_flags & kInUse) != 0; }
   bool prev_free() const { return (size_flags & kPrevFree) != 0; }
   // Whether the client holds this block (in use and not parked on a quick list).
-  bool live() const { return (size_flags & (kInUse | kCached)) == kInUse; }
+  bool live() const { return live_in(size_flags); }
 
   // Header writes are atomic (relaxed): the owner of a live block may read its header
   // without the heap's lock (a thread cache does) while the lock holder flips the block's

@@ -98,7 +98,7 @@ class HeapCore {
   static std::size_t usable_size(const void* p) {
     const Block* b = Block::of_payload(const_cast<void*>(p));
     if (Placement::owner_of(p) == nullptr) return LargeObjects::usable_size(b);
-    return (b->size_flags_unlocked() & ~Block::kFlags) - Block::kHeaderBytes;
+    return Block::size_in(b->size_flags_unlocked()) - Block::kHeaderBytes;
   }
 
   static bool trim(std::size_t pad) {

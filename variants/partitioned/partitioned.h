@@ -91,12 +91,10 @@ class Partitions {
   // A block of a cached class joins the caller's cache, whichever thread allocated it.
   [[gnu::always_inline]] static void release(Heap& heap, allocator::Block* b, const char* call) {
     const std::size_t header = b->size_flags_unlocked();  // its owner may flip kPrevFree
-    const std::size_t size = header & ~allocator::Block::kFlags;
+    const std::size_t size = allocator::Block::size_in(header);
     if (ThreadCache::cacheable(size)) [[likely]] {
       if (ThreadCache* cache = Caches::mine()) [[likely]] {
-        constexpr std::size_t kLiveMask = allocator::Block::kInUse | allocator::Block::kCached;
-        if ((header & kLiveMask) != allocator::Block::kInUse || ThreadCache::is_cached(b))
-            [[unlikely]] {
+        if (!allocator::Block::live_in(header) || ThreadCache::is_cached(b)) [[unlikely]] {
           allocator::report_misuse(call, "double free of", b->payload());
         }
         const unsigned i = Classes::index_of(size);
