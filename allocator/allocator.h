@@ -6,6 +6,7 @@
 
 #include "allocator/block.h"
 #include "allocator/c_api.h"
+#include "allocator/class_stacks.h"
 #include "allocator/core.h"
 #include "allocator/errno_preserved.h"
 #include "allocator/free_list_heap.h"
@@ -13,6 +14,7 @@
 #include "allocator/heap_core.h"
 #include "allocator/large_objects.h"
 #include "allocator/locked_heap.h"
+#include "allocator/reentrant_cache.h"
 #include "allocator/report.h"
 #include "allocator/sanitizer.h"
 #include "allocator/size_class.h"

@@ -135,4 +135,20 @@ bool os_break_set(std::uintptr_t new_break) {
   return true;
 }
 
+const char* os_environment(const char* name) {
+  if (environ == nullptr) return nullptr;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const char* e = *entry;
+    const char* n = name;
+    while (*n != '\0' && *e == *n) ++e, ++n;
+    if (*n == '\0' && *e == '=') return e + 1;
+  }
+  return nullptr;
+}
+
+bool os_environment_enables(const char* name) {
+  const char* value = os_environment(name);
+  return value != nullptr && value[0] != '\0' && !(value[0] == '0' && value[1] == '\0');
+}
+
 }  // namespace polymalloc::platform

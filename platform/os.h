@@ -34,4 +34,10 @@ bool os_release_pages(void* address, std::size_t bytes);
 std::uintptr_t os_break_current();
 bool os_break_set(std::uintptr_t new_break);
 
+// The value of environment variable `name`, or nullptr: a plain scan of `environ`, without
+// getenv's locale or locking concerns, so callable from a signal handler.
+const char* os_environment(const char* name);
+// Whether environment variable `name` is set to something other than "" or "0".
+bool os_environment_enables(const char* name);
+
 }  // namespace polymalloc::platform

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "platform/fault_injection.h"
@@ -97,6 +98,21 @@ TEST_F(OsTest, FailAllRefusesEveryRequestUntilDisarmed) {
   void* p = os_map(page_size());
   EXPECT_NE(p, nullptr);
   os_unmap(p, page_size());
+}
+
+TEST_F(OsTest, EnvironmentIsReadWithoutGetenv) {
+  ASSERT_EQ(setenv("POLYMALLOC_OS_TEST_VALUE", "on", 1), 0);
+  ASSERT_EQ(setenv("POLYMALLOC_OS_TEST_VALUE_LONGER", "0", 1), 0);
+  ASSERT_EQ(setenv("POLYMALLOC_OS_TEST_ZERO", "0", 1), 0);
+  ASSERT_EQ(setenv("POLYMALLOC_OS_TEST_EMPTY", "", 1), 0);
+  ASSERT_NE(os_environment("POLYMALLOC_OS_TEST_VALUE"), nullptr);
+  EXPECT_STREQ(os_environment("POLYMALLOC_OS_TEST_VALUE"), "on");
+  EXPECT_EQ(os_environment("POLYMALLOC_OS_TEST_VALU"), nullptr) << "a prefix is not a match";
+  EXPECT_EQ(os_environment("POLYMALLOC_OS_TEST_MISSING"), nullptr);
+  EXPECT_TRUE(os_environment_enables("POLYMALLOC_OS_TEST_VALUE"));
+  EXPECT_FALSE(os_environment_enables("POLYMALLOC_OS_TEST_ZERO"));
+  EXPECT_FALSE(os_environment_enables("POLYMALLOC_OS_TEST_EMPTY"));
+  EXPECT_FALSE(os_environment_enables("POLYMALLOC_OS_TEST_MISSING"));
 }
 
 }  // namespace

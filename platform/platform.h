@@ -1,7 +1,8 @@
 // Layer 1's entry header: OS memory calls, page sources (reserved range, sbrk, static
-// arena) behind the PageSource contract, thread/CPU identity and fork hooks.
+// arena, mapped regions) behind the PageSource contract, thread/CPU identity and fork hooks.
 #pragma once
 
+#include "platform/mapped_regions.h"
 #include "platform/os.h"
 #include "platform/page_source.h"
 #include "platform/reserved_range.h"
@@ -14,5 +15,6 @@ namespace polymalloc::platform {
 static_assert(PageSource<ReservedRange>);
 static_assert(PageSource<SbrkHeap>);
 static_assert(PageSource<StaticArena<>>);
+static_assert(PageSource<MappedRegions>);
 
 }  // namespace polymalloc::platform

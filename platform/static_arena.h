@@ -51,7 +51,7 @@ class StaticArena {
   std::size_t used() const { return used_.load_acquire(); }
 
  private:
-  alignas(kGrain) unsigned char storage_[kBytes];
+  alignas(kGrain) unsigned char storage_[kBytes] = {};  // zero: in .bss, constant-initialised
   atomics::AtomicWord<std::size_t> used_;
 };
 

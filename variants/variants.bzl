@@ -6,10 +6,17 @@ load("//bazel:polymalloc.bzl", "pm_cc_benchmark", "pm_cc_library", "pm_cc_test")
 # Every variant, in one place. A variant is `implemented` once variants/<name>/BUILD.bazel
 # defines its core (a type meeting allocator::AllocatorCore) and calls variant_package(),
 # which generates the rest from it.
+#   test_env: environment the cross-variant tests run the variant with. signal_safe serves
+#   the suite's large and numerous requests only with mmap enabled (its static arena alone is
+#   2 MiB); its arena-only behaviour has tests of its own.
 VARIANTS = {
-    "global_spinlock": struct(issue = 3, implemented = True),
-    "partitioned": struct(issue = 4, implemented = True),
-    "signal_safe": struct(issue = 5, implemented = False),
+    "global_spinlock": struct(issue = 3, implemented = True, test_env = {}),
+    "partitioned": struct(issue = 4, implemented = True, test_env = {}),
+    "signal_safe": struct(
+        issue = 5,
+        implemented = True,
+        test_env = {"POLYMALLOC_SIGNAL_SAFE_MMAP": "1"},
+    ),
 }
 
 DEFAULT_VARIANT = "global_spinlock"
@@ -37,7 +44,7 @@ def variant_cc_test(name, deps = [], variant_target = "under_test", env = {}, **
         pm_cc_test(
             name = "%s_%s" % (name, variant),
             deps = deps + ["//variants/%s:%s" % (variant, target)],
-            env = dict(env, POLYMALLOC_EXPECTED_VARIANT = variant),
+            env = dict(VARIANTS[variant].test_env, POLYMALLOC_EXPECTED_VARIANT = variant, **env),
             **kwargs
         )
         tests.append(":%s_%s" % (name, variant))
@@ -54,6 +61,7 @@ def variant_preload_test(name, srcs, **kwargs):
             srcs = srcs,
             args = ["$(rootpath %s)" % library, variant],
             data = [library],
+            env = VARIANTS[variant].test_env,
             **kwargs
         )
         tests.append(":%s_%s" % (name, variant))
