@@ -1,0 +1,154 @@
+// ReentrantCache and its table: the busy bracket a signal handler respects, LIFO bins with
+// a capacity, oldest-first draining, one cache per thread, and the exit flush.
+#include "allocator/reentrant_cache.h"
+
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include "allocator/size_class.h"
+
+namespace polymalloc::allocator {
+namespace {
+
+using Cache = ReentrantCache<PowerOfTwoClasses, 4>;  // 32, 64, 128, 256 B
+
+std::vector<Block*> fresh_blocks(std::size_t n) {
+  std::vector<Block*> blocks;
+  for (std::size_t i = 0; i < n; ++i) blocks.push_back(Block::at(std::aligned_alloc(16, 64)));
+  return blocks;
+}
+void free_blocks(const std::vector<Block*>& blocks) {
+  for (Block* b : blocks) std::free(b);
+}
+
+TEST(ReentrantCacheTest, BatchesAreAboutEightKibibytesWithinBounds) {
+  EXPECT_EQ(Cache::batch(0), 64u);  // 32 B: 256 would fit, 64 is the most
+  EXPECT_EQ(Cache::batch(3), 32u);  // 256 B
+  EXPECT_EQ((ReentrantCache<PowerOfTwoClasses, 10>::batch(9)), 2u);  // 16 KiB: at least 2
+  EXPECT_EQ(Cache::capacity(3), 64u);
+}
+
+TEST(ReentrantCacheTest, BeginRefusesWhileAnOperationIsUnderway) {
+  static Cache cache;
+  ASSERT_TRUE(cache.begin());
+  EXPECT_TRUE(cache.busy());
+  EXPECT_FALSE(cache.begin()) << "a handler interrupting the operation must keep out";
+  cache.end();
+  EXPECT_FALSE(cache.busy());
+  EXPECT_TRUE(cache.begin());
+  cache.end();
+}
+
+Cache* interrupted_cache = nullptr;
+bool handler_got_in = true;
+void try_from_handler(int) {
+  handler_got_in = interrupted_cache->begin();
+  if (handler_got_in) interrupted_cache->end();
+}
+
+TEST(ReentrantCacheTest, ASignalHandlerSeesTheCacheBusyMidOperation) {
+  static Cache cache;
+  interrupted_cache = &cache;
+  struct sigaction action = {};
+  action.sa_handler = &try_from_handler;
+  struct sigaction old;
+  ASSERT_EQ(sigaction(SIGUSR1, &action, &old), 0);
+  ASSERT_TRUE(cache.begin());
+  pthread_kill(pthread_self(), SIGUSR1);  // delivered before pthread_kill returns
+  cache.end();
+  EXPECT_FALSE(handler_got_in);
+  pthread_kill(pthread_self(), SIGUSR1);
+  EXPECT_TRUE(handler_got_in) << "outside an operation the handler may use the cache";
+  sigaction(SIGUSR1, &old, nullptr);
+}
+
+TEST(ReentrantCacheTest, BinsAreLastInFirstOutUpToTheirCapacity) {
+  static Cache cache;
+  const auto blocks = fresh_blocks(Cache::capacity(1) + 1);
+  for (std::uint32_t k = 0; k < Cache::capacity(1); ++k) EXPECT_TRUE(cache.push(1, blocks[k]));
+  EXPECT_FALSE(cache.push(1, blocks.back())) << "full";
+  EXPECT_EQ(cache.count(1), Cache::capacity(1));
+  EXPECT_EQ(cache.pop(1), blocks[Cache::capacity(1) - 1]);
+  EXPECT_EQ(cache.pop(0), nullptr);
+  const void* where = nullptr;
+  EXPECT_EQ(cache.check(1, [](const Block*) { return nullptr; }, &where), nullptr);
+  free_blocks(blocks);
+}
+
+TEST(ReentrantCacheTest, TakeOldestLeavesTheMostRecentlyCached) {
+  static Cache cache;
+  const auto blocks = fresh_blocks(6);
+  for (Block* b : blocks) ASSERT_TRUE(cache.push(2, b));
+  const BlockChain oldest = cache.take_oldest(2, 4);
+  EXPECT_EQ(oldest.count, 4u);
+  EXPECT_EQ(oldest.head, blocks[3]);  // the chain runs newest to oldest: 3, 2, 1, 0
+  std::uint32_t n = 0;
+  for (Block* b = oldest.head; b != nullptr; b = b->next_in_list) ++n;
+  EXPECT_EQ(n, 4u);
+  EXPECT_EQ(cache.count(2), 2u);
+  EXPECT_EQ(cache.pop(2), blocks[5]);
+  EXPECT_EQ(cache.take_oldest(2, 0).count, 1u) << "0 takes everything";
+  EXPECT_EQ(cache.pop(2), nullptr);
+  free_blocks(blocks);
+}
+
+// A backend that counts what thread exits hand back.
+struct CountingBackend {
+  static inline std::atomic<int> flushed_blocks{0};
+  static void flush_all(Cache& c) {
+    for (unsigned i = 0; i < 4; ++i) {
+      BlockChain chain = c.take_oldest(i, 0);
+      for (Block* b = chain.head; b != nullptr;) {
+        Block* next = b->next_in_list;
+        std::free(b);
+        b = next;
+        flushed_blocks.fetch_add(1);
+      }
+    }
+  }
+};
+using Caches = ReentrantCaches<Cache, CountingBackend, 4>;
+
+TEST(ReentrantCachesTest, EachThreadHasItsOwnCacheAndExitFlushesIt) {
+  Cache* main_cache = Caches::mine();
+  ASSERT_NE(main_cache, nullptr);
+  EXPECT_EQ(Caches::mine(), main_cache);
+  Cache* other = nullptr;
+  std::thread([&] {
+    other = Caches::mine();
+    ASSERT_NE(other, nullptr);
+    for (Block* b : fresh_blocks(5)) ASSERT_TRUE(other->push(0, b));
+  }).join();
+  EXPECT_NE(other, main_cache);
+  EXPECT_EQ(CountingBackend::flushed_blocks.load(), 5);
+  EXPECT_EQ(other->count(0), 0u);
+  int claimed = 0;
+  Caches::for_each([&](const Cache&) { ++claimed; });
+  EXPECT_EQ(claimed, 1) << "the exited thread's slot went back";
+}
+
+TEST(ReentrantCachesTest, ThreadsBeyondTheTableGoWithoutACache) {
+  ASSERT_NE(Caches::mine(), nullptr);  // the main thread holds one of the 4 slots
+  std::vector<std::thread> threads;
+  std::atomic<int> with_cache{0}, without{0};
+  std::atomic<bool> release{false};
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&] {
+      (Caches::mine() != nullptr ? with_cache : without).fetch_add(1);
+      while (!release.load()) std::this_thread::yield();
+    });
+  }
+  while (with_cache.load() + without.load() < 6) std::this_thread::yield();
+  release = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(with_cache.load(), 3) << "4 slots, one of them the main thread's";
+  EXPECT_EQ(without.load(), 3);
+}
+
+}  // namespace
+}  // namespace polymalloc::allocator
