@@ -404,13 +404,15 @@ TEST_F(ConformanceTest, ThreadsThatExitLeaveNothingStranded) {
     for (int i = 0; i < 16000; ++i) blocks.push_back(api.malloc(200 + i % 50));
     for (void* p : blocks) api.free(p);
   };
-  std::thread(work).join();
+  std::thread first(work);
+  first.join();
   const auto after_exit = api.mallinfo2();
   // Equal but for a region header if the thread was the first to use some heap (a
   // partition); a stranded cache would hold tens of KiB.
   EXPECT_LE(after_exit.uordblks, before.uordblks + 1 * kKiB) << "in use before and after";
   // A second thread doing the same finds the first one's blocks free and takes no more.
-  std::thread(work).join();
+  std::thread second(work);
+  second.join();
   EXPECT_LE(api.mallinfo2().arena, after_exit.arena + 256 * kKiB) << "the blocks were stranded";
   if (returns_small_block_memory()) {
     api.malloc_trim(0);
