@@ -122,8 +122,8 @@ class ClassStacks {
   POLYMALLOC_UNCHECKED_BY_ASAN static BlockChain pop_batch_only(Pool& pool) {
     auto* head = static_cast<Block*>(pool.batches.pop());
     if (head == nullptr) return {};
-    return BlockChain{head, static_cast<std::uint32_t>(
-                                reinterpret_cast<std::uintptr_t>(head->prev_in_list))};
+    return BlockChain{
+        head, static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(head->prev_in_list))};
   }
 
   Pool pools_[kClasses] = {};

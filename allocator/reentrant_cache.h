@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 
@@ -34,7 +35,7 @@ class ReentrantCache {
     const std::size_t n = (std::size_t{8} << 10) / Classes::size_of(i);
     return n < 2 ? 2 : n > 64 ? 64 : static_cast<std::uint32_t>(n);
   }
-  static constexpr std::uint32_t capacity(unsigned i) { return 2 * batch(i); }
+  static constexpr std::uint32_t capacity(unsigned i) { return kCapacity[i]; }
 
   // Brackets an operation on the cache. Between begin() returning true and end(), a signal
   // handler on this thread sees the cache busy. The compiler must not move the cache's
@@ -116,6 +117,13 @@ class ReentrantCache {
     std::uint32_t count = 0;
   };
 
+  // Looked up on every free, so a table rather than arithmetic.
+  static constexpr auto kCapacity = [] {
+    std::array<std::uint32_t, kBins> capacity{};
+    for (unsigned i = 0; i < kBins; ++i) capacity[i] = 2 * batch(i);
+    return capacity;
+  }();
+
   std::uint32_t busy_ = 0;
   Bin bins_[kBins] = {};
 };
@@ -133,6 +141,9 @@ class ReentrantCaches {
       return c;
     return activate();
   }
+
+  // The caller's cache if it has one, without setting one up.
+  POLYMALLOC_HOT_PATH static Cache* current() { return atomics::load_relaxed(&mine_.cache); }
 
   // Calls f(Cache&) for each claimed slot (other threads' caches: read their counts only).
   template <class F>

@@ -76,7 +76,9 @@ TEST(ReentrantCacheTest, BinsAreLastInFirstOutUpToTheirCapacity) {
   EXPECT_EQ(cache.pop(1), blocks[Cache::capacity(1) - 1]);
   EXPECT_EQ(cache.pop(0), nullptr);
   const void* where = nullptr;
-  EXPECT_EQ(cache.check(1, [](const Block*) { return nullptr; }, &where), nullptr);
+  EXPECT_EQ(cache.check(
+                1, [](const Block*) { return nullptr; }, &where),
+            nullptr);
   free_blocks(blocks);
 }
 

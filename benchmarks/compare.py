@@ -32,7 +32,13 @@ def parse_args(argv):
     parser.add_argument("--min-time", type=float, default=0.3,
                         help="seconds each benchmark runs per round")
     parser.add_argument("--json", help="write every measurement and the medians here")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="set in every run's environment (e.g. a variant's switch)")
     args = parser.parse_args(argv)
+    for spec in args.env:
+        name, sep, _ = spec.partition("=")
+        if not sep or not name or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            parser.error("--env wants NAME=VALUE with NAME a variable name, not %r" % spec)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1, not %d" % args.rounds)
     if not args.min_time > 0:
@@ -82,10 +88,11 @@ def list_benchmarks(binary, only):
     return [n for n in names if only is None or re.search(only, n)]
 
 
-def run_one(binary, benchmark, library, min_time):
+def run_one(binary, benchmark, library, min_time, extra_env):
     """One fresh process: the benchmark's JSON entry, or None (with the reason printed)."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
+    env.update(extra_env)
     if library:
         env["LD_PRELOAD"] = library
     command = [binary, "--benchmark_filter=^%s$" % re.escape(benchmark),
@@ -106,7 +113,7 @@ def progress(text):
         sys.stderr.flush()
 
 
-def measure(binary, benchmarks, allocators, rounds, min_time):
+def measure(binary, benchmarks, allocators, rounds, min_time, extra_env):
     """{benchmark: {allocator: [entries]}}, interleaved round by round."""
     results = {b: {name: [] for name, _ in allocators} for b in benchmarks}
     total = rounds * len(benchmarks) * len(allocators)
@@ -119,7 +126,7 @@ def measure(binary, benchmarks, allocators, rounds, min_time):
                 done += 1
                 progress("round %d/%d  %-36s %-16s [%d/%d]" % (
                     round_index + 1, rounds, benchmark, name, done, total))
-                entry = run_one(binary, benchmark, library, min_time)
+                entry = run_one(binary, benchmark, library, min_time, extra_env)
                 if entry is not None:
                     entry["round"] = round_index
                     results[benchmark][name].append(entry)
@@ -194,7 +201,9 @@ def main(argv):
     benchmarks = list_benchmarks(args.benchmark, args.only)
     if not benchmarks:
         parser.error("--only %r matches no benchmark" % args.only)
-    results = measure(args.benchmark, benchmarks, allocators, args.rounds, args.min_time)
+    extra_env = dict(spec.split("=", 1) for spec in args.env)
+    results = measure(args.benchmark, benchmarks, allocators, args.rounds, args.min_time,
+                      extra_env)
     summary = summarise(results, allocators[0][0])
     print_table(summary, [name for name, _ in allocators])
     if args.json:

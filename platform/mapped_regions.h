@@ -57,8 +57,8 @@ class MappedRegions {
  private:
   // The first kGrain bytes of every region; memory is handed out above it.
   struct Region {
-    Region* next;                               // all regions, newest first
-    std::size_t length;                         // of the mapping
+    Region* next;                             // all regions, newest first
+    std::size_t length;                       // of the mapping
     atomics::AtomicWord<std::size_t> cursor;  // offset of the first byte not handed out
   };
 

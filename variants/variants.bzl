@@ -6,9 +6,9 @@ load("//bazel:polymalloc.bzl", "pm_cc_benchmark", "pm_cc_library", "pm_cc_test")
 # Every variant, in one place. A variant is `implemented` once variants/<name>/BUILD.bazel
 # defines its core (a type meeting allocator::AllocatorCore) and calls variant_package(),
 # which generates the rest from it.
-#   test_env: environment the cross-variant tests run the variant with. signal_safe serves
-#   the suite's large and numerous requests only with mmap enabled (its static arena alone is
-#   2 MiB); its arena-only behaviour has tests of its own.
+#   test_env: environment the cross-variant tests and the comparisons run the variant with.
+#   signal_safe serves large and numerous requests only with mmap enabled (its static arena
+#   alone is 2 MiB); its arena-only behaviour has tests of its own.
 VARIANTS = {
     "global_spinlock": struct(issue = 3, implemented = True, test_env = {}),
     "partitioned": struct(issue = 4, implemented = True, test_env = {}),

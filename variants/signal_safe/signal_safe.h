@@ -8,13 +8,14 @@
 // it is 1-lock-free. Meets allocator::AllocatorCore.
 #pragma once
 
+#include <sys/auxv.h>
+
+#include <bit>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <utility>
-
-#include <sys/auxv.h>
 
 #include "allocator/allocator.h"
 #include "allocator/class_stacks.h"
@@ -37,7 +38,7 @@ inline constexpr const char* kEnableMmapVariable = "POLYMALLOC_SIGNAL_SAFE_MMAP"
 //   large block:   LargeObjects' header (kMapped | kInUse)
 struct SignalSafeHeader {
   static constexpr std::size_t kInUse = allocator::Block::kInUse;
-  static constexpr std::size_t kShifted = 2;   // Block's kPrevFree bit: no boundary tags here
+  static constexpr std::size_t kShifted = 2;  // Block's kPrevFree bit: no boundary tags here
   static constexpr std::size_t kMapped = allocator::LargeObjects::kMapped;
   static constexpr std::size_t kReleased = 8;  // a free block whose inner pages went back
 };
@@ -58,19 +59,27 @@ class SignalSafeCore {
   static constexpr std::size_t kLargeBlockBytes = std::size_t{1} << 20;
   static constexpr unsigned kClasses = Classes::index_of(kLargeBlockBytes / 2) + 1;
   // Blocks up to 8 KiB go through the thread caches.
-  static constexpr unsigned kCachedClasses = Classes::index_of(std::size_t{8} << 10) + 1;
+  static constexpr std::size_t kMaxCachedBlock = std::size_t{8} << 10;
+  static constexpr std::size_t kMaxCachedRequest = kMaxCachedBlock - Block::kHeaderBytes;
+  static constexpr unsigned kCachedClasses = Classes::index_of(kMaxCachedBlock) + 1;
   // Fresh memory is carved for a class this much at a time (or one block, if bigger).
   static constexpr std::size_t kChunkBytes = std::size_t{16} << 10;
 
   // --- AllocatorCore ---
 
+  // The fast path: a block from the caller's cache. Everything else (an empty bin, no cache
+  // yet, a signal handler that interrupted the cache, larger requests) is allocate_slow's.
   [[gnu::always_inline]] static void* allocate(std::size_t bytes) {
-    const std::size_t block = block_for(bytes);
-    if (block == 0) [[unlikely]]
-      return allocate_large(bytes, 16);
-    const unsigned i = Classes::index_of(block);
-    Block* b = take(i);
-    return b != nullptr ? hand_out(b, i) : nullptr;
+    if (bytes <= kMaxCachedRequest) [[likely]] {
+      const unsigned i = small_index(bytes);
+      if (Cache* c = Caches::current(); c != nullptr && c->begin()) [[likely]] {
+        Block* b = c->pop(i);
+        c->end();
+        if (b != nullptr) [[likely]]
+          return hand_out(b, i);
+      }
+    }
+    return allocate_slow(bytes);
   }
 
   static void* allocate_zeroed(std::size_t bytes) {
@@ -99,12 +108,23 @@ class SignalSafeCore {
     return payload + shift;
   }
 
+  // The fast path: a live block of a cached class into the caller's cache, if it has room.
   [[gnu::always_inline]] static void deallocate(void* p, const char* call) {
     Block* b = Block::of_payload(p);
     const std::size_t header = b->size_flags_unlocked();
-    if (is_live_class_block(b, header)) [[likely]]
-      return give_back(b, Classes::index_of(Block::size_in(header)));
-    deallocate_other(p, call);
+    const std::size_t size = Block::size_in(header);
+    if (size <= kMaxCachedBlock && is_live_class_block(b, header)) [[likely]] {
+      if (Cache* c = Caches::current(); c != nullptr && c->begin()) [[likely]] {
+        const unsigned i = Classes::index_of(size);
+        const bool cached = c->push(i, b);
+        if (cached) [[likely]]
+          mark_free(b, i);  // still inside the bracket: no handler sees the block meanwhile
+        c->end();
+        if (cached) [[likely]]
+          return;
+      }
+    }
+    deallocate_slow(p, call);
   }
 
   static void* reallocate(void* p, std::size_t bytes) {
@@ -178,7 +198,8 @@ class SignalSafeCore {
     if (Cache* c = Caches::mine(); c != nullptr && c->begin()) {
       const char* wrong = nullptr;
       for (unsigned i = 0; i < kCachedClasses && wrong == nullptr; ++i) {
-        wrong = c->check(i, [i](const Block* b) { return check_free(b, i); }, where);
+        wrong = c->check(
+            i, [i](const Block* b) { return check_free(b, i); }, where);
       }
       c->end();
       if (wrong != nullptr) return wrong;
@@ -241,6 +262,36 @@ class SignalSafeCore {
 
   // --- taking and giving blocks ---
 
+  // The class index of a request of at most kMaxCachedRequest bytes, without branches:
+  // blocks (header included) of up to 32 bytes are class 0, then one class per doubling.
+  POLYMALLOC_HOT_PATH static unsigned small_index(std::size_t bytes) {
+    return static_cast<unsigned>(std::bit_width((bytes + Block::kHeaderBytes - 1) | 31)) - 5;
+  }
+
+  [[gnu::noinline]] static void* allocate_slow(std::size_t bytes) {
+    const std::size_t block = block_for(bytes);
+    if (block == 0) return allocate_large(bytes, 16);
+    const unsigned i = Classes::index_of(block);
+    Block* b = take(i);
+    return b != nullptr ? hand_out(b, i) : nullptr;
+  }
+
+  // free() of anything the fast path did not take: a full bin, no cache, a large block, an
+  // aligned payload, or misuse.
+  [[gnu::noinline]] static void deallocate_slow(void* p, const char* call) {
+    Block* b = Block::of_payload(p);
+    const std::size_t header = b->size_flags_unlocked();
+    if (is_live_class_block(b, header))
+      return give_back(b, Classes::index_of(Block::size_in(header)));
+    if (is_large(b)) {
+      const allocator::ErrnoPreserved saved;
+      large_.release(b);
+      return;
+    }
+    Block* own = own_block(p, call);
+    give_back(own, Classes::index_of(own->size()));
+  }
+
   // A free block of class i: from the caller's cache unless a signal handler interrupted
   // an operation on it, else from the pool, else freshly carved; nullptr with ENOMEM.
   POLYMALLOC_HOT_PATH static Block* take(unsigned i) {
@@ -278,25 +329,29 @@ class SignalSafeCore {
       note_reuse_of_released(b);
     const std::size_t header = Classes::size_of(i) | H::kInUse;
     b->set_size_flags(header);
-    b->prev_size = check_of(b, header);
+    b->prev_size = check_of(b, header);  // the secret is set: every block was carved first
     allocator::unpoison_live(b->payload(), Classes::size_of(i) - Block::kHeaderBytes);
     return b->payload();
   }
 
   // Frees a live block of class i: into the caller's cache (a full bin first sends its
   // oldest batch to the pool), else straight to the pool.
-  POLYMALLOC_HOT_PATH static void give_back(Block* b, unsigned i) {
-    b->set_size_flags(Classes::size_of(i));
-    allocator::poison_free(b->payload(), Classes::size_of(i) - Block::kHeaderBytes);
+  static void give_back(Block* b, unsigned i) {
     if (i < kCachedClasses) {
-      if (Cache* c = Caches::mine(); c != nullptr && c->begin()) [[likely]] {
-        if (!c->push(i, b)) [[unlikely]]
-          spill(*c, i, b);
+      if (Cache* c = Caches::mine(); c != nullptr && c->begin()) {
+        if (!c->push(i, b)) spill(*c, i, b);
+        mark_free(b, i);
         c->end();
         return;
       }
     }
+    mark_free(b, i);
     stacks_.push_one(i, b);
+  }
+
+  POLYMALLOC_HOT_PATH static void mark_free(Block* b, unsigned i) {
+    b->set_size_flags(Classes::size_of(i));
+    allocator::poison_free(b->payload(), Classes::size_of(i) - Block::kHeaderBytes);
   }
 
   [[gnu::noinline]] static void spill(Cache& c, unsigned i, Block* b) {
@@ -345,6 +400,7 @@ class SignalSafeCore {
   // Fresh blocks of class i, chained in address order: a chunk from the arena, else (once
   // enabled) from a mapped region; empty with errno = ENOMEM when neither has room.
   [[gnu::noinline]] POLYMALLOC_UNCHECKED_BY_ASAN static BlockChain carve(unsigned i) {
+    choose_secret();
     const std::size_t size = Classes::size_of(i);
     const std::size_t chunk = size > kChunkBytes ? size : kChunkBytes;
     auto* base = static_cast<unsigned char*>(arena_.grow(chunk));
@@ -372,7 +428,7 @@ class SignalSafeCore {
   // that a pointer this allocator did not hand out, or a header a buffer overflow wrote
   // over, is told from a live block.
   POLYMALLOC_HOT_PATH static std::size_t check_of(const Block* b, std::size_t header) {
-    return reinterpret_cast<std::uintptr_t>(b) ^ header ^ secret();
+    return reinterpret_cast<std::uintptr_t>(b) ^ header ^ atomics::load_relaxed(&secret_);
   }
 
   POLYMALLOC_HOT_PATH static bool is_live_class_block(const Block* b, std::size_t header) {
@@ -386,8 +442,8 @@ class SignalSafeCore {
     const std::size_t header = b->size_flags_unlocked();
     const std::size_t page = platform::page_size();
     const auto start = reinterpret_cast<std::uintptr_t>(b) - b->prev_size;
-    return (header & Block::kFlags) == (H::kMapped | H::kInUse) && Block::size_in(header) % page == 0 &&
-           start % page == 0;
+    return (header & Block::kFlags) == (H::kMapped | H::kInUse) &&
+           Block::size_in(header) % page == 0 && start % page == 0;
   }
   static bool shifted(const Block* b) {
     return (b->size_flags_unlocked() & Block::kFlags) == (H::kShifted | H::kInUse);
@@ -419,19 +475,6 @@ class SignalSafeCore {
     allocator::report_misuse(call, "invalid pointer", p);
   }
 
-  // free() of anything but a plain live class block: a large block, an aligned payload, or
-  // misuse.
-  [[gnu::noinline]] static void deallocate_other(void* p, const char* call) {
-    Block* b = Block::of_payload(p);
-    if (is_large(b)) {
-      const allocator::ErrnoPreserved saved;
-      large_.release(b);
-      return;
-    }
-    Block* own = own_block(p, call);
-    give_back(own, Classes::index_of(own->size()));
-  }
-
   // nullptr if b is a sound free block of class i, else what is wrong with it.
   static const char* check_free(const Block* b, unsigned i) {
     const std::size_t header = b->size_flags_unlocked();
@@ -454,7 +497,8 @@ class SignalSafeCore {
   // The whole pages of a free block past its header and links, which trim may give back.
   static std::pair<unsigned char*, std::size_t> inner_pages(Block* b) {
     const std::size_t page = platform::page_size();
-    const auto start = (reinterpret_cast<std::uintptr_t>(b) + sizeof(Block) + page - 1) & ~(page - 1);
+    const auto start =
+        (reinterpret_cast<std::uintptr_t>(b) + sizeof(Block) + page - 1) & ~(page - 1);
     const auto end = (reinterpret_cast<std::uintptr_t>(b) + b->size()) & ~(page - 1);
     return {reinterpret_cast<unsigned char*>(start), end > start ? end - start : 0};
   }
@@ -500,24 +544,18 @@ class SignalSafeCore {
     b->next_in_list = next;
   }
 
-  // A per-process secret from the kernel's AT_RANDOM bytes, read on first use (every thread
-  // computes the same value, so the race to store it is benign).
-  POLYMALLOC_HOT_PATH static std::uintptr_t secret() {
-    std::uintptr_t s = atomics::load_relaxed(&secret_);
-    if (s == 0) [[unlikely]]
-      s = choose_secret();
-    return s;
-  }
-  [[gnu::noinline]] static std::uintptr_t choose_secret() {
+  // Sets the per-process secret from the kernel's AT_RANDOM bytes, before the first block is
+  // carved (so before any is handed out). Every thread computes the same value, so the race
+  // to store it is benign.
+  static void choose_secret() {
+    if (atomics::load_relaxed(&secret_) != 0) return;
     std::uintptr_t s = 0x9e3779b97f4a7c15u;
     if (const auto* random = reinterpret_cast<const void*>(getauxval(AT_RANDOM))) {
       std::uintptr_t bytes;
       __builtin_memcpy(&bytes, random, sizeof(bytes));  // 16 bytes at any alignment
       s ^= bytes;
     }
-    s |= 1;  // never 0
-    atomics::store_relaxed(&secret_, s);
-    return s;
+    atomics::store_relaxed(&secret_, s | 1);  // never 0
   }
 
   static inline constinit allocator::ClassStacks<Stack, kClasses> stacks_{};

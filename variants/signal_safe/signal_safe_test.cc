@@ -132,8 +132,8 @@ struct HoldableDoubleCas {
     return atomics::NativeDoubleCas::cas_seq_cst(p, expected, desired);
   }
 };
-using HoldableCore = SignalSafeCore<atomics::VersionedStack<HoldableDoubleCas>,
-                                    platform::StaticArena<1024 * kKiB>>;
+using HoldableCore =
+    SignalSafeCore<atomics::VersionedStack<HoldableDoubleCas>, platform::StaticArena<1024 * kKiB>>;
 
 TEST(SignalSafeTest, AThreadHeldInsideAPopDoesNotStopOtherThreads) {
   if (!atomics::kHasDoubleCas) GTEST_SKIP() << "needs double-width CAS to build the hook";
@@ -177,8 +177,7 @@ TEST(SignalSafeTest, AThreadHeldInsideAPopDoesNotStopOtherThreads) {
   victim.join();
   ASSERT_EQ(victims_blocks.size(), 100u);
   std::sort(victims_blocks.begin(), victims_blocks.end());
-  EXPECT_EQ(std::adjacent_find(victims_blocks.begin(), victims_blocks.end()),
-            victims_blocks.end())
+  EXPECT_EQ(std::adjacent_find(victims_blocks.begin(), victims_blocks.end()), victims_blocks.end())
       << "a block was handed out twice";
   for (void* p : victims_blocks) HoldableCore::deallocate(p, "free");
   expect_consistent<HoldableCore>();
