@@ -15,7 +15,11 @@ int main() {
   std::map<std::string, int> words;
   for (int i = 0; i < 100000; ++i) words["word" + std::to_string(i * 7919 % 5000)] += 1;
   char* copy = strdup("downstream");
-  void* big = malloc(8 << 20);
+  void* big = malloc(8 << 20);  // NULL on signal_safe unless mmap is enabled
+  if (big == nullptr) {
+    fprintf(stderr, "downstream demo: malloc(8 MiB) failed\n");
+    return 1;
+  }
   memset(big, 1, 8 << 20);
   free(big);
   free(copy);

@@ -7,6 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 bazelw=../../bazelw
 variants=("$@")
 ((${#variants[@]})) || variants=(global_spinlock)
+# signal_safe serves the demo's 8 MiB block only with mmap enabled (the others ignore this).
+export POLYMALLOC_SIGNAL_SAFE_MMAP=1
 for variant in "${variants[@]}"; do
   out=$("$bazelw" run --ui_event_filters=-info,-stdout,-stderr --noshow_progress \
     //:demo --@polymalloc//variants:allocator="$variant")
