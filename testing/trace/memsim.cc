@@ -1,0 +1,402 @@
+// memsim: replays an allocation trace (trace_format.h) against one allocator and reports
+// time, peak RSS, peak live bytes and their ratio. Its own tables (the parsed operations,
+// the slots) come straight from mmap, so the allocator under test serves only the trace.
+// A multi-threaded trace replays on that many threads; an operation on a slot waits until
+// every earlier operation on that slot (in trace order, on whatever thread) is done, so
+// cross-thread frees happen as recorded.
+//   memsim [--allocator global_spinlock|partitioned|signal_safe|system] [--json FILE]
+//          [--verify] TRACE
+// `system` is the process's own malloc: run memsim under LD_PRELOAD to measure any peer.
+// Each new block gets one byte written per page (so resident memory means something);
+// --verify also marks each block's first and last byte and checks them before it is freed
+// or resized.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "benchmarks/system_malloc.h"
+#include "testing/trace/trace_format.h"
+#include "variants/global_spinlock/prefixed_api.h"
+#include "variants/partitioned/prefixed_api.h"
+#include "variants/signal_safe/prefixed_api.h"
+#include "variants/signal_safe/signal_safe_api.h"
+
+namespace polymalloc::testing {
+namespace {
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::fprintf(stderr,
+               "memsim: %s\n"
+               "usage: memsim [--allocator global_spinlock|partitioned|signal_safe|system]\n"
+               "              [--json FILE] [--verify] TRACE\n",
+               message.c_str());
+  std::exit(2);
+}
+
+struct Options {
+  const allocator::ApiTable* api = &benchmarks::kSystemMalloc;
+  std::string allocator = "system";
+  std::string json;
+  std::string trace;
+  bool verify = false;
+};
+
+Options parse_options(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--verify") {
+      o.verify = true;
+    } else if (arg == "--allocator" || arg == "--json") {
+      if (i + 1 >= argc) usage_error(arg + " needs a value");
+      (arg == "--json" ? o.json : o.allocator) = argv[++i];
+    } else if (!arg.empty() && arg[0] == '-') {
+      usage_error("unknown option '" + arg + "'");
+    } else if (o.trace.empty()) {
+      o.trace = arg;
+    } else {
+      usage_error("one trace at a time ('" + arg + "' is a second)");
+    }
+  }
+  if (o.trace.empty()) usage_error("which trace? (give a file)");
+  if (o.allocator == "system")
+    o.api = &benchmarks::kSystemMalloc;
+  else if (o.allocator == "global_spinlock")
+    o.api = &variants::global_spinlock_api;
+  else if (o.allocator == "partitioned")
+    o.api = &variants::partitioned_api;
+  else if (o.allocator == "signal_safe") {
+    o.api = &variants::signal_safe_api;
+    polymalloc_signal_safe_enable_mmap();  // traces hold more than its static arena
+  } else {
+    usage_error("--allocator: '" + o.allocator +
+                "' is not global_spinlock, partitioned, signal_safe or system");
+  }
+  return o;
+}
+
+// Memory for memsim's own tables, straight from the OS (zeroed).
+template <class T>
+T* os_array(std::size_t n) {
+  if (n == 0) n = 1;
+  void* p =
+      mmap(nullptr, n * sizeof(T), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    std::fprintf(stderr, "memsim: cannot map %zu bytes for its tables\n", n * sizeof(T));
+    std::exit(1);
+  }
+  return static_cast<T*>(p);
+}
+
+struct Op {
+  TraceOp op;
+  std::uint64_t line;
+  std::uint64_t slot_turn;  // how many earlier operations touch this op's slot
+};
+
+struct Slot {
+  void* block;
+  std::uint64_t size;
+  std::atomic<std::uint64_t> turn;  // operations on this slot done so far
+};
+
+struct Trace {
+  Op* ops = nullptr;
+  std::uint64_t count = 0;
+  std::uint64_t slots = 0;
+  std::uint32_t threads = 1;
+  std::uint64_t peak_live_bytes = 0;  // of requested sizes, in trace order
+};
+
+[[noreturn]] void trace_error(const std::string& file, std::uint64_t line,
+                              const std::string& what) {
+  std::fprintf(stderr, "memsim: %s:%llu: %s\n", file.c_str(), static_cast<unsigned long long>(line),
+               what.c_str());
+  std::exit(1);
+}
+
+// Parses and checks the whole trace (slot occupancy included) before anything runs.
+Trace load(const std::string& file) {
+  const int fd = open(file.c_str(), O_RDONLY);
+  struct stat st = {};
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    std::fprintf(stderr, "memsim: cannot read %s: %s\n", file.c_str(), std::strerror(errno));
+    std::exit(1);
+  }
+  const auto length = static_cast<std::size_t>(st.st_size);
+  const char* text =
+      length == 0 ? ""
+                  : static_cast<const char*>(mmap(nullptr, length, PROT_READ, MAP_PRIVATE, fd, 0));
+  close(fd);
+  if (text == MAP_FAILED) usage_error("cannot map " + file);
+  std::uint64_t lines = 1;
+  for (std::size_t i = 0; i < length; ++i) lines += text[i] == '\n';
+
+  Trace t;
+  t.ops = os_array<Op>(lines);
+  std::uint64_t max_slot = 0;
+  const char* p = text;
+  const char* end = text + length;
+  for (std::uint64_t line = 1; p < end; ++line) {
+    const char* eol = static_cast<const char*>(std::memchr(p, '\n', end - p));
+    if (eol == nullptr) eol = end;
+    TraceOp op;
+    const char* error = nullptr;
+    const bool is_op = parse_trace_line(p, eol - p, &op, &error);
+    if (error != nullptr) trace_error(file, line, error);
+    p = eol + 1;
+    if (!is_op) continue;
+    if (op.kind == TraceOp::Kind::kEnd) break;
+    t.ops[t.count++] = Op{op, line, 0};
+    if (op.slot > max_slot) max_slot = op.slot;
+    if (op.thread + 1 > t.threads) t.threads = op.thread + 1;
+  }
+  t.slots = max_slot + 1;
+
+  // Occupancy, slot turns and live bytes, in trace order.
+  auto* size = os_array<std::uint64_t>(t.slots);  // 0: empty (sizes are stored + 1)
+  auto* turns = os_array<std::uint64_t>(t.slots);
+  std::uint64_t live = 0;
+  for (std::uint64_t i = 0; i < t.count; ++i) {
+    Op& o = t.ops[i];
+    if (o.op.kind == TraceOp::Kind::kStats) continue;
+    const std::uint64_t s = o.op.slot;
+    const bool occupied = size[s] != 0;
+    std::uint64_t bytes = o.op.size;
+    if (o.op.kind == TraceOp::Kind::kCalloc &&
+        __builtin_mul_overflow(o.op.size, o.op.extra, &bytes)) {
+      bytes = ~std::uint64_t{0} - 1;
+    }
+    switch (o.op.kind) {
+      case TraceOp::Kind::kFree:
+        if (!occupied)
+          trace_error(file, o.line, "frees slot " + std::to_string(s) + ", which is empty");
+        live -= size[s] - 1;
+        size[s] = 0;
+        break;
+      case TraceOp::Kind::kCalloc:
+      case TraceOp::Kind::kAligned:
+        if (occupied) {
+          trace_error(file, o.line,
+                      "allocates into slot " + std::to_string(s) + ", which is occupied");
+        }
+        [[fallthrough]];
+      default:
+        if (occupied) live -= size[s] - 1;
+        live += bytes;
+        size[s] = bytes + 1;
+    }
+    o.slot_turn = turns[s]++;
+    if (live > t.peak_live_bytes) t.peak_live_bytes = live;
+  }
+  munmap(size, t.slots * sizeof(std::uint64_t));
+  munmap(turns, t.slots * sizeof(std::uint64_t));
+  if (length != 0) munmap(const_cast<char*>(text), length);
+  return t;
+}
+
+// A block's first and last bytes, derived from its slot and line: written at allocation,
+// checked before it is freed or resized (--verify).
+void mark(void* block, std::uint64_t size, std::uint64_t tag) {
+  if (size == 0) return;
+  auto* bytes = static_cast<unsigned char*>(block);
+  bytes[size - 1] = static_cast<unsigned char>(tag >> 8);
+  bytes[0] = static_cast<unsigned char>(tag);  // a 1-byte block keeps this one
+}
+bool marked(const void* block, std::uint64_t size, std::uint64_t tag) {
+  if (size == 0) return true;
+  const auto* bytes = static_cast<const unsigned char*>(block);
+  return bytes[0] == static_cast<unsigned char>(tag) &&
+         (size == 1 || bytes[size - 1] == static_cast<unsigned char>(tag >> 8));
+}
+
+// Writes one byte in every page of a new block, as a program that uses its memory would, so
+// that resident memory reflects what the allocator handed out.
+void touch(void* block, std::uint64_t size) {
+  auto* bytes = static_cast<volatile unsigned char*>(block);
+  for (std::uint64_t i = 0; i < size; i += 4096) bytes[i] = 1;
+}
+
+struct Replay {
+  const Trace& trace;
+  const Options& options;
+  Slot* slots;
+  std::uint64_t* tags;  // per slot: the tag its block was marked with
+  std::atomic<std::uint64_t> done{0};
+  std::atomic<std::uint64_t> failures{0};
+  std::atomic<std::uint64_t> first_failure_line{~std::uint64_t{0}};
+  std::atomic<const char*> first_failure{nullptr};
+
+  void failed(const Op& o, const char* what) {
+    failures.fetch_add(1);
+    std::uint64_t line = first_failure_line.load();
+    while (o.line < line && !first_failure_line.compare_exchange_weak(line, o.line)) {
+    }
+    if (o.line <= line) first_failure.store(what);
+  }
+
+  void run_thread(std::uint32_t thread) {
+    const allocator::ApiTable& api = *options.api;
+    for (std::uint64_t i = 0; i < trace.count; ++i) {
+      const Op& o = trace.ops[i];
+      if (o.op.thread != thread) continue;
+      if (o.op.kind == TraceOp::Kind::kStats) {
+        api.malloc_stats();
+        done.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      Slot& s = slots[o.op.slot];
+      while (s.turn.load(std::memory_order_acquire) != o.slot_turn) std::this_thread::yield();
+      execute(api, o, s);
+      s.turn.store(o.slot_turn + 1, std::memory_order_release);
+      done.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  void execute(const allocator::ApiTable& api, const Op& o, Slot& s) {
+    const std::uint64_t tag = o.line * 2654435761u;
+    std::uint64_t* slot_tag = &tags[o.op.slot];
+    if (options.verify && s.block != nullptr && !marked(s.block, s.size, *slot_tag)) {
+      failed(o, "the block's contents changed");
+    }
+    switch (o.op.kind) {
+      case TraceOp::Kind::kFree:
+        api.free(s.block);
+        s.block = nullptr;
+        return;
+      case TraceOp::Kind::kMalloc:
+        if (s.block != nullptr) {
+          s.block = api.realloc(s.block, o.op.size);
+        } else {
+          s.block = api.malloc(o.op.size);
+        }
+        s.size = o.op.size;
+        break;
+      case TraceOp::Kind::kRealloc:
+        s.block = api.realloc(s.block, o.op.size);
+        s.size = o.op.size;
+        break;
+      case TraceOp::Kind::kCalloc:
+        s.block = api.calloc(o.op.extra, o.op.size);
+        s.size = o.op.extra * o.op.size;
+        break;
+      case TraceOp::Kind::kAligned: {
+        void* p = nullptr;
+        s.block = api.posix_memalign(&p, o.op.extra < sizeof(void*) ? sizeof(void*) : o.op.extra,
+                                     o.op.size) == 0
+                      ? p
+                      : nullptr;
+        s.size = o.op.size;
+        break;
+      }
+      default:
+        return;
+    }
+    if (s.block == nullptr && s.size != 0) {
+      failed(o, "the allocation was refused");
+      s.size = 0;
+    }
+    if (s.block == nullptr) return;
+    touch(s.block, s.size);
+    if (options.verify) {
+      mark(s.block, s.size, tag);
+      *slot_tag = tag;
+    }
+  }
+};
+
+std::uint64_t resident_bytes() {
+  long pages = 0, resident = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<std::uint64_t>(resident) * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+std::uint64_t peak_resident_bytes() {
+  struct rusage usage = {};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<std::uint64_t>(usage.ru_maxrss) * 1024;
+}
+
+int run(const Options& options) {
+  const Trace trace = load(options.trace);
+  Replay replay{trace, options, os_array<Slot>(trace.slots), os_array<std::uint64_t>(trace.slots)};
+  const bool progress = isatty(STDERR_FILENO) != 0;
+  const std::uint64_t rss_before = resident_bytes();
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (std::uint32_t t = 0; t < trace.threads; ++t)
+    threads.emplace_back([&replay, t] { replay.run_thread(t); });
+  while (replay.done.load() < trace.count && progress) {
+    std::fprintf(stderr, "\rmemsim: %3llu%% of %llu operations",
+                 static_cast<unsigned long long>(replay.done.load() * 100 / trace.count),
+                 static_cast<unsigned long long>(trace.count));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (auto& t : threads) t.join();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (progress) std::fprintf(stderr, "\r\033[K");
+  const std::uint64_t peak_rss = peak_resident_bytes();
+  const std::uint64_t growth = peak_rss > rss_before ? peak_rss - rss_before : 0;
+  const double fragmentation =
+      trace.peak_live_bytes == 0 ? 0 : static_cast<double>(growth) / trace.peak_live_bytes;
+  const double ns_per_op = trace.count == 0 ? 0 : seconds * 1e9 / trace.count;
+  std::printf(
+      "memsim: %s on %s: %llu operations on %u thread%s in %.3f s (%.1f ns/op)\n"
+      "  peak RSS %llu bytes (grew %llu), peak live %llu bytes, RSS growth / live %.2f\n",
+      options.trace.c_str(), options.allocator.c_str(),
+      static_cast<unsigned long long>(trace.count), trace.threads, trace.threads == 1 ? "" : "s",
+      seconds, ns_per_op, static_cast<unsigned long long>(peak_rss),
+      static_cast<unsigned long long>(growth),
+      static_cast<unsigned long long>(trace.peak_live_bytes), fragmentation);
+  if (!options.json.empty()) {
+    std::FILE* f = std::fopen(options.json.c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "memsim: cannot write %s: %s\n", options.json.c_str(),
+                   std::strerror(errno));
+      return 1;
+    }
+    std::fprintf(
+        f,
+        "{\"trace\": \"%s\", \"allocator\": \"%s\", \"operations\": %llu, \"threads\": %u, "
+        "\"seconds\": %.6f, \"ns_per_operation\": %.2f, \"peak_rss_bytes\": %llu, "
+        "\"rss_growth_bytes\": %llu, \"peak_live_bytes\": %llu, \"fragmentation\": %.4f, "
+        "\"failures\": %llu}\n",
+        options.trace.c_str(), options.allocator.c_str(),
+        static_cast<unsigned long long>(trace.count), trace.threads, seconds, ns_per_op,
+        static_cast<unsigned long long>(peak_rss), static_cast<unsigned long long>(growth),
+        static_cast<unsigned long long>(trace.peak_live_bytes), fragmentation,
+        static_cast<unsigned long long>(replay.failures.load()));
+    std::fclose(f);
+  }
+  if (replay.failures.load() != 0) {
+    std::fprintf(
+        stderr, "memsim: %s:%llu: %s (and %llu more operations failed)\n", options.trace.c_str(),
+        static_cast<unsigned long long>(replay.first_failure_line.load()),
+        replay.first_failure.load(), static_cast<unsigned long long>(replay.failures.load() - 1));
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace polymalloc::testing
+
+int main(int argc, char** argv) {
+  using namespace polymalloc::testing;
+  return run(parse_options(argc, argv));
+}

@@ -1,0 +1,78 @@
+#!/bin/bash
+# genrandms and memsim end to end: the same seed gives the same trace; generated traces
+# (single- and multi-threaded, every operation kind) replay with --verify on every variant
+# and on the system malloc; malformed traces and bad arguments fail with a message that
+# says where and what.
+#   trace_tools_test.sh GENRANDMS MEMSIM
+set -euo pipefail
+genrandms=$1
+memsim=$2
+work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/trace.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+failures=0
+fail() {
+  echo "FAIL $*"
+  failures=$((failures + 1))
+}
+
+# Reproducible: same arguments and seed, same bytes; another seed, another trace.
+"$genrandms" --seed 7 --ops 20000 --slots 500 --max-size 64k >"$work/a.trace"
+"$genrandms" --seed 7 --ops 20000 --slots 500 --max-size 64k --output "$work/b.trace"
+"$genrandms" --seed 8 --ops 20000 --slots 500 --max-size 64k >"$work/c.trace"
+cmp -s "$work/a.trace" "$work/b.trace" || fail "the same seed gave different traces"
+cmp -s "$work/a.trace" "$work/c.trace" && fail "different seeds gave the same trace"
+grep -q '=c' "$work/a.trace" || fail "no calloc in the trace"
+grep -q '=a' "$work/a.trace" || fail "no aligned allocation in the trace"
+grep -q '=r' "$work/a.trace" || fail "no realloc in the trace"
+
+"$genrandms" --seed 3 --ops 30000 --slots 2000 --min-size 1 --max-size 2m \
+  --distribution power-law --threads 4 --realloc-share 0.2 >"$work/threads.trace"
+grep -q '^3@' "$work/threads.trace" || fail "no operation of thread 3 in a 4-thread trace"
+
+for allocator in global_spinlock partitioned signal_safe system; do
+  for trace in a threads; do
+    if out=$("$memsim" --allocator "$allocator" --verify --json "$work/$allocator.$trace.json" \
+      "$work/$trace.trace" 2>&1); then
+      grep -q '"failures": 0' "$work/$allocator.$trace.json" ||
+        fail "$trace on $allocator: JSON does not report zero failures"
+      echo "ok   $trace on $allocator: $(head -1 <<<"$out")"
+    else
+      fail "$trace on $allocator: $out"
+    fi
+  done
+done
+
+# expect_error DESCRIPTION PATTERN COMMAND...: the command must fail and say PATTERN.
+expect_error() {
+  local what=$1 pattern=$2
+  shift 2
+  local out
+  if out=$("$@" 2>&1); then
+    fail "$what: succeeded"
+  elif ! grep -q -- "$pattern" <<<"$out"; then
+    fail "$what: message '$out' does not match '$pattern'"
+  else
+    echo "ok   $what: $out" | head -1
+  fi
+}
+printf '0=100\n1=200\n# fine so far\n1=x7\n' >"$work/bad.trace"
+expect_error "malformed line" "bad.trace:4: expected a size" "$memsim" "$work/bad.trace"
+printf '0=100\n5\n' >"$work/empty_free.trace"
+expect_error "free of an empty slot" "empty_free.trace:2: frees slot 5, which is empty" \
+  "$memsim" "$work/empty_free.trace"
+printf '0=100\n0=c1*8\n' >"$work/occupied.trace"
+expect_error "calloc into an occupied slot" "occupied.trace:2: allocates into slot 0" \
+  "$memsim" "$work/occupied.trace"
+expect_error "missing trace file" "cannot read" "$memsim" "$work/missing.trace"
+expect_error "unknown allocator" "is not global_spinlock" "$memsim" --allocator dlmalloc "$work/a.trace"
+expect_error "bad size suffix" "is not a size" "$genrandms" --max-size 12q
+expect_error "min above max" "larger than --max-size" "$genrandms" --min-size 10 --max-size 5
+expect_error "bad share" "fraction between 0 and 1" "$genrandms" --calloc-share 1.5
+expect_error "bad distribution" "is not uniform or power-law" "$genrandms" --distribution zipf
+expect_error "unknown flag" "unknown argument" "$genrandms" --bogus 1
+
+if ((failures)); then
+  echo "$failures failure(s)"
+  exit 1
+fi
+echo "all trace tool checks passed"
