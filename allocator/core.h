@@ -4,6 +4,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstring>
 
 #include "allocator/statistics.h"
 
@@ -36,5 +37,16 @@ concept AllocatorCore = requires(void* p, const void* cp, const void** where, st
   { Core::after_fork_in_parent() } -> std::same_as<void>;
   { Core::after_fork_in_child() } -> std::same_as<void>;
 };
+
+// realloc by copying: what fits of `old` (a block of Core) goes into `fresh`, which Core just
+// allocated, and `old` is freed; nullptr (old intact) if that allocation failed.
+template <class Core>
+void* move_to_fresh(void* fresh, void* old, std::size_t bytes) {
+  if (fresh == nullptr) return nullptr;
+  const std::size_t old_bytes = Core::usable_size(old);
+  std::memcpy(fresh, old, old_bytes < bytes ? old_bytes : bytes);
+  Core::deallocate(old, "realloc");
+  return fresh;
+}
 
 }  // namespace polymalloc::allocator

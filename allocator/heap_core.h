@@ -83,14 +83,15 @@ class HeapCore {
     const std::size_t block = block_for(bytes);
     if (auto* heap = Placement::owner_of(p)) {
       Placement::check_not_cached(b, "realloc");
-      if (block == 0) return move_to(allocate_large(bytes, 16), p, bytes);
+      if (block == 0) return move_to_fresh<HeapCore>(allocate_large(bytes, 16), p, bytes);
       Block* fresh = nullptr;
       if (void* resized = heap->resize_or_allocate(b, block, &fresh)) return resized;
-      return move_to(payload_of(fresh), p, bytes);
+      return move_to_fresh<HeapCore>(payload_of(fresh), p, bytes);
     }
     if (!LargeObjects::is_large(b)) report_misuse("realloc", "invalid pointer", p);
     if (block == 0) return payload_of(large_.resize(b, bytes));
-    return move_to(allocate(bytes), p, bytes);  // shrinking below the mapping threshold
+    return move_to_fresh<HeapCore>(allocate(bytes), p,
+                                   bytes);  // shrinking below the mapping threshold
   }
 
   // The owner's header read without its lock: the size of a live block only changes
@@ -142,16 +143,6 @@ class HeapCore {
 
   static void* allocate_large(std::size_t bytes, std::size_t alignment) {
     return payload_of(large_.allocate(bytes, alignment));
-  }
-
-  // Copies what fits of `old` into `fresh` and frees `old`; nullptr (old intact) if the
-  // allocation of `fresh` failed.
-  static void* move_to(void* fresh, void* old, std::size_t bytes) {
-    if (fresh == nullptr) return nullptr;
-    const std::size_t old_bytes = usable_size(old);
-    std::memcpy(fresh, old, old_bytes < bytes ? old_bytes : bytes);
-    deallocate(old, "realloc");
-    return fresh;
   }
 
   static inline constinit LargeObjects large_{};

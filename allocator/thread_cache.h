@@ -12,7 +12,6 @@
 #pragma once
 
 #include <pthread.h>
-#include <sys/auxv.h>
 
 #include <array>
 #include <cstddef>
@@ -22,6 +21,7 @@
 #include "allocator/sanitizer.h"
 #include "allocator/size_class.h"
 #include "atomics/atomics.h"
+#include "platform/platform.h"
 
 namespace polymalloc::allocator {
 
@@ -163,13 +163,8 @@ class ThreadCache {
   // before any block is cached.
   static void choose_secret() {
     if (atomics::load_relaxed(&secret_) != 0) return;
-    std::uintptr_t secret = 0x9e3779b97f4a7c15u;
-    if (const auto* random = reinterpret_cast<const void*>(getauxval(AT_RANDOM))) {
-      std::uintptr_t bytes;
-      __builtin_memcpy(&bytes, random, sizeof(bytes));  // 16 bytes at any alignment
-      secret ^= bytes;
-    }
-    atomics::store_relaxed(&secret_, secret | 1);  // never 0: a key never equals the address
+    // Never 0, so a key never equals the address.
+    atomics::store_relaxed(&secret_, platform::os_random_word());
   }
 
  private:

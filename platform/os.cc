@@ -135,6 +135,16 @@ bool os_break_set(std::uintptr_t new_break) {
   return true;
 }
 
+std::uintptr_t os_random_word() {
+  std::uintptr_t word = 0x9e3779b97f4a7c15u;
+  if (const auto* random = reinterpret_cast<const void*>(getauxval(AT_RANDOM))) {
+    std::uintptr_t bytes;
+    __builtin_memcpy(&bytes, random, sizeof(bytes));  // 16 bytes at any alignment
+    word ^= bytes;
+  }
+  return word | 1;
+}
+
 const char* os_environment(const char* name) {
   if (environ == nullptr) return nullptr;
   for (char** entry = environ; *entry != nullptr; ++entry) {

@@ -34,6 +34,10 @@ bool os_release_pages(void* address, std::size_t bytes);
 std::uintptr_t os_break_current();
 bool os_break_set(std::uintptr_t new_break);
 
+// A per-process random word from the kernel's AT_RANDOM bytes (a fixed constant if the
+// auxiliary vector has none); never 0. No system call, no lock: any thread may ask.
+std::uintptr_t os_random_word();
+
 // The value of environment variable `name`, or nullptr: a plain scan of `environ`, without
 // getenv's locale or locking concerns, so callable from a signal handler.
 const char* os_environment(const char* name);

@@ -100,6 +100,12 @@ TEST_F(OsTest, FailAllRefusesEveryRequestUntilDisarmed) {
   os_unmap(p, page_size());
 }
 
+TEST_F(OsTest, RandomWordIsStableAndNeverZero) {
+  const std::uintptr_t word = os_random_word();
+  EXPECT_NE(word, 0u);
+  EXPECT_EQ(os_random_word(), word) << "one value per process";
+}
+
 TEST_F(OsTest, EnvironmentIsReadWithoutGetenv) {
   ASSERT_EQ(setenv("POLYMALLOC_OS_TEST_VALUE", "on", 1), 0);
   ASSERT_EQ(setenv("POLYMALLOC_OS_TEST_VALUE_LONGER", "0", 1), 0);

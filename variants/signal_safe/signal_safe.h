@@ -8,8 +8,6 @@
 // it is 1-lock-free. Meets allocator::AllocatorCore.
 #pragma once
 
-#include <sys/auxv.h>
-
 #include <bit>
 #include <cerrno>
 #include <cstddef>
@@ -131,12 +129,14 @@ class SignalSafeCore {
     Block* b = Block::of_payload(p);
     if (is_large(b)) {
       if (block_for(bytes) == 0) return payload_of(large_.resize(b, bytes));
-      return move_to(allocate(bytes), p, bytes);  // shrinking below the mapping threshold
+      return allocator::move_to_fresh<SignalSafeCore>(
+          allocate(bytes), p, bytes);  // shrinking below the mapping threshold
     }
     const Block* own = own_block(p, "realloc");
     const std::size_t block = block_for(bytes);
     if (own == b && block == Block::size_in(b->size_flags_unlocked())) return p;
-    return move_to(block == 0 ? allocate_large(bytes, 16) : allocate(bytes), p, bytes);
+    return allocator::move_to_fresh<SignalSafeCore>(
+        block == 0 ? allocate_large(bytes, 16) : allocate(bytes), p, bytes);
   }
 
   static std::size_t usable_size(const void* p) {
@@ -529,16 +529,6 @@ class SignalSafeCore {
     return payload_of(large_.allocate(bytes, alignment));
   }
 
-  // Copies what fits of `old` into `fresh` and frees `old`; nullptr (old intact) if the
-  // allocation of `fresh` failed.
-  static void* move_to(void* fresh, void* old, std::size_t bytes) {
-    if (fresh == nullptr) return nullptr;
-    const std::size_t old_bytes = usable_size(old);
-    std::memcpy(fresh, old, old_bytes < bytes ? old_bytes : bytes);
-    deallocate(old, "realloc");
-    return fresh;
-  }
-
   POLYMALLOC_UNCHECKED_BY_ASAN static Block* next_of(const Block* b) { return b->next_in_list; }
   POLYMALLOC_UNCHECKED_BY_ASAN static void set_next(Block* b, Block* next) {
     b->next_in_list = next;
@@ -549,13 +539,7 @@ class SignalSafeCore {
   // to store it is benign.
   static void choose_secret() {
     if (atomics::load_relaxed(&secret_) != 0) return;
-    std::uintptr_t s = 0x9e3779b97f4a7c15u;
-    if (const auto* random = reinterpret_cast<const void*>(getauxval(AT_RANDOM))) {
-      std::uintptr_t bytes;
-      __builtin_memcpy(&bytes, random, sizeof(bytes));  // 16 bytes at any alignment
-      s ^= bytes;
-    }
-    atomics::store_relaxed(&secret_, s | 1);  // never 0
+    atomics::store_relaxed(&secret_, platform::os_random_word());
   }
 
   static inline constinit allocator::ClassStacks<Stack, kClasses> stacks_{};
