@@ -49,8 +49,7 @@ template <HeapPlacement Placement>
 class HeapCore {
  public:
   static constexpr const char* kName = Placement::kName;
-  // Blocks (header included, rounded to their class) this big are mappings.
-  static constexpr std::size_t kLargeBlockBytes = std::size_t{1} << 20;
+  static constexpr std::size_t kLargeBlockBytes = allocator::kLargeBlockBytes;
 
   [[gnu::always_inline]] static void* allocate(std::size_t bytes) {
     const std::size_t block = block_for(bytes);
@@ -124,11 +123,8 @@ class HeapCore {
   static void after_fork_in_parent() { Placement::after_fork_in_parent(); }
   static void after_fork_in_child() { Placement::after_fork_in_child(); }
 
-  // The block for a request, or 0 when it belongs on the large-object path.
   static std::size_t block_for(std::size_t bytes) {
-    if (bytes > kLargeBlockBytes) return 0;
-    const std::size_t block = Placement::Classes::round_up(bytes + Block::kHeaderBytes);
-    return block < kLargeBlockBytes ? block : 0;
+    return class_block_for<typename Placement::Classes>(bytes);
   }
 
  private:

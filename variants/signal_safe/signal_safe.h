@@ -52,9 +52,9 @@ class SignalSafeCore {
   // Whether every path is lock-free (the counterpart of AO_MALLOC_IS_LOCK_FREE).
   static constexpr bool kIsLockFree = Stack::kIsLockFree;
   using Classes = allocator::PowerOfTwoClasses;
-  // Blocks (header included, rounded to their class) this big are mappings, as in the
-  // other variants; the classes below it come from the pool.
-  static constexpr std::size_t kLargeBlockBytes = std::size_t{1} << 20;
+  // Blocks this big are mappings, as in the other variants; the classes below come from
+  // the pool.
+  static constexpr std::size_t kLargeBlockBytes = allocator::kLargeBlockBytes;
   static constexpr unsigned kClasses = Classes::index_of(kLargeBlockBytes / 2) + 1;
   // Blocks up to 8 KiB go through the thread caches.
   static constexpr std::size_t kMaxCachedBlock = std::size_t{8} << 10;
@@ -237,12 +237,8 @@ class SignalSafeCore {
     return state == kMmapOn;
   }
 
-  // The block for a request (header included, rounded to its class), or 0 when it belongs
-  // on the large-object path.
   static std::size_t block_for(std::size_t bytes) {
-    if (bytes > kLargeBlockBytes) return 0;
-    const std::size_t block = Classes::round_up(bytes + Block::kHeaderBytes);
-    return block < kLargeBlockBytes ? block : 0;
+    return allocator::class_block_for<Classes>(bytes);
   }
 
   // Bytes of fresh memory taken from the arena and mapped regions so far.
