@@ -43,6 +43,12 @@ class LlscStack {
 
   bool empty() const { return head_.load_acquire() == 0; }
 
+  // Nothing is locked. (A thread that vanishes in a fork while inside a pop leaves its
+  // reservation held in the child, one of LlscWord::kReservations: pops go on.)
+  static void prepare_fork() {}
+  static void after_fork_in_parent() {}
+  static void after_fork_in_child() {}
+
  private:
   LlscWord head_;
 };

@@ -29,20 +29,44 @@ void restore_signals(const std::uint64_t* saved) {
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, saved, nullptr, kKernelSigsetBytes);
 }
 
+void acquire(unsigned char* lock) {
+  Backoff backoff;
+  while (__atomic_test_and_set(lock, __ATOMIC_ACQUIRE)) {
+    while (__atomic_load_n(lock, __ATOMIC_RELAXED)) backoff.pause();
+  }
+}
+
+void release(unsigned char* lock) { __atomic_clear(lock, __ATOMIC_RELEASE); }
+
+// The forking thread's signal mask, kept from prepare_fork() to the after-fork hooks.
+thread_local std::uint64_t fork_saved_mask[2] [[gnu::tls_model("initial-exec")]];
+
+void release_all_after_fork() {
+  for (PaddedLock& l : g_locks) release(&l.held);
+  restore_signals(fork_saved_mask);
+}
+
 }  // namespace
 
 LockTable::Guard::Guard(const void* address) : lock_(&g_locks[index_of(address)].held) {
   block_all_signals(saved_mask_);
-  Backoff backoff;
-  while (__atomic_test_and_set(lock_, __ATOMIC_ACQUIRE)) {
-    while (__atomic_load_n(lock_, __ATOMIC_RELAXED)) backoff.pause();
-  }
+  acquire(lock_);
 }
 
 LockTable::Guard::~Guard() {
-  __atomic_clear(lock_, __ATOMIC_RELEASE);
+  release(lock_);
   restore_signals(saved_mask_);
 }
+
+// A thread holds at most one lock at a time, so taking them all in table order cannot
+// deadlock.
+void LockTable::prepare_fork() {
+  block_all_signals(fork_saved_mask);
+  for (PaddedLock& l : g_locks) acquire(&l.held);
+}
+
+void LockTable::after_fork_in_parent() { release_all_after_fork(); }
+void LockTable::after_fork_in_child() { release_all_after_fork(); }
 
 bool LockTableDoubleCas::cas_seq_cst(DoubleWord* p, DoubleWord& expected, DoubleWord desired) {
   // Every CAS on `p` is serialised by the same lock. Halves are accessed atomically so that

@@ -28,6 +28,13 @@ class LockTable {
     std::uint64_t saved_mask_[2];  // the caller's signal mask (a kernel sigset_t)
   };
 
+  // fork(): a thread that vanishes in the fork must not leave a lock held in the child. The
+  // forking thread takes every lock (in table order, signals blocked) before the fork, and
+  // releases them in both processes after it.
+  static void prepare_fork();
+  static void after_fork_in_parent();
+  static void after_fork_in_child();
+
   static std::size_t index_of(const void* address) {
     const auto a = reinterpret_cast<std::uintptr_t>(address);
     return ((a >> 4) ^ (a >> 12)) % kLocks;
@@ -52,6 +59,10 @@ struct LockTableDoubleCas {
   static constexpr const char* kName = "lock_table";
 
   static bool cas_seq_cst(DoubleWord* p, DoubleWord& expected, DoubleWord desired);
+
+  static void prepare_fork() { LockTable::prepare_fork(); }
+  static void after_fork_in_parent() { LockTable::after_fork_in_parent(); }
+  static void after_fork_in_child() { LockTable::after_fork_in_child(); }
 };
 
 }  // namespace polymalloc::atomics

@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -72,6 +75,45 @@ TEST(LockTableTest, ConcurrentWordCasLosesNothing) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(counter, std::uint64_t{kThreads} * kPerThread);
+}
+
+// Another thread takes and drops locks all the time; every fork still leaves a child in which
+// every lock of the table is free (the child takes each one, under an alarm).
+TEST(LockTableTest, ForkLeavesNoLockHeldInTheChild) {
+  static bool registered = false;
+  if (!registered) {
+    ASSERT_EQ(pthread_atfork(&LockTable::prepare_fork, &LockTable::after_fork_in_parent,
+                             &LockTable::after_fork_in_child),
+              0);
+    registered = true;
+  }
+  std::atomic<bool> stop{false};
+  static std::uint64_t words[LockTable::kLocks * 64];
+  std::thread churn([&] {
+    for (std::size_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+      std::uint64_t& w = words[i % (sizeof(words) / sizeof(words[0]))];
+      std::uint64_t seen = w;
+      lock_table_cas_seq_cst(&w, seen, seen + 1);
+    }
+  });
+  for (int round = 0; round < 50; ++round) {
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      alarm(10);  // a lock left held would hang the child with signals blocked: the
+                  // parent's waitpid below then never returns and the test times out
+      for (std::uint64_t& w : words) {
+        std::uint64_t seen = w;
+        lock_table_cas_seq_cst(&w, seen, seen + 1);
+      }
+      _exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << round;
+  }
+  stop = true;
+  churn.join();
 }
 
 }  // namespace

@@ -29,6 +29,12 @@ concept AbaSafeStack = requires(S s, void* node) {
   { s.empty() } -> std::same_as<bool>;
   { S::kIsLockFree } -> std::convertible_to<bool>;
   { S::kName } -> std::convertible_to<const char*>;
+  // fork(): whatever the stacks' operations lock is taken before and released after, so a
+  // thread that vanishes in the fork leaves nothing held in the child (no-ops when nothing
+  // is locked).
+  S::prepare_fork();
+  S::after_fork_in_parent();
+  S::after_fork_in_child();
 };
 
 }  // namespace polymalloc::atomics

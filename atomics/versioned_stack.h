@@ -40,6 +40,17 @@ class VersionedStack {
 
   bool empty() const { return load_acquire(&head_.lo) == 0; }
 
+  // Only a DoubleCas with locks (the lock table) has anything to do at fork().
+  static void prepare_fork() {
+    if constexpr (requires { D::prepare_fork(); }) D::prepare_fork();
+  }
+  static void after_fork_in_parent() {
+    if constexpr (requires { D::after_fork_in_parent(); }) D::after_fork_in_parent();
+  }
+  static void after_fork_in_child() {
+    if constexpr (requires { D::after_fork_in_child(); }) D::after_fork_in_child();
+  }
+
  private:
   DoubleWord head_;  // lo: top element (0 when empty); hi: version
 };

@@ -216,10 +216,14 @@ class SignalSafeCore {
     return wrong;
   }
 
-  // No locks, so fork needs nothing but the other threads' caches reclaimed in the child.
-  static void prepare_fork() {}
-  static void after_fork_in_parent() {}
-  static void after_fork_in_child() { Caches::after_fork_in_child(); }
+  // No locks of its own: fork needs only the stacks' (the lock table's, if built on it), and
+  // the other threads' caches reclaimed in the child, after the stacks are usable again.
+  static void prepare_fork() { Stack::prepare_fork(); }
+  static void after_fork_in_parent() { Stack::after_fork_in_parent(); }
+  static void after_fork_in_child() {
+    Stack::after_fork_in_child();
+    Caches::after_fork_in_child();
+  }
 
   // --- signal_safe's own API ---
 
