@@ -9,9 +9,9 @@
 //   larson             every thread replaces random blocks in its own slot array, and
 //                      trades arrays with the other threads now and then (larson-style)
 //
-// Counters: peak_live_bytes (what the workload held at most) and rss_growth_bytes (peak
-// RSS of the process beyond its RSS before the first benchmark), whose ratio is the memory
-// overhead the runner reports.
+// Counters: peak_live_bytes (what the workload held at most), peak_rss_bytes (the process's
+// peak resident memory) and rss_growth_bytes (peak RSS beyond the RSS before the first
+// benchmark); the ratio of growth to live bytes is the memory overhead the runners report.
 #include <benchmark/benchmark.h>
 #include <stdlib.h>
 
@@ -19,11 +19,11 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
 #include <memory>
 #include <thread>
 #include <vector>
+
+#include "testing/process_memory.h"
 
 namespace polymalloc::benchmarks {
 namespace {
@@ -48,24 +48,7 @@ class Random {
   std::uint64_t state_;
 };
 
-// Resident-set figures from /proc/self/status, in bytes ("VmRSS" now, "VmHWM" at its peak).
-std::size_t proc_status_bytes(const char* field) {
-  std::FILE* f = std::fopen("/proc/self/status", "r");
-  if (f == nullptr) return 0;
-  char line[256];
-  std::size_t kib = 0;
-  const std::size_t length = std::strlen(field);
-  while (std::fgets(line, sizeof(line), f) != nullptr) {
-    if (std::strncmp(line, field, length) == 0 && line[length] == ':') {
-      kib = std::strtoull(line + length + 1, nullptr, 10);
-      break;
-    }
-  }
-  std::fclose(f);
-  return kib * 1024;
-}
-
-const std::size_t g_rss_at_start = proc_status_bytes("VmRSS");
+const std::size_t g_rss_at_start = testing::resident_bytes();
 
 // The workload's live bytes, summed over threads; peak kept.
 class LiveBytes {
@@ -94,9 +77,10 @@ LiveBytes g_live;
 void report_memory(benchmark::State& state) {
   if (state.thread_index() != 0) return;
   state.counters["peak_live_bytes"] = static_cast<double>(g_live.peak());
-  const std::size_t peak_rss = proc_status_bytes("VmHWM");
+  const std::size_t peak_rss = testing::peak_resident_bytes();
   state.counters["rss_growth_bytes"] =
       static_cast<double>(peak_rss - std::min(g_rss_at_start, peak_rss));
+  state.counters["peak_rss_bytes"] = static_cast<double>(peak_rss);
 }
 
 void touch(void* p, std::size_t bytes) {

@@ -12,7 +12,6 @@
 // or resized.
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +25,7 @@
 #include <vector>
 
 #include "benchmarks/system_malloc.h"
+#include "testing/process_memory.h"
 #include "testing/trace/trace_format.h"
 #include "variants/global_spinlock/prefixed_api.h"
 #include "variants/partitioned/prefixed_api.h"
@@ -315,42 +315,6 @@ struct Replay {
     }
   }
 };
-
-std::uint64_t resident_bytes() {
-  long pages = 0, resident = 0;
-  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
-    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-    std::fclose(f);
-  }
-  return static_cast<std::uint64_t>(resident) * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
-}
-
-// Starts a new peak-RSS window (Linux: "5" to clear_refs resets VmHWM); false if it cannot.
-bool reset_peak_resident() {
-  const int fd = open("/proc/self/clear_refs", O_WRONLY);
-  if (fd < 0) return false;
-  const bool ok = write(fd, "5", 1) == 1;
-  close(fd);
-  return ok;
-}
-
-// The peak RSS since the last reset (VmHWM), or over the process's life (ru_maxrss).
-std::uint64_t peak_resident_bytes() {
-  std::uint64_t kib = 0;
-  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
-    char line[256];
-    while (std::fgets(line, sizeof(line), f) != nullptr) {
-      if (std::sscanf(line, "VmHWM: %lu kB", &kib) == 1) break;
-    }
-    std::fclose(f);
-  }
-  if (kib == 0) {
-    struct rusage usage = {};
-    getrusage(RUSAGE_SELF, &usage);
-    kib = static_cast<std::uint64_t>(usage.ru_maxrss);
-  }
-  return kib * 1024;
-}
 
 int run(const Options& options) {
   const Trace trace = load(options.trace);

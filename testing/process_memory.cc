@@ -1,0 +1,45 @@
+#include "testing/process_memory.h"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace polymalloc::testing {
+
+std::uint64_t resident_bytes() {
+  long pages = 0, resident = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<std::uint64_t>(resident) * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+std::uint64_t peak_resident_bytes() {
+  unsigned long kib = 0;
+  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      if (std::sscanf(line, "VmHWM: %lu kB", &kib) == 1) break;
+    }
+    std::fclose(f);
+  }
+  if (kib == 0) {
+    struct rusage usage = {};
+    getrusage(RUSAGE_SELF, &usage);
+    kib = static_cast<unsigned long>(usage.ru_maxrss);
+  }
+  return static_cast<std::uint64_t>(kib) * 1024;
+}
+
+bool reset_peak_resident() {
+  const int fd = open("/proc/self/clear_refs", O_WRONLY);
+  if (fd < 0) return false;
+  const bool ok = write(fd, "5", 1) == 1;
+  close(fd);
+  return ok;
+}
+
+}  // namespace polymalloc::testing

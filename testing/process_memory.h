@@ -1,0 +1,20 @@
+// The process's resident memory as Linux reports it, for the tools that measure allocators
+// (memsim, the benchmarks): resident now, the peak since the last reset, and the reset.
+#pragma once
+
+#include <cstdint>
+
+namespace polymalloc::testing {
+
+// Resident bytes now (/proc/self/statm), 0 if unknown.
+std::uint64_t resident_bytes();
+
+// The peak resident bytes since the last reset_peak_resident() (VmHWM), or over the
+// process's life where the kernel has no VmHWM (getrusage's ru_maxrss).
+std::uint64_t peak_resident_bytes();
+
+// Starts a new peak window (Linux: "5" written to /proc/self/clear_refs resets VmHWM to the
+// resident bytes now); false if the kernel refuses.
+bool reset_peak_resident();
+
+}  // namespace polymalloc::testing
