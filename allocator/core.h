@@ -14,14 +14,14 @@ namespace polymalloc::allocator {
 // returned by this core; sizes are at least 1.
 template <class Core>
 concept AllocatorCore = requires(void* p, const void* cp, const void** where, std::size_t n,
-                                 const char* call) {
+                                 std::size_t alignment, const char* call) {
   { Core::kName } -> std::convertible_to<const char*>;
   // 16-byte-aligned memory for n bytes, or nullptr with errno = ENOMEM.
   { Core::allocate(n) } -> std::same_as<void*>;
   // The same, zero-filled (a core knows which of its memory is already zero).
   { Core::allocate_zeroed(n) } -> std::same_as<void*>;
-  // The same, aligned to `alignment` (a power of two above 16).
-  { Core::allocate_aligned(n, n) } -> std::same_as<void*>;
+  // The same, aligned to `alignment` (a power of two above 16); the alignment comes first.
+  { Core::allocate_aligned(alignment, n) } -> std::same_as<void*>;
   // Frees p; `call` names the API function, for the misuse report. Preserves errno.
   { Core::deallocate(p, call) } -> std::same_as<void>;
   // Resizes p to n bytes, moving it if needed; nullptr with errno = ENOMEM (p intact).

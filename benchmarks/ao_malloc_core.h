@@ -27,7 +27,7 @@ class AoMallocCore {
     if (p != nullptr) std::memset(p, 0, n);  // AO_malloc reuses blocks without clearing
     return p;
   }
-  static void* allocate_aligned(std::size_t n, std::size_t alignment) {
+  static void* allocate_aligned(std::size_t alignment, std::size_t n) {
     return place(n, alignment);
   }
   static void deallocate(void* p, const char*) {
