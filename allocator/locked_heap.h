@@ -20,7 +20,10 @@ namespace polymalloc::allocator {
 template <platform::PageSource Source, std::size_t QuickMaxBlock = std::size_t{8} << 10>
 class LockedHeap {
  public:
-  // Once this much is free at the top of the heap, all but kTrimKeepBytes goes back.
+  // Once the top of the heap has this much more free than it keeps, the rest goes back. It
+  // keeps kTrimKeepBytes, or the block just freed if that is bigger: a program that frees and
+  // allocates one big block in a loop must not hand its pages back and fault them in again
+  // every time (heap blocks are under 1 MiB, bigger ones are mappings, so this keeps less).
   static constexpr std::size_t kTrimThresholdBytes = std::size_t{512} << 10;
   static constexpr std::size_t kTrimKeepBytes = std::size_t{128} << 10;
 
@@ -120,12 +123,13 @@ class LockedHeap {
       unlock();
       report_misuse(call, "double free of", b->payload());
     }
+    const std::size_t keep = b->size() > kTrimKeepBytes ? b->size() : kTrimKeepBytes;
+    const std::size_t trim_at = keep + kTrimThresholdBytes - kTrimKeepBytes;
     // Only a free block this big can be the top worth trimming: one compare in the common case.
     const Block* merged = heap_.deallocate(b);
-    if (merged->size() >= kTrimThresholdBytes && heap_.top_free_bytes() >= kTrimThresholdBytes)
-        [[unlikely]] {
+    if (merged->size() >= trim_at && heap_.top_free_bytes() >= trim_at) [[unlikely]] {
       const ErrnoPreserved saved;
-      heap_.trim(kTrimKeepBytes);
+      heap_.trim(keep);
     }
   }
 

@@ -48,6 +48,9 @@ RUN_TIMEOUT = 300
 
 MIB = 1024.0 * 1024.0
 
+# Memory overhead is reported only for workloads that hold at least this much at their peak.
+MIN_LIVE_BYTES = 256 * 1024
+
 
 class Workload:
     """One thing measured once per allocator per round: a command, and how to read its
@@ -74,7 +77,8 @@ def benchmark_result(stdout):
     entry = entries[0]
     if entry.get("error_occurred"):
         raise ValueError(entry.get("error_message", "the benchmark reported an error"))
-    return {"rate": entry["items_per_second"], "peak_rss_bytes": entry.get("peak_rss_bytes")}
+    return {"rate": entry["items_per_second"], "peak_rss_bytes": entry.get("peak_rss_bytes"),
+            "overhead": overhead(entry.get("rss_growth_bytes"), entry.get("peak_live_bytes"))}
 
 
 def memsim_result(path):
@@ -83,7 +87,16 @@ def memsim_result(path):
     if result["failures"]:
         raise ValueError("%d allocations were refused" % result["failures"])
     return {"rate": result["operations"] / result["seconds"],
-            "peak_rss_bytes": result["peak_rss_bytes"]}
+            "peak_rss_bytes": result["peak_rss_bytes"],
+            "overhead": overhead(result["rss_growth_bytes"], result["peak_live_bytes"])}
+
+
+def overhead(rss_growth, peak_live):
+    """Peak RSS growth over peak live bytes: what holding the workload's memory cost. Only for
+    workloads that hold enough for the ratio to measure the allocator, not fixed costs."""
+    if rss_growth is None or not peak_live or peak_live < MIN_LIVE_BYTES:
+        return None
+    return rss_growth / peak_live
 
 
 def parse_args(argv):
@@ -427,10 +440,12 @@ def summarise(workloads, results, baseline):
             good = [r for r in runs if "rate" in r]
             ratios = [r["rate"] / base[r["round"]] for r in good if r["round"] in base]
             rss = [r["peak_rss_bytes"] for r in good if r.get("peak_rss_bytes")]
+            overheads = [r["overhead"] for r in good if r.get("overhead") is not None]
             summary[workload.name][name] = {
                 "rate": statistics.median([r["rate"] for r in good]) if good else None,
                 "ratio": statistics.median(ratios) if ratios else None,
                 "peak_rss_bytes": statistics.median(rss) if rss else None,
+                "overhead": statistics.median(overheads) if overheads else None,
                 "runs": len(good),
                 "failed_runs": len(runs) - len(good),
             }
@@ -449,6 +464,8 @@ def table_rows(workloads, summary, names, key, best):
         row = summary[workload.name]
         values = {n: row[n][key] for n in names}
         present = [v for v in values.values() if v is not None]
+        if not present and key == "overhead":
+            continue  # the workload holds too little memory for the ratio to mean anything
         winner = best(present) if present else None
         cells = []
         for n in names:
@@ -456,7 +473,7 @@ def table_rows(workloads, summary, names, key, best):
             if v is None:
                 cells.append("failed" if row[n]["failed_runs"] else "-")
             else:
-                text = ratio_text(v) if key == "ratio" else "%.1f" % (v / MIB)
+                text = "%.1f" % (v / MIB) if key == "peak_rss_bytes" else ratio_text(v)
                 cells.append(text + ("*" if v == winner and len(present) > 1 else " "))
         rows.append((workload.name, cells))
     return rows
@@ -515,13 +532,18 @@ def report(workloads, summary, allocators, args, started):
     memory_title = "Peak RSS of the process, MiB (median; * smallest)"
     speed = speed_rows(workloads, summary, names)
     memory = table_rows(workloads, summary, names, "peak_rss_bytes", min)
+    overhead_title = ("Memory overhead: peak RSS growth / peak live bytes (median; * smallest; "
+                      "workloads holding %d KiB or more)" % (MIN_LIVE_BYTES // 1024))
+    overheads = table_rows(workloads, summary, names, "overhead", min)
+    tables = [(speed_title, speed), (memory_title, memory)]
+    if overheads:
+        tables.append((overhead_title, overheads))
     print(header)
-    print()
-    print(format_table(speed_title, names, speed))
-    print()
-    print(format_table(memory_title, names, memory))
-    return "\n\n".join([header, format_table(speed_title, names, speed, markdown=True),
-                        format_table(memory_title, names, memory, markdown=True)])
+    for title, rows in tables:
+        print()
+        print(format_table(title, names, rows))
+    return "\n\n".join([header] + [format_table(title, names, rows, markdown=True)
+                                    for title, rows in tables])
 
 
 def write_outputs(out, workloads, summary, results, allocators, markdown, args, started):
@@ -530,13 +552,14 @@ def write_outputs(out, workloads, summary, results, allocators, markdown, args, 
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["workload", "group", "threads", "allocator", "unit", "rate",
-                         "ratio_to_" + names[0], "peak_rss_bytes", "runs", "failed_runs"])
+                         "ratio_to_" + names[0], "peak_rss_bytes", "memory_overhead", "runs",
+                         "failed_runs"])
         for w in workloads:
             for n in names:
                 s = summary[w.name][n]
                 writer.writerow([w.name, w.group, w.threads or "", n, w.unit, s["rate"] or "",
-                                 s["ratio"] or "", s["peak_rss_bytes"] or "", s["runs"],
-                                 s["failed_runs"]])
+                                 s["ratio"] or "", s["peak_rss_bytes"] or "",
+                                 s["overhead"] or "", s["runs"], s["failed_runs"]])
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"started": started.isoformat(), "machine": machine_description(),
                    "rounds": args.rounds, "min_time": args.min_time,

@@ -351,6 +351,16 @@ TEST_F(ConformanceTest, MallocTrimGivesFreedMemoryBack) {
   EXPECT_LE(api.mallinfo2().fordblks, 4 * kMiB) << "the free top went back";
 }
 
+TEST_F(ConformanceTest, FreeingAndReallocatingOneBigBlockKeepsItsPages) {
+  // A loop that frees and allocates the same big block (a per-request buffer) must not hand
+  // its pages back on every free and fault them in again on the next malloc.
+  for (int i = 0; i < 3; ++i) api.free(api.malloc(300 * kKiB));
+  void* p = api.malloc(300 * kKiB);
+  const std::size_t holding = api.mallinfo2().arena;
+  api.free(p);
+  EXPECT_GE(api.mallinfo2().arena, holding - 64 * kKiB) << "free() trimmed the block just freed";
+}
+
 TEST_F(ConformanceTest, FreeingManySmallBlocksHandsTheTopBack) {
   std::vector<void*> blocks;
   for (int i = 0; i < 40000; ++i) blocks.push_back(api.malloc(100));  // ~5 MiB of 128 B blocks
