@@ -4,11 +4,13 @@
 #include <errno.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -148,6 +150,162 @@ TEST_F(ConformanceTest, RefusedOsRequestsFailWithEnomemAndLaterOnesSucceed) {
   EXPECT_NE(later, nullptr);
   api.free(later);
   for (void* p : held) api.free(p);
+}
+
+// One pass of requests that reach the OS (heap growth, mappings, an aligned mapping, calloc,
+// realloc growing a heap block into a mapping and a mapping by mremap, and the trims and
+// unmappings of the frees), with what went wrong.
+struct FaultSweepOutcome {
+  int refused = 0;      // calls that returned NULL or ENOMEM
+  int wrong_errno = 0;  // refusals that did not say ENOMEM
+  int corrupted = 0;    // a refused realloc that did not leave the old block intact
+};
+
+FaultSweepOutcome run_fault_sweep_pass() {
+  FaultSweepOutcome out;
+  std::vector<void*> held;
+  auto keep = [&](void* p) {
+    if (p != nullptr) {
+      held.push_back(p);
+    } else {
+      ++out.refused;
+      if (errno != ENOMEM) ++out.wrong_errno;
+    }
+  };
+  for (std::size_t n :
+       {std::size_t{48}, std::size_t{3000}, 100 * kKiB, 600 * kKiB, 2 * kMiB, 9 * kMiB}) {
+    errno = 0;
+    keep(api.malloc(n));
+  }
+  for (int i = 0; i < 40; ++i) {  // 4 MiB of heap: the pass before handed its heap back
+    errno = 0;
+    keep(api.malloc(100 * kKiB));
+  }
+  errno = 0;
+  keep(api.calloc(1, 3 * kMiB));
+  void* aligned_block = nullptr;
+  if (const int rc = api.posix_memalign(&aligned_block, 64 * kKiB, 2 * kMiB); rc != 0) {
+    ++out.refused;
+    if (rc != ENOMEM) ++out.wrong_errno;
+  } else {
+    held.push_back(aligned_block);
+  }
+  constexpr std::size_t kFilled = 200 * kKiB;
+  errno = 0;
+  void* grown = api.malloc(kFilled);
+  keep(grown);
+  if (grown != nullptr) {
+    held.pop_back();
+    fill(grown, kFilled, 77);
+    for (std::size_t n : {900 * kKiB, 4 * kMiB, 16 * kMiB}) {
+      errno = 0;
+      void* q = api.realloc(grown, n);
+      if (q == nullptr) {
+        keep(q);
+        break;
+      }
+      grown = q;
+    }
+    if (first_mismatch(grown, kFilled, 77) != kFilled) ++out.corrupted;
+    held.push_back(grown);
+  }
+  for (void* p : held) api.free(p);
+  return out;
+}
+
+TEST_F(ConformanceTest, EachRefusedOsRequestOfASweepFailsCleanly) {
+  run_fault_sweep_pass();  // warm up: whatever the first use sets up is made now
+  int refused = 0;
+  std::uint64_t n = 1;
+  constexpr std::uint64_t kMostRequests = 500;
+  for (; n <= kMostRequests; ++n) {
+    const std::uint64_t before = platform::FaultInjection::requests_made();
+    platform::FaultInjection::fail_nth_request(n);
+    const FaultSweepOutcome faulty = run_fault_sweep_pass();
+    platform::FaultInjection::disarm();
+    const std::uint64_t made = platform::FaultInjection::requests_made() - before;
+    EXPECT_EQ(faulty.wrong_errno, 0) << "request " << n << " refused";
+    EXPECT_EQ(faulty.corrupted, 0) << "request " << n << " refused";
+    const void* where = nullptr;
+    const char* problem = api.check_heap(&where);
+    ASSERT_EQ(problem, nullptr) << problem << " at " << where << ", request " << n << " refused";
+    refused += faulty.refused;
+    EXPECT_EQ(run_fault_sweep_pass().refused, 0) << "after request " << n << " was refused";
+    if (made < n) break;  // the pass made fewer than n requests: every one has been refused
+  }
+  EXPECT_LE(n, kMostRequests) << "the sweep never got past the pass's last request";
+  EXPECT_GT(refused, 0) << "no refused OS request ever reached a caller";
+}
+
+// The process's virtual memory now, from /proc/self/status (VmSize), in bytes.
+std::size_t virtual_memory_bytes() {
+  std::size_t kib = 0;
+  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      if (std::sscanf(line, "VmSize: %zu kB", &kib) == 1) break;
+    }
+    std::fclose(f);
+  }
+  return kib * 1024;
+}
+
+// In a child process limited to 64 MiB of address space beyond what it has: mappings until
+// the limit refuses one (ENOMEM, never a crash), a realloc past the limit that must leave its
+// block intact, small and medium requests that succeed or fail with ENOMEM, a consistent
+// heap, and room again once everything is freed. Exit status: 0, or which check failed. (The
+// heap's reservation, made before the limit, is address space already counted: the limit
+// bites new mappings, not heap pages committed inside it.)
+int exhaust_address_space_limit() {
+  std::vector<void*> held;
+  held.reserve(4096);  // the vector's own memory (glibc's) must not be what the limit refuses
+  const std::size_t limit = virtual_memory_bytes() + 64 * kMiB;
+  const struct rlimit rl = {limit, limit};
+  if (limit == 64 * kMiB || setrlimit(RLIMIT_AS, &rl) != 0) return 10;
+  for (;;) {
+    if (held.size() == 64) return 11;  // 192 MiB of mappings: the limit never bit
+    errno = 0;
+    void* p = api.malloc(3 * kMiB);
+    if (p == nullptr) {
+      if (errno != ENOMEM) return 12;
+      break;
+    }
+    held.push_back(p);
+  }
+  if (held.empty()) return 11;
+  fill(held[0], 4 * kKiB, 99);
+  errno = 0;
+  if (api.realloc(held[0], 256 * kMiB) != nullptr || errno != ENOMEM) return 16;
+  if (first_mismatch(held[0], 4 * kKiB, 99) != 4 * kKiB) return 17;
+  for (int i = 0; i < 1000; ++i) {
+    errno = 0;
+    void* p = api.malloc(i % 10 == 0 ? 200 * kKiB : 700);
+    if (p == nullptr && errno != ENOMEM) return 12;
+    if (p != nullptr) held.push_back(p);
+  }
+  const void* where = nullptr;
+  if (api.check_heap(&where) != nullptr) return 13;
+  for (void* p : held) api.free(p);
+  void* again = api.malloc(3 * kMiB);
+  if (again == nullptr) return 14;
+  api.free(again);
+  return api.check_heap(&where) == nullptr ? 0 : 15;
+}
+
+TEST_F(ConformanceTest, AnAddressSpaceLimitRefusesRequestsCleanly) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the sanitizer's runtime needs far more address space than any limit that "
+                  "would bite the allocator first";
+#endif
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(exhaust_address_space_limit());
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died of signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10: no limit set, 11: never refused, 12: not ENOMEM, 13/15: heap check, 14: no room "
+         "after freeing, 16: realloc past the limit did not fail with ENOMEM, 17: and lost data";
 }
 
 TEST_F(ConformanceTest, CallocZeroesRecycledMemoryAndChecksOverflow) {
