@@ -76,7 +76,7 @@ class FreeListHeap {
   }
 
   // allocate() without the quick lists: first fit from the coalescing lists, then growth.
-  POLYMALLOC_UNCHECKED_BY_ASAN [[gnu::noinline]] Block* allocate_from_lists(
+  [[gnu::noinline]] POLYMALLOC_UNCHECKED_BY_ASAN Block* allocate_from_lists(
       std::size_t block_bytes) {
     if (block_bytes < kMinBlock) block_bytes = kMinBlock;  // keeps list_of() in range
     Block* b = find_free(block_bytes);
@@ -139,7 +139,7 @@ class FreeListHeap {
 
   // Returns an in-use block; it merges with free neighbours on both sides. Returns the free
   // block that now holds its memory.
-  POLYMALLOC_UNCHECKED_BY_ASAN [[gnu::noinline]] Block* release(Block* b) {
+  [[gnu::noinline]] POLYMALLOC_UNCHECKED_BY_ASAN Block* release(Block* b) {
     const std::size_t size = b->size();
     Block* right = b->right();
     const std::size_t right_free = right->in_use() ? 0 : right->size();

@@ -22,13 +22,14 @@
 // Marks a function that reads or writes allocator metadata in poisoned (free) memory.
 #define POLYMALLOC_UNCHECKED_BY_ASAN __attribute__((no_sanitize("address")))
 
-// The operations every malloc/free runs: forced inline into the variant's entry points,
+// The operations every malloc/free runs: forced inline into the variant's entry points (GNU
+// attribute syntax: clang takes no [[...]] list after POLYMALLOC_UNCHECKED_BY_ASAN),
 // except under ASan, where an unchecked function must stay out of line (forced into a
 // checked caller it would be instrumented after all).
 #if POLYMALLOC_HAS_ASAN
 #define POLYMALLOC_HOT_PATH inline
 #else
-#define POLYMALLOC_HOT_PATH [[gnu::always_inline]] inline
+#define POLYMALLOC_HOT_PATH __attribute__((always_inline)) inline
 #endif
 
 namespace polymalloc::allocator {

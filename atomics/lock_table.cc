@@ -39,7 +39,7 @@ void acquire(unsigned char* lock) {
 void release(unsigned char* lock) { __atomic_clear(lock, __ATOMIC_RELEASE); }
 
 // The forking thread's signal mask, kept from prepare_fork() to the after-fork hooks.
-thread_local std::uint64_t fork_saved_mask[2] [[gnu::tls_model("initial-exec")]];
+thread_local std::uint64_t fork_saved_mask [[gnu::tls_model("initial-exec")]][2];
 
 void release_all_after_fork() {
   for (PaddedLock& l : g_locks) release(&l.held);

@@ -1,7 +1,7 @@
 """The one list of polymalloc's variants, and the macros that generate per-variant targets."""
 
 load("@rules_cc//cc:defs.bzl", "cc_binary")
-load("//bazel:polymalloc.bzl", "pm_cc_benchmark", "pm_cc_library", "pm_cc_test")
+load("//bazel:polymalloc.bzl", "pm_cc_benchmark", "pm_cc_binary", "pm_cc_library", "pm_cc_test")
 
 # Every variant, in one place. A variant is `implemented` once variants/<name>/BUILD.bazel
 # defines its core (a type meeting allocator::AllocatorCore) and calls variant_package(),
@@ -49,6 +49,35 @@ def variant_cc_test(name, deps = [], variant_target = "under_test", env = {}, **
         )
         tests.append(":%s_%s" % (name, variant))
     native.test_suite(name = name, tests = tests)
+
+def variant_cc_fuzzer(name, srcs, corpus, deps = [], **kwargs):
+    """Per implemented variant: <name>_<variant>, a libFuzzer binary (clang only: build it with
+    --config=fuzz; tagged manual, so //... leaves it out), and <name>_corpus_test_<variant>,
+    which runs the same target over `corpus` (a filegroup of inputs) with any compiler and
+    sanitizer;
+    test_suite <name>_corpus_test holds those."""
+    tests = []
+    for variant in IMPLEMENTED_VARIANTS:
+        variant_deps = deps + ["//variants/%s:under_test" % variant]
+        pm_cc_binary(
+            name = "%s_%s" % (name, variant),
+            srcs = srcs,
+            deps = variant_deps,
+            tags = ["manual"],
+            **kwargs
+        )
+        pm_cc_test(
+            name = "%s_corpus_test_%s" % (name, variant),
+            srcs = srcs,
+            args = ["$(rootpaths %s)" % corpus],
+            data = [corpus],
+            deps = variant_deps + ["//testing:fuzz_corpus_main"],
+            env = VARIANTS[variant].test_env,
+            gtest = False,
+            **kwargs
+        )
+        tests.append(":%s_corpus_test_%s" % (name, variant))
+    native.test_suite(name = name + "_corpus_test", tests = tests)
 
 def variant_preload_test(name, srcs, **kwargs):
     """One sh_test per implemented variant, run as `srcs[0] LIBRARY VARIANT` where LIBRARY is
