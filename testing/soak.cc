@@ -1,0 +1,260 @@
+// soak: a mixed multi-threaded workload against the process's malloc (a variant put there by
+// LD_PRELOAD; testing/soak.sh runs each one) for a set time, checking as it goes and at the
+// end. Threads replace random blocks in their own slot arrays (power-law sizes from 1 byte to
+// 1 MiB, by malloc, calloc, realloc and posix_memalign), hand every 64th block to another
+// thread to free, and check each block's tag bytes before freeing it. Once a second it
+// samples the resident memory.
+//
+//   soak [--seconds N] [--threads N] [--slots N]
+//
+// Fails (exit 1, with the reason) if a block's bytes changed, an allocation was refused, the
+// peak RSS exceeds 3 × the most the workload can hold + 64 MiB, the RSS over the last quarter
+// of the run grew past the RSS of the first quarter by more than a quarter + 16 MiB (a leak),
+// or the variant's heap check (polymalloc_check_heap, when the malloc has one) fails.
+#include <dlfcn.h>
+#include <malloc.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "testing/process_memory.h"
+
+namespace polymalloc::testing {
+namespace {
+
+struct Options {
+  int seconds = 60;
+  int threads = 4;
+  std::size_t slots = 500;
+};
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::fprintf(stderr, "soak: %s\nusage: soak [--seconds N] [--threads N] [--slots N]\n",
+               message.c_str());
+  std::exit(2);
+}
+
+long parse_positive(const std::string& flag, const char* text) {
+  char* end = nullptr;
+  const long value = std::strtol(text, &end, 10);
+  if (end == text || *end != '\0' || value < 1 || value > 1000000) {
+    usage_error(flag + " wants a whole number from 1 to 1000000, not '" + text + "'");
+  }
+  return value;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag != "--seconds" && flag != "--threads" && flag != "--slots") {
+      usage_error("unknown argument '" + flag + "'");
+    }
+    if (i + 1 >= argc) usage_error(flag + " needs a value");
+    const long value = parse_positive(flag, argv[++i]);
+    if (flag == "--seconds") o.seconds = static_cast<int>(value);
+    if (flag == "--threads") o.threads = static_cast<int>(value);
+    if (flag == "--slots") o.slots = static_cast<std::size_t>(value);
+  }
+  return o;
+}
+
+std::atomic<bool> g_failed{false};
+std::atomic<bool> g_stop{false};
+
+// Bytes the workload holds now, and at most so far.
+std::atomic<std::int64_t> g_live{0};
+std::atomic<std::int64_t> g_peak_live{0};
+
+void account(std::int64_t delta) {
+  const std::int64_t now = g_live.fetch_add(delta, std::memory_order_relaxed) + delta;
+  std::int64_t peak = g_peak_live.load(std::memory_order_relaxed);
+  while (now > peak && !g_peak_live.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+void fail(const char* what, const void* p, std::size_t bytes) {
+  if (!g_failed.exchange(true)) {
+    std::fprintf(stderr, "soak: %s (block %p, %zu bytes)\n", what, p, bytes);
+  }
+  g_stop = true;
+}
+
+class Random {
+ public:
+  explicit Random(std::uint64_t seed) : state_(seed * 0x9e3779b97f4a7c15u + 1) {}
+  std::uint64_t next() {
+    state_ ^= state_ >> 12;
+    state_ ^= state_ << 25;
+    state_ ^= state_ >> 27;
+    return state_ * 0x2545f4914f6cdd1du;
+  }
+  // Power-law: most blocks small, some up to kMaxBytes.
+  std::size_t size() {
+    const unsigned shift = static_cast<unsigned>(next() % 21);  // 1 B .. 1 MiB
+    return 1 + static_cast<std::size_t>(next() % (std::size_t{1} << shift));
+  }
+
+ private:
+  std::uint64_t state_;
+};
+
+// A block records its size in its first word (if it has more than one) and a tag derived
+// from the size in its last byte.
+struct Block {
+  unsigned char* p = nullptr;
+  std::size_t bytes = 0;
+};
+
+void tag(const Block& b) {
+  if (b.bytes > sizeof(b.bytes)) std::memcpy(b.p, &b.bytes, sizeof(b.bytes));
+  b.p[b.bytes - 1] = static_cast<unsigned char>(b.bytes * 7);
+}
+
+bool tag_intact(const Block& b) {
+  if (b.bytes > sizeof(b.bytes)) {
+    std::size_t head = 0;
+    std::memcpy(&head, b.p, sizeof(head));
+    if (head != b.bytes) return false;
+  }
+  return b.p[b.bytes - 1] == static_cast<unsigned char>(b.bytes * 7);
+}
+
+void release(const Block& b) {
+  if (b.p == nullptr) return;
+  if (!tag_intact(b)) fail("a block's bytes changed before free", b.p, b.bytes);
+  account(-static_cast<std::int64_t>(b.bytes));
+  free(b.p);
+}
+
+Block allocate(Random& random) {
+  Block b;
+  b.bytes = random.size();
+  void* p = nullptr;
+  switch (random.next() % 8) {
+    case 0:
+      p = calloc(1, b.bytes);
+      if (p != nullptr && static_cast<unsigned char*>(p)[b.bytes / 2] != 0) {
+        fail("calloc's block is not zero", p, b.bytes);
+      }
+      break;
+    case 1:
+      if (posix_memalign(&p, std::size_t{64} << (random.next() % 7), b.bytes) != 0) p = nullptr;
+      break;
+    default:
+      p = malloc(b.bytes);
+  }
+  if (p == nullptr) fail("an allocation was refused", nullptr, b.bytes);
+  b.p = static_cast<unsigned char*>(p);
+  if (p == nullptr) return Block{};
+  account(static_cast<std::int64_t>(b.bytes));
+  tag(b);
+  return b;
+}
+
+// A mailbox per thread: another thread's blocks, to free (cross-thread frees).
+struct Mailbox {
+  std::atomic<unsigned char*> p{nullptr};
+  std::atomic<std::size_t> bytes{0};
+  std::atomic_flag busy = ATOMIC_FLAG_INIT;
+};
+
+void worker(int index, const Options& o, std::vector<Mailbox>& mailboxes,
+            std::atomic<std::uint64_t>& operations) {
+  Random random(static_cast<std::uint64_t>(index) + 11);
+  std::vector<Block> slots(o.slots);
+  std::uint64_t done = 0;
+  while (!g_stop.load(std::memory_order_relaxed)) {
+    Block& slot = slots[random.next() % slots.size()];
+    if (slot.p != nullptr && random.next() % 4 == 0) {  // realloc keeps the head
+      if (!tag_intact(slot)) fail("a block's bytes changed before realloc", slot.p, slot.bytes);
+      const std::size_t bytes = random.size();
+      void* q = realloc(slot.p, bytes);
+      if (q == nullptr) {
+        fail("a realloc was refused", slot.p, bytes);
+        break;
+      }
+      account(static_cast<std::int64_t>(bytes) - static_cast<std::int64_t>(slot.bytes));
+      slot = Block{static_cast<unsigned char*>(q), bytes};
+      tag(slot);
+    } else if (++done % 64 == 0 && slot.p != nullptr) {  // hand it to the next thread
+      Mailbox& box = mailboxes[static_cast<std::size_t>(index + 1) % mailboxes.size()];
+      if (!box.busy.test_and_set(std::memory_order_acquire)) {
+        release(Block{box.p.load(), box.bytes.load()});
+        box.p = slot.p;
+        box.bytes = slot.bytes;
+        box.busy.clear(std::memory_order_release);
+        slot = allocate(random);
+      }
+    } else {
+      release(slot);
+      slot = allocate(random);
+    }
+    operations.fetch_add(1, std::memory_order_relaxed);
+  }
+  for (const Block& b : slots) release(b);
+}
+
+using CheckHeap = const char* (*)(const void**);
+
+int run(const Options& o) {
+  std::vector<Mailbox> mailboxes(static_cast<std::size_t>(o.threads));
+  std::atomic<std::uint64_t> operations{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < o.threads; ++t) {
+    threads.emplace_back(worker, t, std::cref(o), std::ref(mailboxes), std::ref(operations));
+  }
+  std::vector<std::uint64_t> rss;  // one sample a second
+  for (int s = 0; s < o.seconds && !g_stop; ++s) {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    rss.push_back(resident_bytes());
+  }
+  g_stop = true;
+  for (auto& t : threads) t.join();
+  for (Mailbox& box : mailboxes) release(Block{box.p.load(), box.bytes.load()});
+
+  const auto peak_live = static_cast<std::uint64_t>(g_peak_live.load());
+  const std::uint64_t peak = peak_resident_bytes();
+  const std::size_t quarter = rss.size() / 4;
+  std::uint64_t early = 0, late = 0;
+  for (std::size_t i = 0; i < rss.size(); ++i) {
+    if (i < quarter + 1 && rss[i] > early) early = rss[i];
+    if (i >= rss.size() - quarter - 1 && rss[i] > late) late = rss[i];
+  }
+  std::printf(
+      "soak: %llu operations in %zu s on %d threads; peak live %.1f MiB; RSS first "
+      "quarter %.1f MiB, last quarter %.1f MiB, peak %.1f MiB\n",
+      static_cast<unsigned long long>(operations.load()), rss.size(), o.threads,
+      peak_live / 1048576.0, early / 1048576.0, late / 1048576.0, peak / 1048576.0);
+  if (peak > 3 * peak_live + (std::uint64_t{64} << 20)) {
+    fail("peak RSS beyond 3 x the peak live bytes + 64 MiB", nullptr, peak);
+  }
+  if (late > early + early / 4 + (std::uint64_t{16} << 20)) {
+    fail("RSS kept growing: the last quarter is over the first by more than 25% + 16 MiB", nullptr,
+         late);
+  }
+  auto check_heap = reinterpret_cast<CheckHeap>(dlsym(RTLD_DEFAULT, "polymalloc_check_heap"));
+  if (check_heap == nullptr) {
+    std::printf("soak: this malloc has no polymalloc_check_heap; the heap was not checked\n");
+  } else {
+    const void* where = nullptr;
+    if (const char* problem = check_heap(&where)) fail(problem, where, 0);
+  }
+  if (g_failed) return 1;
+  std::printf("soak: passed\n");
+  return 0;
+}
+
+}  // namespace
+}  // namespace polymalloc::testing
+
+int main(int argc, char** argv) {
+  return polymalloc::testing::run(polymalloc::testing::parse(argc, argv));
+}
