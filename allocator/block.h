@@ -20,9 +20,13 @@ struct Block {
 
   std::size_t prev_size;   // size of the left neighbour; meaningful only when kPrevFree
   std::size_t size_flags;  // size of this block (header included) | flags
-  // Only while free:
-  Block* next_in_list;
-  Block* prev_in_list;
+  // Only while free, and stored mangled (safe-linking, as in glibc 2.32+): each link is
+  // XORed with its own address shifted right by 12, so a use-after-free write or a linear
+  // overflow that overwrites a link yields an address that fails the 16-byte alignment check
+  // (15 times in 16) instead of steering the next allocation. Read and write them through
+  // next()/prev() and set_next()/set_prev().
+  std::uintptr_t next_in_list;
+  std::uintptr_t prev_in_list;
 
   static constexpr std::size_t kHeaderBytes = 2 * sizeof(std::size_t);
 
@@ -47,6 +51,19 @@ struct Block {
   // The header as read without the heap's lock.
   std::size_t size_flags_unlocked() const { return atomics::load_relaxed(&size_flags); }
 
+  // The free-list links, demangled; a link that does not demangle to a 16-byte-aligned
+  // address (or null) was overwritten, and the process stops with a one-line report.
+  Block* next() const { return checked(demangle(next_in_list, &next_in_list)); }
+  Block* prev() const { return checked(demangle(prev_in_list, &prev_in_list)); }
+  void set_next(Block* b) { next_in_list = mangle(b, &next_in_list); }
+  void set_prev(Block* b) { prev_in_list = mangle(b, &prev_in_list); }
+  // The next link without the check, for lock-free readers that may read a link while
+  // another thread reuses the block (their CAS then fails and the value is discarded).
+  Block* next_unchecked() const { return demangle(next_in_list, &next_in_list); }
+  // The second link's word as a plain value (a batch length, a cache key), unmangled.
+  std::uintptr_t aux_word() const { return prev_in_list; }
+  void set_aux_word(std::uintptr_t v) { prev_in_list = v; }
+
   void* payload() { return reinterpret_cast<unsigned char*>(this) + kHeaderBytes; }
   static Block* of_payload(void* p) {
     return reinterpret_cast<Block*>(static_cast<unsigned char*>(p) - kHeaderBytes);
@@ -54,6 +71,21 @@ struct Block {
   Block* right() { return at(reinterpret_cast<unsigned char*>(this) + size()); }
   Block* left() { return at(reinterpret_cast<unsigned char*>(this) - prev_size); }
   static Block* at(void* address) { return static_cast<Block*>(address); }
+
+ private:
+  static std::uintptr_t mangle(const Block* b, const std::uintptr_t* where) {
+    return reinterpret_cast<std::uintptr_t>(b) ^ (reinterpret_cast<std::uintptr_t>(where) >> 12);
+  }
+  static Block* demangle(std::uintptr_t stored, const std::uintptr_t* where) {
+    return reinterpret_cast<Block*>(stored ^ (reinterpret_cast<std::uintptr_t>(where) >> 12));
+  }
+  static Block* checked(Block* b) {
+    if ((reinterpret_cast<std::uintptr_t>(b) & kFlags) != 0) [[unlikely]] {
+      report_corrupted_link(b);
+    }
+    return b;
+  }
+  [[noreturn, gnu::cold]] static void report_corrupted_link(const Block* b);
 };
 
 static_assert(sizeof(Block) == 32, "the smallest block holds a header and two links");

@@ -90,10 +90,10 @@ class ClassStacks {
     return all;
   }
 
-  POLYMALLOC_UNCHECKED_BY_ASAN static Block* next_of(const Block* b) { return b->next_in_list; }
-  POLYMALLOC_UNCHECKED_BY_ASAN static void set_next(Block* b, Block* next) {
-    b->next_in_list = next;
+  POLYMALLOC_UNCHECKED_BY_ASAN static Block* next_of(const Block* b) {
+    return b->next_unchecked();  // lock-free readers may read a reused block's link
   }
+  POLYMALLOC_UNCHECKED_BY_ASAN static void set_next(Block* b, Block* next) { b->set_next(next); }
 
  private:
   struct alignas(atomics::kCacheLineSize) Pool {
@@ -103,7 +103,7 @@ class ClassStacks {
   };
 
   POLYMALLOC_UNCHECKED_BY_ASAN static void push_chain(Pool& pool, BlockChain chain) {
-    chain.head->prev_in_list = reinterpret_cast<Block*>(std::uintptr_t{chain.count});
+    chain.head->set_aux_word(chain.count);
     pool.batches.push(chain.head);
   }
 
@@ -122,8 +122,7 @@ class ClassStacks {
   POLYMALLOC_UNCHECKED_BY_ASAN static BlockChain pop_batch_only(Pool& pool) {
     auto* head = static_cast<Block*>(pool.batches.pop());
     if (head == nullptr) return {};
-    return BlockChain{
-        head, static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(head->prev_in_list))};
+    return BlockChain{head, static_cast<std::uint32_t>(head->aux_word())};
   }
 
   Pool pools_[kClasses] = {};

@@ -28,17 +28,17 @@ class Blocks {
   std::size_t n_;
 };
 
-// Chains blocks[first, first + n) through next_in_list.
+// Chains blocks[first, first + n) through their next links.
 BlockChain chain_of(const Blocks& blocks, std::size_t first, std::uint32_t n) {
   for (std::uint32_t k = 0; k < n; ++k) {
-    blocks[first + k]->next_in_list = k + 1 < n ? blocks[first + k + 1] : nullptr;
+    blocks[first + k]->set_next(k + 1 < n ? blocks[first + k + 1] : nullptr);
   }
   return BlockChain{blocks[first], n};
 }
 
 std::uint32_t length_of(BlockChain chain) {
   std::uint32_t n = 0;
-  for (Block* b = chain.head; b != nullptr; b = b->next_in_list) ++n;
+  for (Block* b = chain.head; b != nullptr; b = b->next()) ++n;
   return n;
 }
 
@@ -91,7 +91,7 @@ TEST(ClassStacksTest, TakeAllReturnsSinglesAndBatchesAsOneChain) {
   const BlockChain all = stacks.take_all(3);
   EXPECT_EQ(all.count, 9u);
   std::set<Block*> seen;
-  for (Block* b = all.head; b != nullptr; b = b->next_in_list) seen.insert(b);
+  for (Block* b = all.head; b != nullptr; b = b->next()) seen.insert(b);
   EXPECT_EQ(seen.size(), 9u);
   EXPECT_EQ(stacks.free_blocks(3), 0u);
   EXPECT_EQ(stacks.pop_one(3), nullptr);
@@ -119,7 +119,7 @@ TEST(ClassStacksTest, ThreadsTradingBatchesAndBlocksLoseNothing) {
   EXPECT_EQ(stacks.free_blocks(0), kBlocks);
   const BlockChain all = stacks.take_all(0);
   std::set<Block*> seen;
-  for (Block* b = all.head; b != nullptr; b = b->next_in_list) seen.insert(b);
+  for (Block* b = all.head; b != nullptr; b = b->next()) seen.insert(b);
   EXPECT_EQ(seen.size(), kBlocks) << "a block was lost or handed out twice";
 }
 

@@ -216,7 +216,7 @@ class FreeListHeap {
     std::size_t released = 0;
     for (unsigned k = list_of(min_bytes > kMinBlock ? min_bytes : kMinBlock); k < kClassCount;
          ++k) {
-      for (Block* b = lists_[k]; b != nullptr; b = b->next_in_list) {
+      for (Block* b = lists_[k]; b != nullptr; b = b->next()) {
         const auto start = reinterpret_cast<std::uintptr_t>(b) + sizeof(Block);
         const auto end = reinterpret_cast<std::uintptr_t>(b) + b->size();
         const std::uintptr_t first = (start + page - 1) & ~(page - 1);
@@ -288,7 +288,7 @@ class FreeListHeap {
   // Quick lists: singly linked through next_in_list, the block marked kCached.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void park(Block* b, unsigned k) {
     b->add_flags(Block::kCached);
-    b->next_in_list = quick_[k];
+    b->set_next(quick_[k]);
     quick_[k] = b;
     ++quick_count_[k];
     stats_.cached_bytes += b->size();
@@ -299,7 +299,7 @@ class FreeListHeap {
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* unpark(unsigned k) {
     Block* b = quick_[k];
     if (b == nullptr) return nullptr;
-    quick_[k] = b->next_in_list;
+    quick_[k] = b->next();
     --quick_count_[k];
     stats_.cached_bytes -= b->size();
     --stats_.cached_blocks;
@@ -328,7 +328,7 @@ class FreeListHeap {
     Block* best = nullptr;
     unsigned scanned = 0;
     for (Block* b = lists_[own]; b != nullptr && scanned < kFitScanLimit;
-         b = b->next_in_list, ++scanned) {
+         b = b->next(), ++scanned) {
       const std::size_t size = b->size();
       if (size < block_bytes || (best != nullptr && size >= best->size())) continue;
       best = b;
@@ -370,17 +370,17 @@ class FreeListHeap {
       link(to);
     } else {
       stats_.free_bytes += new_size - from->size();
-      Block* next = from->next_in_list;
-      Block* prev = from->prev_in_list;
+      Block* next = from->next();
+      Block* prev = from->prev();
       to->set_size_flags(new_size);
-      to->next_in_list = next;
-      to->prev_in_list = prev;
+      to->set_next(next);
+      to->set_prev(prev);
       if (prev != nullptr) {
-        prev->next_in_list = to;
+        prev->set_next(to);
       } else {
         lists_[k] = to;
       }
-      if (next != nullptr) next->prev_in_list = to;
+      if (next != nullptr) next->set_prev(to);
     }
     to->right()->prev_size = new_size;
   }
@@ -417,9 +417,9 @@ class FreeListHeap {
 
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void link(Block* b) {
     const unsigned k = list_of(b->size());
-    b->prev_in_list = nullptr;
-    b->next_in_list = lists_[k];
-    if (lists_[k] != nullptr) lists_[k]->prev_in_list = b;
+    b->set_prev(nullptr);
+    b->set_next(lists_[k]);
+    if (lists_[k] != nullptr) lists_[k]->set_prev(b);
     lists_[k] = b;
     nonempty_ |= std::uint64_t{1} << k;
     stats_.free_bytes += b->size();
@@ -428,13 +428,13 @@ class FreeListHeap {
 
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void unlink(Block* b) {
     const unsigned k = list_of(b->size());
-    if (b->prev_in_list != nullptr) {
-      b->prev_in_list->next_in_list = b->next_in_list;
+    if (b->prev() != nullptr) {
+      b->prev()->set_next(b->next());
     } else {
-      lists_[k] = b->next_in_list;
+      lists_[k] = b->next();
       if (lists_[k] == nullptr) nonempty_ &= ~(std::uint64_t{1} << k);
     }
-    if (b->next_in_list != nullptr) b->next_in_list->prev_in_list = b->prev_in_list;
+    if (b->next() != nullptr) b->next()->set_prev(b->prev());
     stats_.free_bytes -= b->size();
     --stats_.free_blocks;
   }
@@ -527,11 +527,10 @@ POLYMALLOC_UNCHECKED_BY_ASAN const char* FreeListHeap<Source, QuickMaxBlock>::ch
   for (unsigned k = 0; k < kClassCount; ++k) {
     if ((lists_[k] != nullptr) != ((nonempty_ >> k) & 1))
       return fail("bitmap disagrees", lists_[k]);
-    for (Block* b = lists_[k]; b != nullptr; b = b->next_in_list) {
+    for (Block* b = lists_[k]; b != nullptr; b = b->next()) {
       if (b->in_use()) return fail("in-use block on a free list", b);
       if (list_of(b->size()) != k) return fail("free block on the wrong list", b);
-      if (b->next_in_list != nullptr && b->next_in_list->prev_in_list != b)
-        return fail("broken free-list link", b);
+      if (b->next() != nullptr && b->next()->prev() != b) return fail("broken free-list link", b);
       if (++listed > free_blocks) return fail("free list longer than the free blocks", b);
     }
   }
@@ -539,7 +538,7 @@ POLYMALLOC_UNCHECKED_BY_ASAN const char* FreeListHeap<Source, QuickMaxBlock>::ch
   std::size_t cached_blocks = 0, cached_bytes = 0;
   for (unsigned k = kMinClass; k <= kQuickMaxClass; ++k) {
     std::uint32_t count = 0;
-    for (Block* b = quick_[k]; b != nullptr; b = b->next_in_list) {
+    for (Block* b = quick_[k]; b != nullptr; b = b->next()) {
       if (!b->in_use() || (b->size_flags & Block::kCached) == 0 || b->size() != class_size(k)) {
         return fail("damaged block on a quick list", b);
       }

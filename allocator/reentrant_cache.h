@@ -57,7 +57,7 @@ class ReentrantCache {
     Bin& bin = bins_[i];
     Block* b = bin.head;
     if (b == nullptr) return nullptr;
-    bin.head = b->next_in_list;
+    bin.head = b->next();
     atomics::store_relaxed(&bin.count, bin.count - 1);
     return b;
   }
@@ -66,7 +66,7 @@ class ReentrantCache {
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool push(unsigned i, Block* b) {
     Bin& bin = bins_[i];
     if (bin.count >= capacity(i)) return false;
-    b->next_in_list = bin.head;
+    b->set_next(bin.head);
     bin.head = b;
     atomics::store_relaxed(&bin.count, bin.count + 1);
     return true;
@@ -84,10 +84,15 @@ class ReentrantCache {
     Bin& bin = bins_[i];
     if (n == 0 || n > bin.count) n = bin.count;
     if (n == 0) return {};
-    Block** link = &bin.head;
-    for (std::uint32_t kept = bin.count - n; kept > 0; --kept) link = &(*link)->next_in_list;
-    Block* first = *link;
-    *link = nullptr;
+    Block* first = bin.head;
+    if (n == bin.count) {
+      bin.head = nullptr;
+    } else {
+      Block* last_kept = bin.head;
+      for (std::uint32_t kept = bin.count - n; kept > 1; --kept) last_kept = last_kept->next();
+      first = last_kept->next();
+      last_kept->set_next(nullptr);
+    }
     atomics::store_relaxed(&bin.count, bin.count - n);
     return BlockChain{first, n};
   }
@@ -101,7 +106,7 @@ class ReentrantCache {
   POLYMALLOC_UNCHECKED_BY_ASAN const char* check(unsigned i, Valid valid,
                                                  const void** where) const {
     std::uint32_t n = 0;
-    for (const Block* b = bins_[i].head; b != nullptr; b = b->next_in_list, ++n) {
+    for (const Block* b = bins_[i].head; b != nullptr; b = b->next(), ++n) {
       const char* wrong = n >= bins_[i].count ? "cache bin longer than its count" : valid(b);
       if (wrong != nullptr) {
         if (where != nullptr) *where = b;

@@ -90,7 +90,7 @@ TEST(ReentrantCacheTest, TakeOldestLeavesTheMostRecentlyCached) {
   EXPECT_EQ(oldest.count, 4u);
   EXPECT_EQ(oldest.head, blocks[3]);  // the chain runs newest to oldest: 3, 2, 1, 0
   std::uint32_t n = 0;
-  for (Block* b = oldest.head; b != nullptr; b = b->next_in_list) ++n;
+  for (Block* b = oldest.head; b != nullptr; b = b->next()) ++n;
   EXPECT_EQ(n, 4u);
   EXPECT_EQ(cache.count(2), 2u);
   EXPECT_EQ(cache.pop(2), blocks[5]);
@@ -106,7 +106,7 @@ struct CountingBackend {
     for (unsigned i = 0; i < 4; ++i) {
       BlockChain chain = c.take_oldest(i, 0);
       for (Block* b = chain.head; b != nullptr;) {
-        Block* next = b->next_in_list;
+        Block* next = b->next();
         std::free(b);
         b = next;
         flushed_blocks.fetch_add(1);

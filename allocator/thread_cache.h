@@ -54,9 +54,9 @@ class ThreadCache {
     Bin& bin = bins_[i];
     Block* b = bin.head;
     if (b == nullptr) return nullptr;
-    bin.head = b->next_in_list;
+    bin.head = b->next();
     atomics::store_relaxed(&bin.count, bin.count - 1);
-    b->prev_in_list = nullptr;  // the key: a handed-out block is no longer "cached"
+    b->set_aux_word(0);  // the key: a handed-out block is no longer "cached"
     unpoison_live(b->payload(), Classes::size_of(i) - Block::kHeaderBytes);
     return b;
   }
@@ -65,8 +65,8 @@ class ThreadCache {
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool push(Block* b, unsigned i) {
     Bin& bin = bins_[i];
     if (bin.count >= capacity(i)) return false;
-    b->next_in_list = bin.head;
-    b->prev_in_list = key_of(b);
+    b->set_next(bin.head);
+    b->set_aux_word(reinterpret_cast<std::uintptr_t>(key_of(b)));
     bin.head = b;
     atomics::store_relaxed(&bin.count, bin.count + 1);
     poison_free(b->payload(), Classes::size_of(i) - Block::kHeaderBytes);
@@ -80,11 +80,16 @@ class ThreadCache {
     Bin& bin = bins_[i];
     if (n == 0 || n > bin.count) n = bin.count;
     if (n == 0) return nullptr;
-    Block** link = &bin.head;
-    for (std::uint32_t kept = bin.count - n; kept > 0; --kept) link = &(*link)->next_in_list;
-    Block* first = *link;
-    *link = nullptr;
-    for (Block* b = first; b != nullptr; b = b->next_in_list) b->prev_in_list = nullptr;
+    Block* first = bin.head;
+    if (n == bin.count) {
+      bin.head = nullptr;
+    } else {
+      Block* last_kept = bin.head;
+      for (std::uint32_t kept = bin.count - n; kept > 1; --kept) last_kept = last_kept->next();
+      first = last_kept->next();
+      last_kept->set_next(nullptr);
+    }
+    for (Block* b = first; b != nullptr; b = b->next()) b->set_aux_word(0);
     atomics::store_relaxed(&bin.count, bin.count - n);
     return first;
   }
@@ -92,7 +97,7 @@ class ThreadCache {
   // Whether b (a block whose header says in use) sits in some thread's cache. Reads the
   // payload of a block that may be poisoned, hence unchecked.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH static bool is_cached(const Block* b) {
-    return b->prev_in_list == key_of(b);
+    return b->aux_word() == reinterpret_cast<std::uintptr_t>(key_of(b));
   }
 
   // Read by other threads (statistics) while the owner runs: counts are atomic words.
@@ -115,7 +120,7 @@ class ThreadCache {
   POLYMALLOC_UNCHECKED_BY_ASAN const char* check(Owns owns, const void** where) const {
     for (unsigned i = 0; i < kBins; ++i) {
       std::uint32_t n = 0;
-      for (const Block* b = bins_[i].head; b != nullptr; b = b->next_in_list, ++n) {
+      for (const Block* b = bins_[i].head; b != nullptr; b = b->next(), ++n) {
         const char* wrong = !owns(b)                           ? "cached block outside the heaps"
                             : !b->live()                       ? "cached block not in use"
                             : b->size() != Classes::size_of(i) ? "cached block in the wrong bin"

@@ -308,6 +308,24 @@ TEST_F(ConformanceTest, AnAddressSpaceLimitRefusesRequestsCleanly) {
          "after freeing, 16: realloc past the limit did not fail with ENOMEM, 17: and lost data";
 }
 
+// A write to a freed block (use after free) over its free-list link is caught when the link
+// is followed: links are stored mangled with their own address (safe-linking), and the
+// overwritten one demangles to an address no block can have.
+TEST(ConformanceDeathTest, AnOverwrittenFreeListLinkStopsTheProcess) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        void* p = api.malloc(64);
+        api.free(p);
+        auto* link = static_cast<std::uintptr_t*>(p);
+        *link = (reinterpret_cast<std::uintptr_t>(link) >> 12) ^ 0x4141414141414141u;
+        void* q = api.malloc(64);
+        void* r = api.malloc(64);
+        std::fprintf(stderr, "not caught: %p %p\n", q, r);
+      },
+      "polymalloc: malloc\\(\\): corrupted free list");
+}
+
 TEST_F(ConformanceTest, CallocZeroesRecycledMemoryAndChecksOverflow) {
   for (std::size_t n : {std::size_t{40}, 3000 * std::size_t{1}, 200 * kKiB, 2 * kMiB}) {
     void* dirty = api.malloc(n);

@@ -241,11 +241,11 @@ class Partitions {
       allocator::Block* others = nullptr;
       heap.lock().lock();
       for (allocator::Block *b = chain, *next; b != nullptr; b = next) {
-        next = b->next_in_list;
+        next = b->next();
         if (owner_of(b) == &heap) {
           heap.release_held(b, "free");
         } else {
-          b->next_in_list = others;
+          b->set_next(others);
           others = b;
         }
       }

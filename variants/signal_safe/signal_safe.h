@@ -529,10 +529,10 @@ class SignalSafeCore {
     return payload_of(large_.allocate(bytes, alignment));
   }
 
-  POLYMALLOC_UNCHECKED_BY_ASAN static Block* next_of(const Block* b) { return b->next_in_list; }
-  POLYMALLOC_UNCHECKED_BY_ASAN static void set_next(Block* b, Block* next) {
-    b->next_in_list = next;
+  POLYMALLOC_UNCHECKED_BY_ASAN static Block* next_of(const Block* b) {
+    return b->next_unchecked();  // lock-free readers may read a reused block's link
   }
+  POLYMALLOC_UNCHECKED_BY_ASAN static void set_next(Block* b, Block* next) { b->set_next(next); }
 
   // Sets the per-process secret from the kernel's AT_RANDOM bytes, before the first block is
   // carved (so before any is handed out). Every thread computes the same value, so the race

@@ -1,0 +1,11 @@
+#include "allocator/block.h"
+
+#include "allocator/report.h"
+
+namespace polymalloc::allocator {
+
+void Block::report_corrupted_link(const Block* b) {
+  report_misuse("malloc", "corrupted free list (a freed block was written to): link to", b);
+}
+
+}  // namespace polymalloc::allocator
