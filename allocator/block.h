@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "allocator/sanitizer.h"
 #include "atomics/atomics.h"
 
 namespace polymalloc::allocator {
@@ -53,16 +54,22 @@ struct Block {
 
   // The free-list links, demangled; a link that does not demangle to a 16-byte-aligned
   // address (or null) was overwritten, and the process stops with a one-line report.
-  Block* next() const { return checked(demangle(next_in_list, &next_in_list)); }
-  Block* prev() const { return checked(demangle(prev_in_list, &prev_in_list)); }
-  void set_next(Block* b) { next_in_list = mangle(b, &next_in_list); }
-  void set_prev(Block* b) { prev_in_list = mangle(b, &prev_in_list); }
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* next() const {
+    return checked(demangle(next_in_list, &next_in_list));
+  }
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* prev() const {
+    return checked(demangle(prev_in_list, &prev_in_list));
+  }
+  POLYMALLOC_UNCHECKED_BY_ASAN void set_next(Block* b) { next_in_list = mangle(b, &next_in_list); }
+  POLYMALLOC_UNCHECKED_BY_ASAN void set_prev(Block* b) { prev_in_list = mangle(b, &prev_in_list); }
   // The next link without the check, for lock-free readers that may read a link while
   // another thread reuses the block (their CAS then fails and the value is discarded).
-  Block* next_unchecked() const { return demangle(next_in_list, &next_in_list); }
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* next_unchecked() const {
+    return demangle(next_in_list, &next_in_list);
+  }
   // The second link's word as a plain value (a batch length, a cache key), unmangled.
-  std::uintptr_t aux_word() const { return prev_in_list; }
-  void set_aux_word(std::uintptr_t v) { prev_in_list = v; }
+  POLYMALLOC_UNCHECKED_BY_ASAN std::uintptr_t aux_word() const { return prev_in_list; }
+  POLYMALLOC_UNCHECKED_BY_ASAN void set_aux_word(std::uintptr_t v) { prev_in_list = v; }
 
   void* payload() { return reinterpret_cast<unsigned char*>(this) + kHeaderBytes; }
   static Block* of_payload(void* p) {
