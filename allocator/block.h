@@ -71,6 +71,16 @@ struct Block {
   POLYMALLOC_UNCHECKED_BY_ASAN std::uintptr_t aux_word() const { return prev_in_list; }
   POLYMALLOC_UNCHECKED_BY_ASAN void set_aux_word(std::uintptr_t v) { prev_in_list = v; }
 
+  // Cuts a list linked through next() after its first `keep` blocks (at least 1, fewer than
+  // the list holds) and returns the rest.
+  POLYMALLOC_UNCHECKED_BY_ASAN static Block* split_after(Block* head, std::uint32_t keep) {
+    Block* last_kept = head;
+    for (; keep > 1; --keep) last_kept = last_kept->next();
+    Block* rest = last_kept->next();
+    last_kept->set_next(nullptr);
+    return rest;
+  }
+
   void* payload() { return reinterpret_cast<unsigned char*>(this) + kHeaderBytes; }
   static Block* of_payload(void* p) {
     return reinterpret_cast<Block*>(static_cast<unsigned char*>(p) - kHeaderBytes);

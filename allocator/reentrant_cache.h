@@ -88,10 +88,7 @@ class ReentrantCache {
     if (n == bin.count) {
       bin.head = nullptr;
     } else {
-      Block* last_kept = bin.head;
-      for (std::uint32_t kept = bin.count - n; kept > 1; --kept) last_kept = last_kept->next();
-      first = last_kept->next();
-      last_kept->set_next(nullptr);
+      first = Block::split_after(bin.head, bin.count - n);
     }
     atomics::store_relaxed(&bin.count, bin.count - n);
     return BlockChain{first, n};

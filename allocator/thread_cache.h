@@ -84,10 +84,7 @@ class ThreadCache {
     if (n == bin.count) {
       bin.head = nullptr;
     } else {
-      Block* last_kept = bin.head;
-      for (std::uint32_t kept = bin.count - n; kept > 1; --kept) last_kept = last_kept->next();
-      first = last_kept->next();
-      last_kept->set_next(nullptr);
+      first = Block::split_after(bin.head, bin.count - n);
     }
     for (Block* b = first; b != nullptr; b = b->next()) b->set_aux_word(0);
     atomics::store_relaxed(&bin.count, bin.count - n);

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "testing/process_memory.h"
+#include "testing/random.h"
 
 namespace polymalloc::benchmarks {
 namespace {
@@ -32,21 +33,7 @@ namespace {
 constexpr std::size_t kSizes[] = {16, 24, 32, 48, 64, 80, 96, 128, 160, 256, 384, 512};
 constexpr std::size_t kSizeCount = sizeof(kSizes) / sizeof(kSizes[0]);
 
-// A small, fast PRNG (xorshift64*), one per thread.
-class Random {
- public:
-  explicit Random(std::uint64_t seed) : state_(seed * 0x9e3779b97f4a7c15u + 1) {}
-  std::uint64_t next() {
-    state_ ^= state_ >> 12;
-    state_ ^= state_ << 25;
-    state_ ^= state_ >> 27;
-    return state_ * 0x2545f4914f6cdd1du;
-  }
-  std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() >> 11) % n; }
-
- private:
-  std::uint64_t state_;
-};
+using testing::Random;
 
 const std::size_t g_rss_at_start = testing::resident_bytes();
 

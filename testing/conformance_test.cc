@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "platform/fault_injection.h"
+#include "testing/process_memory.h"
 #include "variants/under_test.h"
 
 namespace polymalloc::testing {
@@ -235,19 +236,6 @@ TEST_F(ConformanceTest, EachRefusedOsRequestOfASweepFailsCleanly) {
   }
   EXPECT_LE(n, kMostRequests) << "the sweep never got past the pass's last request";
   EXPECT_GT(refused, 0) << "no refused OS request ever reached a caller";
-}
-
-// The process's virtual memory now, from /proc/self/status (VmSize), in bytes.
-std::size_t virtual_memory_bytes() {
-  std::size_t kib = 0;
-  if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
-    char line[256];
-    while (std::fgets(line, sizeof(line), f) != nullptr) {
-      if (std::sscanf(line, "VmSize: %zu kB", &kib) == 1) break;
-    }
-    std::fclose(f);
-  }
-  return kib * 1024;
 }
 
 // In a child process limited to 64 MiB of address space beyond what it has: mappings until

@@ -17,21 +17,35 @@ std::uint64_t resident_bytes() {
   return static_cast<std::uint64_t>(resident) * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
-std::uint64_t peak_resident_bytes() {
+namespace {
+
+// A "Name:   N kB" field of /proc/self/status, in kB; 0 if it is not there.
+unsigned long status_kib(const char* format) {
   unsigned long kib = 0;
   if (std::FILE* f = std::fopen("/proc/self/status", "r")) {
     char line[256];
     while (std::fgets(line, sizeof(line), f) != nullptr) {
-      if (std::sscanf(line, "VmHWM: %lu kB", &kib) == 1) break;
+      if (std::sscanf(line, format, &kib) == 1) break;
     }
     std::fclose(f);
   }
+  return kib;
+}
+
+}  // namespace
+
+std::uint64_t peak_resident_bytes() {
+  unsigned long kib = status_kib("VmHWM: %lu kB");
   if (kib == 0) {
     struct rusage usage = {};
     getrusage(RUSAGE_SELF, &usage);
     kib = static_cast<unsigned long>(usage.ru_maxrss);
   }
   return static_cast<std::uint64_t>(kib) * 1024;
+}
+
+std::uint64_t virtual_memory_bytes() {
+  return static_cast<std::uint64_t>(status_kib("VmSize: %lu kB")) * 1024;
 }
 
 bool reset_peak_resident() {

@@ -1,5 +1,6 @@
 // The process's resident memory as Linux reports it, for the tools that measure allocators
-// (memsim, the benchmarks): resident now, the peak since the last reset, and the reset.
+// (memsim, the benchmarks, the tests): resident now, the peak since the last reset, the reset,
+// and the virtual size.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,9 @@ std::uint64_t resident_bytes();
 // The peak resident bytes since the last reset_peak_resident() (VmHWM), or over the
 // process's life where the kernel has no VmHWM (getrusage's ru_maxrss).
 std::uint64_t peak_resident_bytes();
+
+// The process's virtual memory now (VmSize): what RLIMIT_AS counts; 0 if unknown.
+std::uint64_t virtual_memory_bytes();
 
 // Starts a new peak window (Linux: "5" written to /proc/self/clear_refs resets VmHWM to the
 // resident bytes now); false if the kernel refuses.

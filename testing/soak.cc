@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "testing/process_memory.h"
+#include "testing/random.h"
 
 namespace polymalloc::testing {
 namespace {
@@ -87,24 +88,11 @@ void fail(const char* what, const void* p, std::size_t bytes) {
   g_stop = true;
 }
 
-class Random {
- public:
-  explicit Random(std::uint64_t seed) : state_(seed * 0x9e3779b97f4a7c15u + 1) {}
-  std::uint64_t next() {
-    state_ ^= state_ >> 12;
-    state_ ^= state_ << 25;
-    state_ ^= state_ >> 27;
-    return state_ * 0x2545f4914f6cdd1du;
-  }
-  // Power-law: most blocks small, some up to kMaxBytes.
-  std::size_t size() {
-    const unsigned shift = static_cast<unsigned>(next() % 21);  // 1 B .. 1 MiB
-    return 1 + static_cast<std::size_t>(next() % (std::size_t{1} << shift));
-  }
-
- private:
-  std::uint64_t state_;
-};
+// Power-law sizes: most blocks small, some up to 1 MiB.
+std::size_t random_size(Random& random) {
+  const unsigned shift = static_cast<unsigned>(random.next() % 21);  // 1 B .. 1 MiB
+  return 1 + static_cast<std::size_t>(random.next() % (std::size_t{1} << shift));
+}
 
 // A block records its size in its first word (if it has more than one) and a tag derived
 // from the size in its last byte.
@@ -136,7 +124,7 @@ void release(const Block& b) {
 
 Block allocate(Random& random) {
   Block b;
-  b.bytes = random.size();
+  b.bytes = random_size(random);
   void* p = nullptr;
   switch (random.next() % 8) {
     case 0:
@@ -175,7 +163,7 @@ void worker(int index, const Options& o, std::vector<Mailbox>& mailboxes,
     Block& slot = slots[random.next() % slots.size()];
     if (slot.p != nullptr && random.next() % 4 == 0) {  // realloc keeps the head
       if (!tag_intact(slot)) fail("a block's bytes changed before realloc", slot.p, slot.bytes);
-      const std::size_t bytes = random.size();
+      const std::size_t bytes = random_size(random);
       void* q = realloc(slot.p, bytes);
       if (q == nullptr) {
         fail("a realloc was refused", slot.p, bytes);
