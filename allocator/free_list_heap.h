@@ -255,6 +255,23 @@ class FreeListHeap {
   }
 
   bool contains(const void* p) const { return source_.contains(p); }
+
+  // Whether the boundary tags around b, a block the client says is live, agree (a buffer
+  // overflow that wrote over b's header, or a pointer into the middle of a block, breaks
+  // them): b is 16-byte aligned, its right neighbour lies in the heap and does not take b
+  // for free, and a free left neighbour is where b's prev_size says and that big. The same
+  // checks as glibc's free() ("invalid size", "corrupted size vs. prev_size").
+  POLYMALLOC_UNCHECKED_BY_ASAN bool tags_agree(const Block* b) const {
+    const auto address = reinterpret_cast<std::uintptr_t>(b);
+    if (address % 16 != 0 || b->size() == 0 || b->size() > SIZE_MAX - address) return false;
+    const Block* right = const_cast<Block*>(b)->right();
+    if (!contains(right) || right->prev_free()) return false;
+    if (!b->prev_free()) return true;
+    if (b->prev_size == 0 || b->prev_size > address) return false;
+    const Block* left = const_cast<Block*>(b)->left();
+    return contains(left) && left->size() == b->prev_size && !left->in_use();
+  }
+
   const Stats& stats() const { return stats_; }
   Source& source() { return source_; }
 

@@ -7,6 +7,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 
 #include "allocator/block.h"
@@ -70,9 +71,11 @@ class HeapCore {
     return payload_of(Placement::allocate_aligned(block, alignment));
   }
 
+  // A heap's block is released by the heap (which checks it); anything else must be a live
+  // large block, which the large-object registry tells before any header is read.
   [[gnu::always_inline]] static void deallocate(void* p, const char* call) {
     Block* b = Block::of_payload(p);
-    if (auto* heap = Placement::owner_of(p)) [[likely]]
+    if (auto* heap = heap_of(b)) [[likely]]
       return Placement::release(*heap, b, call);
     deallocate_unowned(b, call);
   }
@@ -80,14 +83,14 @@ class HeapCore {
   static void* reallocate(void* p, std::size_t bytes) {
     Block* b = Block::of_payload(p);
     const std::size_t block = block_for(bytes);
-    if (auto* heap = Placement::owner_of(p)) {
+    if (auto* heap = heap_of(b)) {
       Placement::check_not_cached(b, "realloc");
       if (block == 0) return move_to_fresh<HeapCore>(allocate_large(bytes, 16), p, bytes);
       Block* fresh = nullptr;
       if (void* resized = heap->resize_or_allocate(b, block, &fresh)) return resized;
       return move_to_fresh<HeapCore>(payload_of(fresh), p, bytes);
     }
-    if (!LargeObjects::is_large(b)) report_misuse("realloc", "invalid pointer", p);
+    large_.check_live(b, "realloc");
     if (block == 0) return payload_of(large_.resize(b, bytes));
     return move_to_fresh<HeapCore>(allocate(bytes), p,
                                    bytes);  // shrinking below the mapping threshold
@@ -97,7 +100,10 @@ class HeapCore {
   // through its owner (realloc), and the flag bits a neighbour flips are masked off.
   static std::size_t usable_size(const void* p) {
     const Block* b = Block::of_payload(const_cast<void*>(p));
-    if (Placement::owner_of(p) == nullptr) return LargeObjects::usable_size(b);
+    if (heap_of(b) == nullptr) {
+      large_.check_live(b, "malloc_usable_size");
+      return LargeObjects::usable_size(b);
+    }
     return Block::size_in(b->size_flags_unlocked()) - Block::kHeaderBytes;
   }
 
@@ -130,9 +136,18 @@ class HeapCore {
  private:
   static void* payload_of(Block* b) { return b != nullptr ? b->payload() : nullptr; }
 
-  // Out of line, so that the heap path of free() stays small enough to inline.
+  // The heap whose memory holds header b, if b is aligned as every header is (so all 16
+  // bytes of it lie in that heap's memory, which may then be read).
+  [[gnu::always_inline]] static typename Placement::Heap* heap_of(const Block* b) {
+    if (reinterpret_cast<std::uintptr_t>(b) % 16 != 0) [[unlikely]]
+      return nullptr;
+    return Placement::owner_of(b);
+  }
+
+  // Out of line, so that the heap path of free() stays small enough to inline. No heap
+  // holds p: it must be a live large block, which the registry says before b is read.
   [[gnu::noinline]] static void deallocate_unowned(Block* b, const char* call) {
-    if (!LargeObjects::is_large(b)) report_misuse(call, "invalid pointer", b->payload());
+    large_.check_live(b, call);
     const ErrnoPreserved saved;
     large_.release(b);
   }

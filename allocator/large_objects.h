@@ -4,6 +4,11 @@
 // A large block carries the usual 16-byte header just below its payload: size_flags holds
 // the mapping's length with kMapped | kInUse, and prev_size the distance from the mapping's
 // start to the header (non-zero only for over-aligned blocks).
+//
+// Every header's address is also recorded in a PageMap (live, or freed once unmapped), so a
+// pointer is known to be a live large block before its header is read: free() of a wild or
+// unmapped address, or a second free() of a block whose mapping is gone, is reported instead
+// of faulting.
 #pragma once
 
 #include <cerrno>
@@ -11,7 +16,10 @@
 #include <cstdint>
 
 #include "allocator/block.h"
+#include "allocator/errno_preserved.h"
+#include "allocator/report.h"
 #include "atomics/atomics.h"
+#include "platform/page_map.h"
 #include "platform/platform.h"
 
 namespace polymalloc::allocator {
@@ -39,7 +47,26 @@ class LargeObjects {
     std::size_t peak_mapped_bytes = 0;
   };
 
-  static bool is_large(const Block* b) { return (b->size_flags & kMapped) != 0; }
+  // Whether b is the header of a live large block (from the registry: b is not read).
+  bool owns(const Block* b) const { return registry_.get(b) == tag(b, kLiveTag); }
+
+  // Returns if b is a live large block with a sound header; otherwise reports `call`'s
+  // misuse: a double free (or use of a freed block, for realloc), a damaged header, or a
+  // pointer this path never handed out.
+  void check_live(const Block* b, const char* call) const {
+    const std::uint16_t found = registry_.get(b);
+    if (found == tag(b, kLiveTag)) [[likely]] {
+      const std::size_t header = b->size_flags_unlocked();
+      if ((header & Block::kFlags) == (kMapped | Block::kInUse) && b->prev_size < b->size() &&
+          Block::size_in(header) % platform::page_size() == 0) [[likely]]
+        return;
+      report_misuse(call, "corrupted header of", payload_of(b));
+    }
+    if (found == tag(b, kFreedTag)) {
+      report_misuse(call, freed_block_problem(call), payload_of(b));
+    }
+    report_misuse(call, "invalid pointer", payload_of(b));
+  }
 
   // A block whose payload holds `bytes` and is `alignment`-aligned (a power of two, at
   // least 16), or nullptr with errno = ENOMEM.
@@ -53,6 +80,11 @@ class LargeObjects {
         (reinterpret_cast<std::uintptr_t>(start) + Block::kHeaderBytes + alignment - 1) &
         ~(alignment - 1);
     const auto header = payload - Block::kHeaderBytes;
+    if (!registry_.prepare(reinterpret_cast<void*>(header), 1)) {
+      const ErrnoPreserved saved;
+      platform::os_unmap(start, length);
+      return nullptr;
+    }
     const std::size_t page = platform::page_size();
     const std::size_t lead = (header - reinterpret_cast<std::uintptr_t>(start)) & ~(page - 1);
     const std::size_t used = platform::round_up_to_page(payload + bytes) -
@@ -63,6 +95,7 @@ class LargeObjects {
     Block* b = Block::at(reinterpret_cast<void*>(header));
     b->prev_size = header - reinterpret_cast<std::uintptr_t>(start) - lead;
     b->set_size_flags(used | kMapped | Block::kInUse);
+    mark(b, kLiveTag);
     count(+1, used);
     return b;
   }
@@ -72,27 +105,32 @@ class LargeObjects {
     return b->size() - b->prev_size - Block::kHeaderBytes;
   }
 
+  // Unmaps live large block b (check_live() first, for a pointer from a caller).
   void release(Block* b) {
-    count(-1, b->size());
-    platform::os_unmap(mapping_of(b), b->size());
+    const std::size_t length = b->size();
+    mark(b, kFreedTag);  // before the unmap: a new block may be mapped here right after it
+    count(-1, length);
+    platform::os_unmap(mapping_of(b), length);
   }
 
-  // Resizes with mremap (which may move the mapping, keeping the payload's page offset).
-  // nullptr with errno = ENOMEM and `b` untouched on failure.
+  // Resizes with mremap: in place where the pages above are free (or when shrinking), else
+  // moved onto a fresh mapping, keeping the payload's page offset. nullptr with errno =
+  // ENOMEM and `b` untouched on failure.
   Block* resize(Block* b, std::size_t bytes) {
     if (bytes > SIZE_MAX / 2) return fail();
     const std::size_t old_length = b->size();
-    const std::size_t offset = b->prev_size;  // read now: b may move
-    const std::size_t length = platform::round_up_to_page(offset + Block::kHeaderBytes + bytes);
+    const std::size_t length =
+        platform::round_up_to_page(b->prev_size + Block::kHeaderBytes + bytes);
     if (length == old_length) return b;
-    auto* start =
-        static_cast<unsigned char*>(platform::os_remap(mapping_of(b), old_length, length));
-    if (start == nullptr) return nullptr;
-    Block* moved = Block::at(start + offset);
-    moved->set_size_flags(length | kMapped | Block::kInUse);
+    if (resize_in_place(b, length)) {
+      b->set_size_flags(length | kMapped | Block::kInUse);
+    } else {
+      b = move(b, length);
+      if (b == nullptr) return nullptr;
+    }
     atomics::fetch_add_relaxed(&mapped_bytes_, length - old_length);  // wraps when shrinking
     note_peak();
-    return moved;
+    return b;
   }
 
   Stats stats() const {
@@ -101,11 +139,45 @@ class LargeObjects {
   }
 
  private:
+  // Registry tags: the state, and the header's offset in its 4 KiB slot in 16-byte units
+  // (so that only the exact header address matches, not any pointer into its first slot).
+  static constexpr std::uint16_t kLiveTag = 0x8000, kFreedTag = 0x4000;
+  static std::uint16_t tag(const Block* b, std::uint16_t state) {
+    const auto offset = reinterpret_cast<std::uintptr_t>(b) % platform::PageMap::kSlotBytes;
+    return static_cast<std::uint16_t>(state | offset / 16);
+  }
+  void mark(const Block* b, std::uint16_t state) { registry_.set(b, 1, tag(b, state)); }
+
   static Block* fail() {
     errno = ENOMEM;
     return nullptr;
   }
   static void* mapping_of(Block* b) { return reinterpret_cast<unsigned char*>(b) - b->prev_size; }
+  static void* payload_of(const Block* b) { return const_cast<Block*>(b)->payload(); }
+
+  // errno is kept: a mapping that cannot grow where it is will move instead.
+  static bool resize_in_place(Block* b, std::size_t length) {
+    const ErrnoPreserved saved;
+    return platform::os_resize_in_place(mapping_of(b), b->size(), length);
+  }
+
+  // Moves b's mapping onto a fresh one of `length` bytes whose header is registered first
+  // (so the move cannot leave a block the registry does not know). nullptr on failure.
+  Block* move(Block* b, std::size_t length) {
+    auto* destination = static_cast<unsigned char*>(platform::os_map(length));
+    if (destination == nullptr) return nullptr;
+    Block* moved = Block::at(destination + b->prev_size);
+    if (!registry_.prepare(moved, 1) ||
+        !platform::os_move(mapping_of(b), b->size(), length, destination)) {
+      const ErrnoPreserved saved;
+      platform::os_unmap(destination, length);
+      return nullptr;
+    }
+    mark(b, kFreedTag);
+    moved->set_size_flags(length | kMapped | Block::kInUse);
+    mark(moved, kLiveTag);
+    return moved;
+  }
 
   void count(int objects, std::size_t bytes) {
     atomics::fetch_add_relaxed(&mapped_objects_, static_cast<std::size_t>(objects));
@@ -123,6 +195,7 @@ class LargeObjects {
   std::size_t mapped_bytes_ = 0;
   std::size_t mapped_objects_ = 0;
   std::size_t peak_mapped_bytes_ = 0;
+  platform::PageMap registry_;
 };
 
 }  // namespace polymalloc::allocator

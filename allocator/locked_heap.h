@@ -76,6 +76,10 @@ class LockedHeap {
       guard.unlock_now();
       report_misuse("realloc", "freed pointer", b->payload());
     }
+    if (!heap_.tags_agree(b)) {
+      guard.unlock_now();
+      report_misuse("realloc", "corrupted header of", b->payload());
+    }
     if (block <= b->size()) {
       heap_.shrink_in_place(b, block);
       return b->payload();
@@ -122,6 +126,10 @@ class LockedHeap {
     if (!b->live()) {
       unlock();
       report_misuse(call, "double free of", b->payload());
+    }
+    if (!heap_.tags_agree(b)) [[unlikely]] {
+      unlock();
+      report_misuse(call, "corrupted header of", b->payload());
     }
     const std::size_t keep = b->size() > kTrimKeepBytes ? b->size() : kTrimKeepBytes;
     const std::size_t trim_at = keep + kTrimThresholdBytes - kTrimKeepBytes;

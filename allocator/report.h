@@ -12,6 +12,12 @@ namespace polymalloc::allocator {
 // "polymalloc: <call>(): <problem> 0x<pointer>", then SIGABRT. Never returns.
 [[noreturn]] void report_misuse(const char* call, const char* problem, const void* pointer);
 
+// The problem to report when `call` meets a block already freed: free() and operator delete
+// free it twice; realloc() and malloc_usable_size() use it.
+inline const char* freed_block_problem(const char* call) {
+  return call[0] == 'r' || call[0] == 'm' ? "freed pointer" : "double free of";
+}
+
 // The statistics as a few human-readable lines (malloc_stats(), POLYMALLOC_STATS=1).
 void print_statistics(const Statistics& stats, int fd);
 

@@ -2,7 +2,8 @@
 // once its static arena is spent and mmap is enabled. Memory is carved from the current
 // region with one CAS; a request that does not fit maps a new region (a raw mmap, no lock,
 // nothing allocated) and installs it. Regions are never unmapped, so memory handed out stays
-// mapped for the life of the process (which lock-free stacks over it rely on).
+// mapped for the life of the process (which lock-free stacks over it rely on). Every region
+// is recorded in a PageMap, so whether an address lies in one is a constant-time question.
 #pragma once
 
 #include <cerrno>
@@ -11,6 +12,7 @@
 
 #include "atomics/atomics.h"
 #include "platform/os.h"
+#include "platform/page_map.h"
 
 namespace polymalloc::platform {
 
@@ -39,17 +41,8 @@ class MappedRegions {
   // Never: regions stay mapped (pages inside them may be released with os_release_pages).
   bool shrink(std::size_t) { return false; }
 
-  // Whether p lies in memory handed out (walks the regions: for checks, not hot paths).
-  bool contains(const void* p) const {
-    const auto a = reinterpret_cast<std::uintptr_t>(p);
-    for (const Region* r = atomics::load_acquire(&regions_); r != nullptr; r = r->next) {
-      const auto start = reinterpret_cast<std::uintptr_t>(r) + kGrain;
-      if (a >= start && a < reinterpret_cast<std::uintptr_t>(r) + r->cursor.load_acquire()) {
-        return true;
-      }
-    }
-    return false;
-  }
+  // Whether p lies in a region (so in readable memory, handed out or not yet): two loads.
+  bool contains(const void* p) const { return map_.get(p) == kRegionTag; }
 
   // Bytes handed out so far (the regions' headers and unused tails not included).
   std::size_t used() const { return atomics::load_relaxed(&used_); }
@@ -61,6 +54,8 @@ class MappedRegions {
     std::size_t length;                       // of the mapping
     atomics::AtomicWord<std::size_t> cursor;  // offset of the first byte not handed out
   };
+
+  static constexpr std::uint16_t kRegionTag = 1;
 
   static void* fail() {
     errno = ENOMEM;
@@ -86,6 +81,11 @@ class MappedRegions {
     const std::size_t length = bytes + kGrain <= kRegionBytes ? kRegionBytes : bytes + kGrain;
     void* mapping = os_map(length);
     if (mapping == nullptr) return nullptr;
+    if (!map_.prepare(mapping, length)) {
+      os_unmap(mapping, length);
+      return fail();
+    }
+    map_.set(mapping, length, kRegionTag);  // before any block of it can be handed out
     auto* r = static_cast<Region*>(mapping);
     r->length = length;
     r->cursor.store_relaxed(kGrain + bytes);
@@ -97,6 +97,7 @@ class MappedRegions {
     return static_cast<unsigned char*>(mapping) + kGrain;
   }
 
+  PageMap map_;
   Region* regions_ = nullptr;
   Region* current_ = nullptr;
   std::size_t used_ = 0;

@@ -46,11 +46,13 @@ long raw_munmap(void* address, std::size_t bytes) {
   return syscall(SYS_munmap, address, bytes);
 }
 
-long raw_mremap(void* address, std::size_t old_bytes, std::size_t new_bytes) {
+// mremap with `flags`; `destination` is used with MREMAP_FIXED only.
+long raw_mremap(void* address, std::size_t old_bytes, std::size_t new_bytes, int flags,
+                void* destination) {
   if constexpr (kMapThroughLibc) {
-    return reinterpret_cast<long>(mremap(address, old_bytes, new_bytes, MREMAP_MAYMOVE));
+    return reinterpret_cast<long>(mremap(address, old_bytes, new_bytes, flags, destination));
   }
-  return syscall(SYS_mremap, address, old_bytes, new_bytes, MREMAP_MAYMOVE);
+  return syscall(SYS_mremap, address, old_bytes, new_bytes, flags, destination);
 }
 
 }  // namespace
@@ -100,9 +102,16 @@ bool os_unmap(void* address, std::size_t bytes) {
   return raw_munmap(address, bytes) == 0;
 }
 
-void* os_remap(void* address, std::size_t old_bytes, std::size_t new_bytes) {
-  if (refused()) return nullptr;
-  return map_result(raw_mremap(address, old_bytes, new_bytes));
+bool os_resize_in_place(void* address, std::size_t old_bytes, std::size_t new_bytes) {
+  if (refused()) return false;
+  return map_result(raw_mremap(address, old_bytes, new_bytes, 0, nullptr)) == address;
+}
+
+bool os_move(void* address, std::size_t old_bytes, std::size_t new_bytes, void* destination) {
+  if (refused()) return false;
+  const long raw =
+      raw_mremap(address, old_bytes, new_bytes, MREMAP_MAYMOVE | MREMAP_FIXED, destination);
+  return map_result(raw) == destination;
 }
 
 bool os_commit(void* address, std::size_t bytes) {

@@ -22,9 +22,13 @@ void* os_map(std::size_t bytes);
 // Address space only (PROT_NONE, not committed, not counted against overcommit), or nullptr.
 void* os_reserve(std::size_t bytes);
 bool os_unmap(void* address, std::size_t bytes);
-// Grows or shrinks a mapping made by os_map, moving it if it must; nullptr on failure
-// (the old mapping is then untouched).
-void* os_remap(void* address, std::size_t old_bytes, std::size_t new_bytes);
+// Grows or shrinks a mapping made by os_map where it lies; false if it cannot grow there
+// (the mapping is then untouched).
+bool os_resize_in_place(void* address, std::size_t old_bytes, std::size_t new_bytes);
+// Moves a mapping made by os_map onto `destination` (a mapping of new_bytes that the caller
+// made, and which this replaces), resizing it on the way: the pages move, nothing is copied.
+// false on failure, both mappings untouched.
+bool os_move(void* address, std::size_t old_bytes, std::size_t new_bytes, void* destination);
 // Makes reserved pages usable (commit) or unusable and returns their memory (decommit).
 bool os_commit(void* address, std::size_t bytes);
 bool os_decommit(void* address, std::size_t bytes);

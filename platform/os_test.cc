@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -35,18 +36,38 @@ TEST_F(OsTest, MapGivesZeroedWritableMemory) {
   EXPECT_TRUE(os_unmap(p, bytes));
 }
 
-TEST_F(OsTest, RemapGrowsAndKeepsContents) {
+TEST_F(OsTest, MoveGrowsOntoTheDestinationAndKeepsContents) {
   const std::size_t page = page_size();
   auto* p = static_cast<unsigned char*>(os_map(page));
   ASSERT_NE(p, nullptr);
   std::memset(p, 0x5a, page);
-  auto* q = static_cast<unsigned char*>(os_remap(p, page, 64 * page));
+  auto* q = static_cast<unsigned char*>(os_map(64 * page));
   ASSERT_NE(q, nullptr);
+  ASSERT_TRUE(os_move(p, page, 64 * page, q));
   EXPECT_EQ(q[0], 0x5a);
   EXPECT_EQ(q[page - 1], 0x5a);
   EXPECT_EQ(q[page], 0);
   q[64 * page - 1] = 1;
   EXPECT_TRUE(os_unmap(q, 64 * page));
+}
+
+TEST_F(OsTest, ResizeInPlaceShrinksAndGrowsOnlyWhereThereIsRoom) {
+  const std::size_t page = page_size();
+  auto* p = static_cast<unsigned char*>(os_map(8 * page));
+  ASSERT_NE(p, nullptr);
+  p[page - 1] = 3;
+  ASSERT_TRUE(os_resize_in_place(p, 8 * page, page));  // the 7 pages above are unmapped now
+  EXPECT_EQ(p[page - 1], 3);
+  ASSERT_TRUE(os_resize_in_place(p, page, 4 * page));  // and free to grow back into
+  EXPECT_EQ(p[4 * page - 1], 0);
+  // A mapping right above blocks growth there.
+  void* blocker =
+      mmap(p + 4 * page, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  ASSERT_EQ(blocker, p + 4 * page);
+  EXPECT_FALSE(os_resize_in_place(p, 4 * page, 8 * page));
+  EXPECT_EQ(p[page - 1], 3);
+  EXPECT_TRUE(os_unmap(blocker, page));
+  EXPECT_TRUE(os_unmap(p, 4 * page));
 }
 
 TEST_F(OsTest, ReservedPagesCommitAndDecommitToZero) {

@@ -4,6 +4,7 @@
 
 #include "platform/mapped_regions.h"
 #include "platform/os.h"
+#include "platform/page_map.h"
 #include "platform/page_source.h"
 #include "platform/reserved_range.h"
 #include "platform/sbrk_heap.h"

@@ -48,6 +48,12 @@ class StaticArena {
     return a >= base && a < base + used_.load_acquire();
   }
 
+  // Whether p lies in the arena's storage, handed out or not (all of it is readable memory).
+  bool spans(const void* p) const {
+    return reinterpret_cast<std::uintptr_t>(p) - reinterpret_cast<std::uintptr_t>(storage_) <
+           kBytes;
+  }
+
   std::size_t used() const { return used_.load_acquire(); }
 
  private:

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
@@ -617,6 +619,98 @@ TEST_F(ConformanceTest, DoubleFreeAndReallocOfFreedAreReported) {
           api.free(keep);
         },
         "^polymalloc: realloc\\(\\): freed pointer 0x[0-9a-f]+\n$");
+  }
+}
+
+// The one-line report of `call` finding `problem` at some pointer, as a death-test regex.
+std::string misuse_report(const char* call, const char* problem) {
+  return std::string("^polymalloc: ") + call + "\\(\\): " + problem + " 0x[0-9a-f]+\n$";
+}
+
+// A mebibyte of address space that was mapped and is not any more: reading it faults.
+char* unmapped_address() {
+  void* p = mmap(nullptr, kMiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  munmap(p, kMiB);
+  return static_cast<char*>(p);
+}
+
+// Pointers the allocator never handed out stop the process with a report, never a fault in
+// the allocator: its ownership check runs before any header of such a pointer is read.
+TEST(ConformanceDeathTest, PointersNeverHandedOutAreReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  char* gone = unmapped_address();
+  ASSERT_NE(gone, nullptr);
+  EXPECT_DEATH(api.free(gone + 4096), misuse_report("free", "invalid pointer"));
+  EXPECT_DEATH(api.realloc(gone + 64, 100), misuse_report("realloc", "invalid pointer"));
+  EXPECT_DEATH(api.free(gone + 8), misuse_report("free", "invalid pointer"));
+  EXPECT_DEATH(api.free(reinterpret_cast<void*>(std::uintptr_t{16})),
+               misuse_report("free", "invalid pointer"));
+  EXPECT_DEATH(api.free(reinterpret_cast<void*>(~std::uintptr_t{15})),
+               misuse_report("free", "invalid pointer"));
+  EXPECT_DEATH(
+      {
+        alignas(16) char on_stack[64] = {};
+        api.free(on_stack + 16);
+      },
+      misuse_report("free", "invalid pointer"));
+  EXPECT_DEATH(
+      {
+        char* large = static_cast<char*>(api.malloc(3 * kMiB));
+        api.free(large + 2 * kMiB);
+      },
+      misuse_report("free", "invalid pointer"));
+  // Inside a small block the "header" is the client's data: whatever it holds, the report
+  // names the call and the pointer.
+  EXPECT_DEATH(
+      {
+        auto* small = static_cast<char*>(api.malloc(256));
+        std::memset(small, 0x41, 256);
+        api.free(small + 64);
+      },
+      "^polymalloc: free\\(\\): [a-z ]+ 0x[0-9a-f]+\n$");
+}
+
+TEST(ConformanceDeathTest, DoubleFreeAndReuseOfAFreedMappedBlockAreReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        void* p = api.malloc(2 * kMiB);
+        api.free(p);
+        api.free(p);  // its mapping is gone: the header cannot be read
+      },
+      misuse_report("free", "double free of"));
+  EXPECT_DEATH(
+      {
+        void* p = api.malloc(5 * kMiB);
+        api.free(p);
+        api.realloc(p, 6 * kMiB);
+      },
+      misuse_report("realloc", "freed pointer"));
+  EXPECT_DEATH(
+      {
+        void* p = nullptr;
+        if (api.posix_memalign(&p, 64 * kKiB, 2 * kMiB) != 0) return;
+        api.free(p);
+        api.free(p);
+      },
+      misuse_report("free", "double free of"));
+}
+
+// A buffer underflow (or an overflow of the block below) that writes over a header.
+TEST(ConformanceDeathTest, AnOverwrittenHeaderIsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (std::size_t bytes : {std::size_t{100}, std::size_t{5000}, 200 * kKiB, 2 * kMiB}) {
+    SCOPED_TRACE(bytes);
+    EXPECT_DEATH(
+        {
+          void* keep = api.malloc(bytes);
+          auto* p = static_cast<unsigned char*>(api.malloc(bytes));
+          std::memset(p - 16, 0x41, 16);
+          api.free(p);
+          api.free(keep);
+        },
+        "^polymalloc: free\\(\\): (corrupted header of|invalid pointer) 0x[0-9a-f]+\n$");
   }
 }
 

@@ -109,6 +109,8 @@ class SignalSafeCore {
   // The fast path: a live block of a cached class into the caller's cache, if it has room.
   [[gnu::always_inline]] static void deallocate(void* p, const char* call) {
     Block* b = Block::of_payload(p);
+    if (!in_pool(b)) [[unlikely]]
+      return deallocate_outside_pool(b, call);
     const std::size_t header = b->size_flags_unlocked();
     const std::size_t size = Block::size_in(header);
     if (size <= kMaxCachedBlock && is_live_class_block(b, header)) [[likely]] {
@@ -127,7 +129,8 @@ class SignalSafeCore {
 
   static void* reallocate(void* p, std::size_t bytes) {
     Block* b = Block::of_payload(p);
-    if (is_large(b)) {
+    if (!in_pool(b)) {
+      large_.check_live(b, "realloc");
       if (block_for(bytes) == 0) return payload_of(large_.resize(b, bytes));
       return allocator::move_to_fresh<SignalSafeCore>(
           allocate(bytes), p, bytes);  // shrinking below the mapping threshold
@@ -141,8 +144,11 @@ class SignalSafeCore {
 
   static std::size_t usable_size(const void* p) {
     const Block* b = Block::of_payload(const_cast<void*>(p));
-    if (is_large(b)) return allocator::LargeObjects::usable_size(b);
-    const Block* own = shifted(b) ? block_below(b) : b;
+    if (!in_pool(b)) {
+      large_.check_live(b, "malloc_usable_size");
+      return allocator::LargeObjects::usable_size(b);
+    }
+    const Block* own = own_block(const_cast<void*>(p), "malloc_usable_size");
     const std::size_t end = reinterpret_cast<std::uintptr_t>(own) + own->size();
     return end - reinterpret_cast<std::uintptr_t>(p);
   }
@@ -276,20 +282,23 @@ class SignalSafeCore {
     return b != nullptr ? hand_out(b, i) : nullptr;
   }
 
-  // free() of anything the fast path did not take: a full bin, no cache, a large block, an
-  // aligned payload, or misuse.
+  // free() of a pool block the fast path did not take: a full bin, no cache, an aligned
+  // payload, or misuse.
   [[gnu::noinline]] static void deallocate_slow(void* p, const char* call) {
     Block* b = Block::of_payload(p);
     const std::size_t header = b->size_flags_unlocked();
     if (is_live_class_block(b, header))
       return give_back(b, Classes::index_of(Block::size_in(header)));
-    if (is_large(b)) {
-      const allocator::ErrnoPreserved saved;
-      large_.release(b);
-      return;
-    }
     Block* own = own_block(p, call);
     give_back(own, Classes::index_of(own->size()));
+  }
+
+  // free() of a header outside the pool's memory: a live large block, or misuse (which the
+  // registry tells before the header is read: the address may not even be mapped).
+  [[gnu::noinline]] static void deallocate_outside_pool(Block* b, const char* call) {
+    large_.check_live(b, call);
+    const allocator::ErrnoPreserved saved;
+    large_.release(b);
   }
 
   // A free block of class i: from the caller's cache unless a signal handler interrupted
@@ -437,20 +446,15 @@ class SignalSafeCore {
            size < kLargeBlockBytes && b->prev_size == check_of(b, header);
   }
 
-  // A header LargeObjects wrote: flags, whole pages, and a mapping start a page boundary.
-  static bool is_large(const Block* b) {
-    const std::size_t header = b->size_flags_unlocked();
-    const std::size_t page = platform::page_size();
-    const auto start = reinterpret_cast<std::uintptr_t>(b) - b->prev_size;
-    return (header & Block::kFlags) == (H::kMapped | H::kInUse) &&
-           Block::size_in(header) % page == 0 && start % page == 0;
+  // Whether b is a 16-byte-aligned address in the arena or a mapped region: memory whose
+  // header may be read (a class block's or not), as nothing else's may before it is checked.
+  POLYMALLOC_HOT_PATH static bool in_pool(const Block* b) {
+    if (reinterpret_cast<std::uintptr_t>(b) % 16 != 0) [[unlikely]]
+      return false;
+    return arena_.spans(b) || regions_.contains(b);
   }
   static bool shifted(const Block* b) {
     return (b->size_flags_unlocked() & Block::kFlags) == (H::kShifted | H::kInUse);
-  }
-  static const Block* block_below(const Block* second) {
-    return Block::at(const_cast<unsigned char*>(reinterpret_cast<const unsigned char*>(second)) -
-                     second->prev_size);
   }
 
   // The live class block that payload p belongs to (p may be an aligned payload inside
@@ -463,6 +467,7 @@ class SignalSafeCore {
         allocator::report_misuse(call, "invalid pointer", p);
       }
       b = Block::at(reinterpret_cast<unsigned char*>(b) - shift);
+      if (!in_pool(b)) allocator::report_misuse(call, "invalid pointer", p);
     }
     const std::size_t header = b->size_flags_unlocked();
     const std::size_t size = Block::size_in(header);
@@ -470,7 +475,7 @@ class SignalSafeCore {
     const bool inside = static_cast<unsigned char*>(p) < reinterpret_cast<unsigned char*>(b) + size;
     if (is_live_class_block(b, header) && inside) return b;
     if (class_size && inside && (header & (H::kInUse | H::kMapped | H::kShifted)) == 0) {
-      allocator::report_misuse(call, call[0] == 'r' ? "freed pointer" : "double free of", p);
+      allocator::report_misuse(call, allocator::freed_block_problem(call), p);
     }
     allocator::report_misuse(call, "invalid pointer", p);
   }

@@ -1,0 +1,92 @@
+// A lock-free map from each 4 KiB slot of the address space to a 16-bit tag (0: nothing
+// known), so that an allocator can ask "is this address ours, and what is there?" before it
+// reads any memory at an address a caller handed it (a wild pointer may be unmapped).
+//
+// Two levels: a root of leaf pointers (constant-initialised, in .bss: untouched pages cost
+// nothing) and leaves of tags mapped on first use, installed with one CAS and never unmapped,
+// so a reader needs no lock and no memory barrier beyond an acquire load. Async-signal-safe.
+#pragma once
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+
+#include "atomics/atomics.h"
+#include "platform/os.h"
+
+namespace polymalloc::platform {
+
+class PageMap {
+ public:
+  static constexpr unsigned kSlotShift = 12;  // 4 KiB slots, whatever the page size
+  static constexpr std::size_t kSlotBytes = std::size_t{1} << kSlotShift;
+  static constexpr unsigned kAddressBits = 48;  // user space on x86-64 and AArch64
+  static constexpr unsigned kLeafBits = 20;     // a leaf: 4 GiB of address space, 2 MiB of tags
+  static constexpr unsigned kRootBits = kAddressBits - kSlotShift - kLeafBits;
+
+  constexpr PageMap() = default;
+  PageMap(const PageMap&) = delete;
+  PageMap& operator=(const PageMap&) = delete;
+
+  // The tag of p's slot: 0 if never set (or p lies beyond the mapped address bits).
+  std::uint16_t get(const void* p) const {
+    const std::uintptr_t slot = slot_of(p);
+    if (slot >> (kRootBits + kLeafBits) != 0) return 0;
+    const std::uint16_t* leaf = atomics::load_acquire(&root_[slot >> kLeafBits]);
+    if (leaf == nullptr) return 0;
+    return atomics::load_relaxed(&leaf[slot & kLeafMask]);
+  }
+
+  // Makes sure the slots of [p, p + bytes) can be set without any further system call;
+  // false with errno = ENOMEM if a leaf could not be mapped (or p is out of range).
+  bool prepare(const void* p, std::size_t bytes) {
+    if (bytes == 0) return true;
+    const auto start = reinterpret_cast<std::uintptr_t>(p);
+    if (bytes - 1 > UINTPTR_MAX - start) return fail();  // wraps around
+    const std::uintptr_t first = start >> kSlotShift, last = (start + bytes - 1) >> kSlotShift;
+    if (last >> (kRootBits + kLeafBits) != 0) return fail();
+    for (std::uintptr_t leaf = first >> kLeafBits; leaf <= last >> kLeafBits; ++leaf) {
+      if (leaf_at(leaf) == nullptr) return false;
+    }
+    return true;
+  }
+
+  // Sets the tag of every slot of [p, p + bytes); the range must be prepare()d.
+  void set(const void* p, std::size_t bytes, std::uint16_t tag) {
+    if (bytes == 0) return;
+    const auto start = reinterpret_cast<std::uintptr_t>(p);
+    const std::uintptr_t first = start >> kSlotShift, last = (start + bytes - 1) >> kSlotShift;
+    for (std::uintptr_t slot = first; slot <= last; ++slot) {
+      std::uint16_t* leaf = atomics::load_acquire(&root_[slot >> kLeafBits]);
+      atomics::store_relaxed(&leaf[slot & kLeafMask], tag);
+    }
+  }
+
+ private:
+  static constexpr std::uintptr_t kLeafMask = (std::uintptr_t{1} << kLeafBits) - 1;
+  static constexpr std::size_t kLeafBytes = sizeof(std::uint16_t) << kLeafBits;
+
+  static std::uintptr_t slot_of(const void* p) {
+    return reinterpret_cast<std::uintptr_t>(p) >> kSlotShift;
+  }
+  static bool fail() {
+    errno = ENOMEM;
+    return false;
+  }
+
+  // Leaf i, mapped and installed if it is missing; nullptr (errno = ENOMEM) if the mapping
+  // failed. Two threads that race both map; the loser unmaps its copy.
+  std::uint16_t* leaf_at(std::uintptr_t i) {
+    std::uint16_t* leaf = atomics::load_acquire(&root_[i]);
+    if (leaf != nullptr) return leaf;
+    auto* fresh = static_cast<std::uint16_t*>(os_map(kLeafBytes));
+    if (fresh == nullptr) return nullptr;
+    if (atomics::cas_acq_rel(&root_[i], leaf, fresh)) return fresh;
+    os_unmap(fresh, kLeafBytes);
+    return leaf;
+  }
+
+  std::uint16_t* root_[std::size_t{1} << kRootBits] = {};
+};
+
+}  // namespace polymalloc::platform
