@@ -1,12 +1,15 @@
 // Layer 2's entry header: the shared allocator parts (size classes, boundary-tagged blocks,
 // the free-list heap and its locked form, the large-object path, statistics and reports,
 // the heap-based core) and the front end that turns a variant's core into the malloc API
-// (core.h, front_end.h, c_api.h).
+// (core.h, front_end.h, c_api.h), and the full-checks decorator the build may wrap a core in
+// (checked_core.h, configured_core.h).
 #pragma once
 
 #include "allocator/block.h"
 #include "allocator/c_api.h"
+#include "allocator/checked_core.h"
 #include "allocator/class_stacks.h"
+#include "allocator/configured_core.h"
 #include "allocator/core.h"
 #include "allocator/errno_preserved.h"
 #include "allocator/free_list_heap.h"

@@ -38,6 +38,18 @@ concept AllocatorCore = requires(void* p, const void* cp, const void** where, st
   { Core::after_fork_in_child() } -> std::same_as<void>;
 };
 
+// A core that can also say, in constant time and reading nothing outside its own memory,
+// whether p is a payload address in its memory (so the 16 bytes below p and the block after
+// may be read): a block handed out or not. Decorators that keep data around the client's
+// bytes (CheckedCore) need it before they read a pointer a caller passed.
+template <class Core>
+// Also whether p was the payload of a block freed with its memory (a large block's mapping),
+// so that a second free of it is told from a pointer never handed out.
+concept OwnershipAwareCore = AllocatorCore<Core> && requires(const void* cp) {
+  { Core::owns(cp) } -> std::same_as<bool>;
+  { Core::freed_mapping(cp) } -> std::same_as<bool>;
+};
+
 // realloc by copying: what fits of `old` (a block of Core) goes into `fresh`, which Core just
 // allocated, and `old` is freed; nullptr (old intact) if that allocation failed.
 template <class Core>

@@ -107,6 +107,17 @@ class HeapCore {
     return Block::size_in(b->size_flags_unlocked()) - Block::kHeaderBytes;
   }
 
+  // Heap memory (any aligned address in it: the heap is readable throughout), or the
+  // payload of a live large block.
+  static bool owns(const void* p) {
+    const Block* b = Block::of_payload(const_cast<void*>(p));
+    return heap_of(b) != nullptr || large_.owns(b);
+  }
+
+  static bool freed_mapping(const void* p) {
+    return large_.freed(Block::of_payload(const_cast<void*>(p)));
+  }
+
   static bool trim(std::size_t pad) {
     const ErrnoPreserved saved;
     return Placement::trim(pad);

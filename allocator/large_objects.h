@@ -49,6 +49,8 @@ class LargeObjects {
 
   // Whether b is the header of a live large block (from the registry: b is not read).
   bool owns(const Block* b) const { return registry_.get(b) == tag(b, kLiveTag); }
+  // Whether b was the header of a large block since freed (its mapping gone).
+  bool freed(const Block* b) const { return registry_.get(b) == tag(b, kFreedTag); }
 
   // Returns if b is a live large block with a sound header; otherwise reports `call`'s
   // misuse: a double free (or use of a freed block, for realloc), a damaged header, or a
@@ -153,7 +155,10 @@ class LargeObjects {
     return nullptr;
   }
   static void* mapping_of(Block* b) { return reinterpret_cast<unsigned char*>(b) - b->prev_size; }
-  static void* payload_of(const Block* b) { return const_cast<Block*>(b)->payload(); }
+  // Address arithmetic only: b may be any value a caller's pointer gave (even null).
+  static void* payload_of(const Block* b) {
+    return reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(b) + Block::kHeaderBytes);
+  }
 
   // errno is kept: a mapping that cannot grow where it is will move instead.
   static bool resize_in_place(Block* b, std::size_t length) {

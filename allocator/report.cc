@@ -62,6 +62,48 @@ void report_misuse(const char* call, const char* problem, const void* pointer) {
   abort();
 }
 
+void report_damaged_block(const char* call, const char* problem, const void* block,
+                          std::size_t bytes) {
+  LineWriter()
+      .text("polymalloc: ")
+      .text(call)
+      .text("(): ")
+      .text(problem)
+      .text(" ")
+      .hex(reinterpret_cast<std::uintptr_t>(block))
+      .text(" (a block of ")
+      .decimal(bytes)
+      .text(" bytes)\n")
+      .write_to(STDERR_FILENO);
+  abort();
+}
+
+void report_failed_check(const char* call, const char* problem, const void* where) {
+  LineWriter()
+      .text("polymalloc: ")
+      .text(call)
+      .text("(): heap check failed: ")
+      .text(problem)
+      .text(" at ")
+      .hex(reinterpret_cast<std::uintptr_t>(where))
+      .text("\n")
+      .write_to(STDERR_FILENO);
+  abort();
+}
+
+void report_bad_setting(const char* variable, const char* value, const char* expected) {
+  LineWriter()
+      .text("polymalloc: ")
+      .text(variable)
+      .text("=")
+      .text(value)
+      .text(" is not ")
+      .text(expected)
+      .text("\n")
+      .write_to(STDERR_FILENO);
+  abort();
+}
+
 void print_statistics(const Statistics& s, int fd) {
   LineWriter().text("polymalloc ").text(s.variant).text(" statistics\n").write_to(fd);
   LineWriter()

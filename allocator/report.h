@@ -12,6 +12,17 @@ namespace polymalloc::allocator {
 // "polymalloc: <call>(): <problem> 0x<pointer>", then SIGABRT. Never returns.
 [[noreturn]] void report_misuse(const char* call, const char* problem, const void* pointer);
 
+// "polymalloc: <call>(): <problem> 0x<block> (a block of <bytes> bytes)", then SIGABRT.
+[[noreturn]] void report_damaged_block(const char* call, const char* problem, const void* block,
+                                       std::size_t bytes);
+
+// "polymalloc: <call>(): heap check failed: <problem> at 0x<where>", then SIGABRT.
+[[noreturn]] void report_failed_check(const char* call, const char* problem, const void* where);
+
+// "polymalloc: <variable>=<value> is not <expected>", then SIGABRT: a setting the user made
+// is never ignored.
+[[noreturn]] void report_bad_setting(const char* variable, const char* value, const char* expected);
+
 // The problem to report when `call` meets a block already freed: free() and operator delete
 // free it twice; realloc() and malloc_usable_size() use it.
 inline const char* freed_block_problem(const char* call) {

@@ -56,13 +56,18 @@ def pm_cc_benchmark(name, copts = [], deps = [], tags = [], **kwargs):
 
 def _setting_header_impl(ctx):
     value = ctx.attr.setting[BuildSettingInfo].value
+    if ctx.attr.values:
+        if value not in ctx.attr.values:
+            fail("%s=%s: expected one of %s" % (ctx.attr.setting.label, value, ", ".join(ctx.attr.values.keys())))
+        value = ctx.attr.values[value]
     ctx.actions.write(ctx.outputs.out, (
         "// Generated from the build setting %s; do not edit.\n" +
         "#pragma once\n\nnamespace %s {\ninline constexpr %s %s = %s;\n}  // namespace %s\n"
     ) % (ctx.attr.setting.label, ctx.attr.namespace, ctx.attr.type, ctx.attr.constant, value, ctx.attr.namespace))
 
-# A header declaring one C++ constant whose value is a build setting's (an int_flag), so that
-# a flag reaches the code as a typed constant rather than a -D define.
+# A header declaring one C++ constant whose value is a build setting's, so that a flag reaches
+# the code as a typed constant rather than a -D define: an int_flag's value as is, or a
+# string_flag's through `values` (the setting's value -> the C++ expression).
 setting_header = rule(
     implementation = _setting_header_impl,
     attrs = {
@@ -70,6 +75,7 @@ setting_header = rule(
         "namespace": attr.string(mandatory = True),
         "type": attr.string(default = "int"),
         "constant": attr.string(mandatory = True),
+        "values": attr.string_dict(),
         "out": attr.output(mandatory = True),
     },
 )

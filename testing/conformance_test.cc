@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "allocator/checked_core.h"
+#include "allocator/checks_setting.h"
 #include "platform/fault_injection.h"
 #include "testing/process_memory.h"
 #include "variants/under_test.h"
@@ -307,7 +309,10 @@ TEST(ConformanceDeathTest, AnOverwrittenFreeListLinkStopsTheProcess) {
       {
         void* p = api.malloc(64);
         api.free(p);
-        auto* link = static_cast<std::uintptr_t*>(p);
+        // The link is the block's first word; under full checks the client's bytes start
+        // further in (allocator/checked_core.h).
+        const std::size_t offset = allocator::kFullChecks ? allocator::kCheckedClientOffset : 0;
+        auto* link = reinterpret_cast<std::uintptr_t*>(static_cast<char*>(p) - offset);
         *link = (reinterpret_cast<std::uintptr_t>(link) >> 12) ^ 0x4141414141414141u;
         void* q = api.malloc(64);
         void* r = api.malloc(64);

@@ -194,18 +194,20 @@ inline constexpr allocator::ApiTable {variant}_api =
         name = "prefixed_api_cc",
         out = "prefixed_api.cc",
         content = prologue + """#include "variants/{variant}/prefixed_api.h"
+#include "allocator/configured_core.h"
 #include "{header}"
 
-POLYMALLOC_DEFINE_PREFIXED_API({prefix}, {core_type})
+POLYMALLOC_DEFINE_PREFIXED_API({prefix}, ::polymalloc::allocator::Configured<{core_type}>)
 """.format(variant = variant, header = core_header, prefix = prefix, core_type = core_type),
     )
     _generated_source(
         name = "process_malloc_cc",
         out = "process_malloc.cc",
         content = prologue + """#include "allocator/c_api.h"
+#include "allocator/configured_core.h"
 #include "{header}"
 
-POLYMALLOC_DEFINE_PROCESS_MALLOC({core_type})
+POLYMALLOC_DEFINE_PROCESS_MALLOC(::polymalloc::allocator::Configured<{core_type}>)
 """.format(header = core_header, core_type = core_type),
     )
     _generated_source(

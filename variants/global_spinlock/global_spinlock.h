@@ -43,6 +43,6 @@ class OneHeap {
 
 using GlobalSpinlock = allocator::HeapCore<OneHeap>;
 
-static_assert(allocator::AllocatorCore<GlobalSpinlock>);
+static_assert(allocator::OwnershipAwareCore<GlobalSpinlock>);
 
 }  // namespace polymalloc::variants

@@ -283,6 +283,6 @@ class Partitions {
 
 using Partitioned = allocator::HeapCore<Partitions>;
 
-static_assert(allocator::AllocatorCore<Partitioned>);
+static_assert(allocator::OwnershipAwareCore<Partitioned>);
 
 }  // namespace polymalloc::variants

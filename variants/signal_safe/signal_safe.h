@@ -153,6 +153,17 @@ class SignalSafeCore {
     return end - reinterpret_cast<std::uintptr_t>(p);
   }
 
+  // Pool memory (the arena or a mapped region: readable throughout), or the payload of a
+  // live large block.
+  static bool owns(const void* p) {
+    const Block* b = Block::of_payload(const_cast<void*>(p));
+    return in_pool(b) || large_.owns(b);
+  }
+
+  static bool freed_mapping(const void* p) {
+    return large_.freed(Block::of_payload(const_cast<void*>(p)));
+  }
+
   // Empties the caller's cache into the pool and gives back the inner pages of pooled free
   // blocks of two pages or more (the blocks themselves stay pooled: stacks need their
   // memory mapped). Smaller blocks are never returned: this allocator does not coalesce.
@@ -565,6 +576,6 @@ using SignalSafe =
     SignalSafeCore<atomics::DefaultStack,
                    platform::StaticArena<static_cast<std::size_t>(kConfiguredArenaKib) << 10>>;
 
-static_assert(allocator::AllocatorCore<SignalSafe>);
+static_assert(allocator::OwnershipAwareCore<SignalSafe>);
 
 }  // namespace polymalloc::variants

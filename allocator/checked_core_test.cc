@@ -1,0 +1,178 @@
+// CheckedCore over a core of mappings only (LargeObjects): guards that catch an overflow of
+// one byte and an underflow, double free and reuse after free, junk in freed memory, the
+// periodic heap check and its setting, and a realloc that keeps the bytes.
+#include "allocator/checked_core.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cstring>
+
+#include "allocator/large_objects.h"
+
+namespace polymalloc::allocator {
+namespace {
+
+// Every block its own mapping; a heap check that fails once a test plants a problem.
+struct MappingCore {
+  static constexpr const char* kName = "mapping_core";
+  static inline LargeObjects large;
+  static inline const char* planted_problem = nullptr;
+
+  static void* allocate(std::size_t n) { return payload(large.allocate(n)); }
+  static void* allocate_zeroed(std::size_t n) { return allocate(n); }
+  static void* allocate_aligned(std::size_t alignment, std::size_t n) {
+    return payload(large.allocate(n, alignment));
+  }
+  static void deallocate(void* p, const char* call) {
+    large.check_live(Block::of_payload(p), call);
+    large.release(Block::of_payload(p));
+  }
+  static void* reallocate(void* p, std::size_t n) {
+    return payload(large.resize(Block::of_payload(p), n));
+  }
+  static std::size_t usable_size(const void* p) {
+    return LargeObjects::usable_size(Block::of_payload(const_cast<void*>(p)));
+  }
+  static bool owns(const void* p) { return large.owns(Block::of_payload(const_cast<void*>(p))); }
+  static bool freed_mapping(const void* p) {
+    return large.freed(Block::of_payload(const_cast<void*>(p)));
+  }
+  static bool trim(std::size_t) { return false; }
+  static Statistics statistics() { return {}; }
+  static const char* check_heap(const void** where) {
+    if (planted_problem != nullptr && where != nullptr) *where = &planted_problem;
+    return planted_problem;
+  }
+  static void prepare_fork() {}
+  static void after_fork_in_parent() {}
+  static void after_fork_in_child() {}
+
+ private:
+  static void* payload(Block* b) { return b != nullptr ? b->payload() : nullptr; }
+};
+
+using Checked = CheckedCore<MappingCore>;
+static_assert(AllocatorCore<Checked>);
+
+std::string report(const char* call, const char* problem) {
+  return std::string("^polymalloc: ") + call + "\\(\\): " + problem;
+}
+
+class CheckedCoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+};
+
+TEST_F(CheckedCoreTest, BlocksHoldTheirBytesAndReportTheRequestedSize) {
+  for (std::size_t n : {std::size_t{1}, std::size_t{100}, std::size_t{4096}}) {
+    auto* p = static_cast<unsigned char*>(Checked::allocate(n));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 16, 0u);
+    EXPECT_EQ(Checked::usable_size(p), n);
+    std::memset(p, 0x5a, n);
+    Checked::deallocate(p, "free");
+  }
+  auto* aligned = static_cast<unsigned char*>(Checked::allocate_aligned(4096, 300));
+  ASSERT_NE(aligned, nullptr);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(aligned) % 4096, 0u);
+  EXPECT_EQ(Checked::usable_size(aligned), 300u);
+  Checked::deallocate(aligned, "free");
+}
+
+TEST_F(CheckedCoreTest, ReallocMovesAndKeepsTheBytes) {
+  auto* p = static_cast<unsigned char*>(Checked::allocate(50));
+  ASSERT_NE(p, nullptr);
+  for (int i = 0; i < 50; ++i) p[i] = static_cast<unsigned char>(i);
+  auto* q = static_cast<unsigned char*>(Checked::reallocate(p, 5000));
+  ASSERT_NE(q, nullptr);
+  EXPECT_NE(q, p);
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(q[i], i);
+  EXPECT_EQ(Checked::usable_size(q), 5000u);
+  Checked::deallocate(q, "free");
+}
+
+TEST_F(CheckedCoreTest, AnOverflowOfOneByteIsReportedWithTheBlock) {
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<unsigned char*>(Checked::allocate(100));
+        p[100] = 0;  // one past the end, inside the inner block's slack
+        Checked::deallocate(p, "free");
+      },
+      report("free",
+             "buffer overflow: the bytes just past the end of 0x[0-9a-f]+ \\(a block "
+             "of 100 bytes\\)\n$"));
+}
+
+TEST_F(CheckedCoreTest, AnUnderflowIsReportedAsACorruptedHeader) {
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<unsigned char*>(Checked::allocate(100));
+        p[-3] ^= 1;
+        Checked::usable_size(p);
+      },
+      report("malloc_usable_size", "corrupted header of 0x[0-9a-f]+\n$"));
+}
+
+TEST_F(CheckedCoreTest, DoubleFreeAndUseAfterFreeAreReported) {
+  EXPECT_DEATH(
+      {
+        void* p = Checked::allocate(100);
+        Checked::deallocate(p, "free");
+        Checked::deallocate(p, "free");
+      },
+      report("free", "double free of 0x[0-9a-f]+\n$"));
+  EXPECT_DEATH(
+      {
+        void* p = Checked::allocate_aligned(1 << 16, 100);
+        Checked::deallocate(p, "free");
+        Checked::reallocate(p, 200);
+      },
+      report("realloc", "freed pointer 0x[0-9a-f]+\n$"));
+  EXPECT_DEATH(
+      {
+        alignas(16) static char not_a_block[64];
+        Checked::deallocate(not_a_block + 32, "free");
+      },
+      report("free", "invalid pointer 0x[0-9a-f]+\n$"));
+}
+
+// A core that copies what it is handed to free, to show what a freed block holds.
+struct SpyCore : MappingCore {
+  static inline unsigned char seen[64];
+  static void deallocate(void* p, const char* call) {
+    std::memcpy(seen, static_cast<unsigned char*>(p) + kCheckedClientOffset, sizeof(seen));
+    MappingCore::deallocate(p, call);
+  }
+};
+
+TEST_F(CheckedCoreTest, FreedBytesAreJunkFilledBeforeTheInnerCoreSeesThem) {
+  using CheckedSpy = CheckedCore<SpyCore>;
+  auto* p = static_cast<unsigned char*>(CheckedSpy::allocate(64));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 0x11, 64);
+  CheckedSpy::deallocate(p, "free");
+  for (unsigned char byte : SpyCore::seen) ASSERT_EQ(byte, Checked::kJunk);
+}
+
+TEST_F(CheckedCoreTest, TheHeapCheckRunsEveryIntervalCalls) {
+  // POLYMALLOC_CHECK_INTERVAL=8 (the test's environment, see BUILD.bazel).
+  EXPECT_DEATH(
+      {
+        MappingCore::planted_problem = "planted problem";
+        for (int i = 0; i < 8; ++i) Checked::deallocate(Checked::allocate(16), "free");
+      },
+      report("(malloc|free)", "heap check failed: planted problem at 0x[0-9a-f]+\n$"));
+}
+
+TEST_F(CheckedCoreTest, AMalformedIntervalStopsTheProcess) {
+  EXPECT_DEATH(
+      {
+        setenv(Checked::kCheckIntervalVariable, "often", 1);
+        Checked::allocate(16);
+      },
+      "^polymalloc: POLYMALLOC_CHECK_INTERVAL=often is not a count of calls \\(0: never\\)\n$");
+}
+
+}  // namespace
+}  // namespace polymalloc::allocator
