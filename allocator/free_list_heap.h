@@ -258,18 +258,19 @@ class FreeListHeap {
 
   // Whether the boundary tags around b, a block the client says is live, agree (a buffer
   // overflow that wrote over b's header, or a pointer into the middle of a block, breaks
-  // them): b is 16-byte aligned, its right neighbour lies in the heap and does not take b
-  // for free, and a free left neighbour is where b's prev_size says and that big. The same
-  // checks as glibc's free() ("invalid size", "corrupted size vs. prev_size").
-  POLYMALLOC_UNCHECKED_BY_ASAN bool tags_agree(const Block* b) const {
+  // them): its right neighbour lies in the heap and does not take b for free, and a free
+  // left neighbour is where b's prev_size says and that big. The same checks as glibc's
+  // free() ("invalid size", "corrupted size vs. prev_size"). b is 16-byte aligned in the heap.
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool tags_agree(const Block* b) const {
     const auto address = reinterpret_cast<std::uintptr_t>(b);
-    if (address % 16 != 0 || b->size() == 0 || b->size() > SIZE_MAX - address) return false;
-    const Block* right = const_cast<Block*>(b)->right();
-    if (!contains(right) || right->prev_free()) return false;
-    if (!b->prev_free()) return true;
-    if (b->prev_size == 0 || b->prev_size > address) return false;
-    const Block* left = const_cast<Block*>(b)->left();
-    return contains(left) && left->size() == b->prev_size && !left->in_use();
+    const std::size_t header = b->size_flags;
+    const std::uintptr_t right = address + Block::size_in(header);
+    // One compare catches a size of 0 and one that wraps; contains() the rest.
+    if (right <= address || !contains(reinterpret_cast<const void*>(right))) [[unlikely]]
+      return false;
+    if (Block::at(reinterpret_cast<void*>(right))->prev_free()) [[unlikely]]
+      return false;
+    return (header & Block::kPrevFree) == 0 || left_tags_agree(b);
   }
 
   const Stats& stats() const { return stats_; }
@@ -292,6 +293,14 @@ class FreeListHeap {
   POLYMALLOC_UNCHECKED_BY_ASAN static Block* fence_of(const RegionInfo* r) {
     return Block::at(reinterpret_cast<void*>(r->end - Block::kHeaderBytes));
   }
+  // tags_agree()'s check of a free left neighbour.
+  [[gnu::noinline]] POLYMALLOC_UNCHECKED_BY_ASAN bool left_tags_agree(const Block* b) const {
+    const auto address = reinterpret_cast<std::uintptr_t>(b);
+    if (b->prev_size == 0 || b->prev_size > address) return false;
+    const Block* left = const_cast<Block*>(b)->left();
+    return contains(left) && left->size() == b->prev_size && !left->in_use();
+  }
+
   // The free block just below the newest region's fence, or nullptr.
   POLYMALLOC_UNCHECKED_BY_ASAN Block* top_free_block() const {
     if (top_ == nullptr) return nullptr;
