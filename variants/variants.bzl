@@ -96,6 +96,49 @@ def variant_preload_test(name, srcs, **kwargs):
         tests.append(":%s_%s" % (name, variant))
     native.test_suite(name = name, tests = tests)
 
+def _valgrind_on_transition_impl(settings, attr):
+    return {"//allocator:valgrind": "on"}
+
+_valgrind_on_transition = transition(
+    implementation = _valgrind_on_transition_impl,
+    inputs = [],
+    outputs = ["//allocator:valgrind"],
+)
+
+def _valgrind_build_impl(ctx):
+    files = ctx.attr.target[0][DefaultInfo].files
+    return [DefaultInfo(files = files, runfiles = ctx.runfiles(transitive_files = files))]
+
+# The files of `target` as built with --//allocator:valgrind=on, whatever the build says.
+_valgrind_build = rule(
+    implementation = _valgrind_build_impl,
+    attrs = {
+        "target": attr.label(cfg = _valgrind_on_transition, mandatory = True),
+        "_allowlist_function_transition": attr.label(
+            default = "@bazel_tools//tools/allowlists/function_transition_allowlist",
+        ),
+    },
+)
+
+def variant_memcheck_test(name, srcs, program, **kwargs):
+    """One sh_test per implemented variant, run as `srcs[0] PROGRAM LIBRARY VARIANT`, where
+    LIBRARY is the variant's LD_PRELOAD-able object built with --//allocator:valgrind=on (by a
+    configuration transition, so the test needs no flag) and PROGRAM a binary to run under it."""
+    tests = []
+    for variant in IMPLEMENTED_VARIANTS:
+        library = "%s_library_%s" % (name, variant)
+        _valgrind_build(name = library, target = VARIANT_LIBRARIES[variant])
+        native.sh_test(
+            name = "%s_%s" % (name, variant),
+            srcs = srcs,
+            args = ["$(rootpath %s)" % program, "$(rootpath :%s)" % library, variant],
+            data = [program, ":" + library],
+            env = VARIANTS[variant].test_env,
+            **kwargs
+        )
+        tests.append(":%s_%s" % (name, variant))
+    native.test_suite(name = name, tests = tests)
+
 def variant_cc_benchmark(name, deps = [], **kwargs):
     """One benchmark binary per implemented variant, named <name>_<variant>."""
     for variant in IMPLEMENTED_VARIANTS:
