@@ -27,7 +27,7 @@ class LlscStack {
     const std::uintptr_t tagged = head_.tag_unreserved(address);
     std::uintptr_t seen = head_.load_acquire();
     do {
-      store_relaxed(link_of(node), seen);
+      write_link(node, seen);
     } while (!head_.cas_seq_cst(seen, tagged));
   }
 

@@ -13,14 +13,28 @@ namespace polymalloc::atomics {
 // the life of the stack: a pop may read the link of an element another thread just took.
 inline constexpr std::uintptr_t kStackNodeAlignment = 16;
 
-inline std::uintptr_t* link_of(void* node) { return static_cast<std::uintptr_t*>(node); }
+// Links are stored mangled (safe-linking, as glibc does for its free lists): XORed with the
+// element's own address >> 12. A stray write over an element's link (a use after free of the
+// memory it lives in) then yields an address nobody chose, most often a misaligned one that a
+// pop recognises, instead of one that steers the next pop wherever the writer wanted.
+inline std::uintptr_t mangle_link(const void* node, std::uintptr_t link) {
+  return link ^ (reinterpret_cast<std::uintptr_t>(node) >> 12);
+}
+
+inline void write_link(void* node, std::uintptr_t link) {
+  store_relaxed(static_cast<std::uintptr_t*>(node), mangle_link(node, link));
+}
 
 // The link is read speculatively by pops that may lose the race for the element, while its
 // new owner writes it as ordinary memory. The loser's value is never used (its CAS fails),
 // so this read is a benign race, hidden from ThreadSanitizer on purpose.
 [[gnu::no_sanitize_thread]] inline std::uintptr_t read_link_speculatively(void* node) {
-  return *static_cast<volatile std::uintptr_t*>(node);
+  return mangle_link(node, *static_cast<volatile std::uintptr_t*>(node));
 }
+
+// Stops the process with a one-line report: the link of `node`, read while node was still the
+// top of its stack, demangled to `link`, which no element can have (it was written over).
+[[noreturn, gnu::cold]] void report_corrupted_link(const void* node, std::uintptr_t link);
 
 template <class S>
 concept AbaSafeStack = requires(S s, void* node) {

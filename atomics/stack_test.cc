@@ -121,6 +121,43 @@ TYPED_TEST(StackTest, PopsInLifoOrder) {
   EXPECT_EQ(stack.pop(), nullptr);
 }
 
+TYPED_TEST(StackTest, LinksAreStoredMangledWithTheirOwnAddress) {
+  TypeParam stack;
+  auto nodes = this->make_nodes(2);
+  stack.push(nodes[0].get());
+  stack.push(nodes[1].get());
+  EXPECT_NE(nodes[1]->link, reinterpret_cast<std::uintptr_t>(nodes[0].get()) & ~std::uintptr_t{15})
+      << "the link is stored as the plain address";
+  EXPECT_EQ(stack.pop(), nodes[1].get());
+  EXPECT_EQ(stack.pop(), nodes[0].get());
+}
+
+// An element's link written over while it sits on the stack (a use after free of its memory)
+// is reported by the pop that reads it, not followed. Only the versioned stacks can tell: the
+// LL/SC stack keeps tag bits in its links' alignment bits.
+template <class S>
+class VersionedStackTest : public StackTest<S> {};
+using VersionedStacks =
+    ::testing::Types<VersionedStack<NativeDoubleCas>, VersionedStack<LockTableDoubleCas>>;
+TYPED_TEST_SUITE(VersionedStackTest, VersionedStacks, StackNames);
+
+TYPED_TEST(VersionedStackTest, AnOverwrittenLinkIsReportedByThePopThatReadsIt) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        TypeParam stack;
+        auto nodes = this->make_nodes(2);
+        stack.push(nodes[0].get());
+        stack.push(nodes[1].get());
+        // Bytes that demangle to a misaligned link (15 in 16 random writes do).
+        nodes[1]->link = mangle_link(nodes[1].get(), 0x4141414141414141u);
+        stack.pop();
+        stack.pop();
+      },
+      "^polymalloc: malloc\\(\\): corrupted free list \\(a freed block was written to\\): "
+      "link to 0x[0-9a-f]+ in 0x[0-9a-f]+\n$");
+}
+
 TYPED_TEST(StackTest, StormOverOneToManyThreadsLosesAndDuplicatesNothing) {
   const int max_threads = std::max(4, 2 * static_cast<int>(std::thread::hardware_concurrency()));
   constexpr int kNodes = 64;

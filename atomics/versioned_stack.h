@@ -24,7 +24,7 @@ class VersionedStack {
     const auto address = reinterpret_cast<std::uintptr_t>(node);
     DoubleWord seen = load_halves_acquire(&head_);
     do {
-      store_relaxed(link_of(node), seen.lo);
+      write_link(node, seen.lo);
     } while (!D::cas_seq_cst(&head_, seen, DoubleWord{address, seen.hi + 1}));
   }
 
@@ -34,6 +34,11 @@ class VersionedStack {
       if (seen.lo == 0) return nullptr;
       void* top = reinterpret_cast<void*>(seen.lo);
       const std::uintptr_t next = read_link_speculatively(top);
+      if (next % kStackNodeAlignment != 0) [[unlikely]] {
+        check_link(seen, top, next);
+        seen = load_halves_acquire(&head_);
+        continue;
+      }
       if (D::cas_seq_cst(&head_, seen, DoubleWord{next, seen.hi + 1})) return top;
     }
   }
@@ -52,6 +57,14 @@ class VersionedStack {
   }
 
  private:
+  // A misaligned link is either a stale read (top was popped and reused meanwhile: the head
+  // has moved on) or top's real link, overwritten while top sat on the stack (the head, and
+  // its version, are still as seen). The latter is reported.
+  [[gnu::noinline]] void check_link(DoubleWord seen, void* top, std::uintptr_t next) {
+    const DoubleWord now = load_halves_acquire(&head_);
+    if (now.lo == seen.lo && now.hi == seen.hi) report_corrupted_link(top, next);
+  }
+
   DoubleWord head_;  // lo: top element (0 when empty); hi: version
 };
 
