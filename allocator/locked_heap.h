@@ -72,14 +72,7 @@ class LockedHeap {
   // *fresh (nullptr if that failed) and returns nullptr; the caller copies outside the lock.
   void* resize_or_allocate(Block* b, std::size_t block, Block** fresh) {
     Guard guard(lock_);
-    if (!b->live()) {
-      guard.unlock_now();
-      report_misuse("realloc", "freed pointer", b->payload());
-    }
-    if (!heap_.tags_agree(b)) {
-      guard.unlock_now();
-      report_misuse("realloc", "corrupted header of", b->payload());
-    }
+    check_held(b, "realloc", "freed pointer", [&guard] { guard.unlock_now(); });
     if (block <= b->size()) {
       heap_.shrink_in_place(b, block);
       return b->payload();
@@ -121,16 +114,26 @@ class LockedHeap {
  private:
   // The lock is released (`unlock`) before a misuse report, so that nothing the abort path
   // runs can deadlock on it.
+  //
+  // Reports `call`'s misuse unless the client holds b (else `if_freed`) and its boundary
+  // tags agree with its neighbours (else a corrupted header).
   template <class Unlock>
-  [[gnu::always_inline]] void release_checked(Block* b, const char* call, Unlock unlock) {
-    if (!b->live()) {
+  [[gnu::always_inline]] void check_held(const Block* b, const char* call, const char* if_freed,
+                                         Unlock unlock) {
+    void* payload = const_cast<Block*>(b)->payload();
+    if (!b->live()) [[unlikely]] {
       unlock();
-      report_misuse(call, "double free of", b->payload());
+      report_misuse(call, if_freed, payload);
     }
     if (!heap_.tags_agree(b)) [[unlikely]] {
       unlock();
-      report_misuse(call, "corrupted header of", b->payload());
+      report_misuse(call, "corrupted header of", payload);
     }
+  }
+
+  template <class Unlock>
+  [[gnu::always_inline]] void release_checked(Block* b, const char* call, Unlock unlock) {
+    check_held(b, call, "double free of", unlock);
     const std::size_t keep = b->size() > kTrimKeepBytes ? b->size() : kTrimKeepBytes;
     const std::size_t trim_at = keep + kTrimThresholdBytes - kTrimKeepBytes;
     // Only a free block this big can be the top worth trimming: one compare in the common case.

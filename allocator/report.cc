@@ -49,11 +49,19 @@ void LineWriter::write_to(int fd) const {
   }
 }
 
+namespace {
+
+// A report line begun with "polymalloc: <call>(): ".
+LineWriter call_report(const char* call) {
+  LineWriter line;
+  line.text("polymalloc: ").text(call).text("(): ");
+  return line;
+}
+
+}  // namespace
+
 void report_misuse(const char* call, const char* problem, const void* pointer) {
-  LineWriter()
-      .text("polymalloc: ")
-      .text(call)
-      .text("(): ")
+  call_report(call)
       .text(problem)
       .text(" ")
       .hex(reinterpret_cast<std::uintptr_t>(pointer))
@@ -64,10 +72,7 @@ void report_misuse(const char* call, const char* problem, const void* pointer) {
 
 void report_damaged_block(const char* call, const char* problem, const void* block,
                           std::size_t bytes) {
-  LineWriter()
-      .text("polymalloc: ")
-      .text(call)
-      .text("(): ")
+  call_report(call)
       .text(problem)
       .text(" ")
       .hex(reinterpret_cast<std::uintptr_t>(block))
@@ -79,10 +84,8 @@ void report_damaged_block(const char* call, const char* problem, const void* blo
 }
 
 void report_failed_check(const char* call, const char* problem, const void* where) {
-  LineWriter()
-      .text("polymalloc: ")
-      .text(call)
-      .text("(): heap check failed: ")
+  call_report(call)
+      .text("heap check failed: ")
       .text(problem)
       .text(" at ")
       .hex(reinterpret_cast<std::uintptr_t>(where))
