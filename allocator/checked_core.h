@@ -78,12 +78,8 @@ class CheckedCore {
   // Always moves (copies into a fresh block and frees the old one): a stale pointer to the
   // old block is then a use after free that the junk shows.
   static void* reallocate(void* p, std::size_t n) {
-    const Guard g = checked(p, "realloc");
-    void* fresh = allocate(n);
-    if (fresh == nullptr) return nullptr;
-    std::memcpy(fresh, p, g.bytes < n ? g.bytes : n);
-    deallocate(p, "realloc");
-    return fresh;
+    checked(p, "realloc");  // first: a damaged or freed block is realloc's misuse
+    return move_to_fresh<CheckedCore>(allocate(n), p, n);
   }
 
   // The requested size: the tail guard starts right after it.

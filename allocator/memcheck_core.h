@@ -15,7 +15,6 @@
 #include <valgrind/memcheck.h>  // Debian: valgrind (bazelw installs it)
 
 #include <cstddef>
-#include <cstring>
 
 #include "allocator/core.h"
 
@@ -47,12 +46,7 @@ class MemcheckCore {
   }
 
   static void* reallocate(void* p, std::size_t n) {
-    void* fresh = allocate(n);
-    if (fresh == nullptr) return nullptr;
-    const std::size_t old_bytes = usable_size(p);
-    std::memcpy(fresh, p, old_bytes < n ? old_bytes : n);
-    deallocate(p, "realloc");
-    return fresh;
+    return move_to_fresh<MemcheckCore>(allocate(n), p, n);
   }
 
   static std::size_t usable_size(const void* p) {
