@@ -79,22 +79,28 @@ def variant_cc_fuzzer(name, srcs, corpus, deps = [], **kwargs):
         tests.append(":%s_corpus_test_%s" % (name, variant))
     native.test_suite(name = name + "_corpus_test", tests = tests)
 
-def variant_preload_test(name, srcs, **kwargs):
-    """One sh_test per implemented variant, run as `srcs[0] LIBRARY VARIANT` where LIBRARY is
-    the variant's LD_PRELOAD-able shared object."""
+def _variant_sh_tests(name, srcs, libraries, program = None, **kwargs):
+    """One sh_test per implemented variant, run as `srcs[0] [PROGRAM] LIBRARY VARIANT`, where
+    LIBRARY is libraries[variant], a label; test_suite <name> holds them all."""
+    leading = ["$(rootpath %s)" % program] if program else []
     tests = []
     for variant in IMPLEMENTED_VARIANTS:
-        library = VARIANT_LIBRARIES[variant]
+        library = libraries[variant]
         native.sh_test(
             name = "%s_%s" % (name, variant),
             srcs = srcs,
-            args = ["$(rootpath %s)" % library, variant],
-            data = [library],
+            args = leading + ["$(rootpath %s)" % library, variant],
+            data = ([program] if program else []) + [library],
             env = VARIANTS[variant].test_env,
             **kwargs
         )
         tests.append(":%s_%s" % (name, variant))
     native.test_suite(name = name, tests = tests)
+
+def variant_preload_test(name, srcs, **kwargs):
+    """One sh_test per implemented variant, run as `srcs[0] LIBRARY VARIANT` where LIBRARY is
+    the variant's LD_PRELOAD-able shared object."""
+    _variant_sh_tests(name, srcs, VARIANT_LIBRARIES, **kwargs)
 
 def _valgrind_on_transition_impl(settings, attr):
     return {"//allocator:valgrind": "on"}
@@ -124,20 +130,12 @@ def variant_memcheck_test(name, srcs, program, **kwargs):
     """One sh_test per implemented variant, run as `srcs[0] PROGRAM LIBRARY VARIANT`, where
     LIBRARY is the variant's LD_PRELOAD-able object built with --//allocator:valgrind=on (by a
     configuration transition, so the test needs no flag) and PROGRAM a binary to run under it."""
-    tests = []
+    libraries = {}
     for variant in IMPLEMENTED_VARIANTS:
         library = "%s_library_%s" % (name, variant)
         _valgrind_build(name = library, target = VARIANT_LIBRARIES[variant])
-        native.sh_test(
-            name = "%s_%s" % (name, variant),
-            srcs = srcs,
-            args = ["$(rootpath %s)" % program, "$(rootpath :%s)" % library, variant],
-            data = [program, ":" + library],
-            env = VARIANTS[variant].test_env,
-            **kwargs
-        )
-        tests.append(":%s_%s" % (name, variant))
-    native.test_suite(name = name, tests = tests)
+        libraries[variant] = ":" + library
+    _variant_sh_tests(name, srcs, libraries, program = program, **kwargs)
 
 def variant_cc_benchmark(name, deps = [], **kwargs):
     """One benchmark binary per implemented variant, named <name>_<variant>."""
