@@ -17,7 +17,9 @@ namespace {
 using platform::FaultInjection;
 using platform::ReservedRange;
 
-constexpr std::size_t kReservation = std::size_t{256} << 20;
+// Which pages are a test heap's (each test's heap takes fresh pages, so one tag serves).
+platform::PageMap pages;
+constexpr std::uint16_t kTag = 1;
 
 #define EXPECT_HEAP_OK(heap)                                   \
   do {                                                         \
@@ -27,7 +29,7 @@ constexpr std::size_t kReservation = std::size_t{256} << 20;
   } while (0)
 
 TEST(FreeListHeapTest, BlocksAreAlignedDistinctAndUsable) {
-  FreeListHeap<ReservedRange> heap(kReservation);
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
   std::vector<Block*> blocks;
   for (std::size_t size = 32; size <= 4096; size *= 2) {
     Block* b = heap.allocate(size);
@@ -45,7 +47,7 @@ TEST(FreeListHeapTest, BlocksAreAlignedDistinctAndUsable) {
 }
 
 TEST(FreeListHeapTest, FreeCoalescesWithBothNeighbours) {
-  FreeListHeap<ReservedRange> heap(kReservation);
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
   Block* a = heap.allocate(64);
   Block* b = heap.allocate(64);
   Block* c = heap.allocate(64);
@@ -67,7 +69,7 @@ TEST(FreeListHeapTest, FreeCoalescesWithBothNeighbours) {
 }
 
 TEST(FreeListHeapTest, GrowInPlaceAbsorbsAFreeRightNeighbourOnly) {
-  FreeListHeap<ReservedRange> heap(kReservation);
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
   Block* a = heap.allocate(64);
   Block* b = heap.allocate(128);
   Block* c = heap.allocate(64);
@@ -87,7 +89,7 @@ TEST(FreeListHeapTest, GrowInPlaceAbsorbsAFreeRightNeighbourOnly) {
 }
 
 TEST(FreeListHeapTest, AlignedBlocksFreeTheirLeadAndTail) {
-  FreeListHeap<ReservedRange> heap(kReservation);
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
   Block* skew = heap.allocate(48);  // so the next payload is not naturally aligned
   for (std::size_t alignment = 32; alignment <= (std::size_t{1} << 20); alignment *= 2) {
     Block* b = heap.allocate_aligned(64, alignment);
@@ -105,7 +107,7 @@ TEST(FreeListHeapTest, AlignedBlocksFreeTheirLeadAndTail) {
 }
 
 TEST(FreeListHeapTest, GrowIntoNeighboursMovesThePayloadDown) {
-  FreeListHeap<ReservedRange> heap(kReservation);
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
   Block* left = heap.allocate(256);
   Block* b = heap.allocate(64);
   Block* guard = heap.allocate(64);
@@ -126,7 +128,7 @@ TEST(FreeListHeapTest, GrowIntoNeighboursMovesThePayloadDown) {
 }
 
 TEST(FreeListHeapTest, TopFreeBytesAndReleasedPages) {
-  FreeListHeap<ReservedRange> heap(kReservation);
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
   Block* bottom = heap.allocate(64);
   Block* middle = heap.allocate(std::size_t{1} << 20);
   Block* top = heap.allocate(64);
@@ -142,7 +144,7 @@ TEST(FreeListHeapTest, TopFreeBytesAndReleasedPages) {
 }
 
 TEST(FreeListHeapTest, TrimGivesTheFreeTopBack) {
-  FreeListHeap<ReservedRange> heap(kReservation);
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
   std::vector<Block*> blocks;
   for (int i = 0; i < 2000; ++i) blocks.push_back(heap.allocate(4096));
   const std::size_t committed = heap.stats().committed_bytes;
@@ -166,7 +168,7 @@ TEST(FreeListHeapTest, TrimGivesTheFreeTopBack) {
 }
 
 TEST(FreeListHeapTest, RefusedGrowthReturnsNullAndLeavesTheHeapWhole) {
-  FreeListHeap<ReservedRange> heap(kReservation);
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
   Block* first = heap.allocate(64);
   ASSERT_NE(first, nullptr);
   FaultInjection::fail_all_requests();

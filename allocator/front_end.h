@@ -19,7 +19,8 @@
 
 namespace polymalloc::allocator {
 
-// Largest alignment accepted; beyond it no request could be met anyway.
+// Largest alignment served. A larger one is still valid (any power of two is), but no
+// request could be met with it, so it fails as any unmeetable request does: ENOMEM.
 inline constexpr std::size_t kMaxAlignment = std::size_t{1} << 40;
 
 template <AllocatorCore Core>
@@ -56,10 +57,12 @@ struct FrontEnd {
     return realloc(p, bytes);
   }
 
-  // glibc's memalign: an alignment that is not a power of two is rounded up to one.
+  // glibc's memalign: an alignment that is not a power of two is rounded up to one; one that
+  // cannot be rounded up (above 2^63) is EINVAL.
   static void* memalign(std::size_t alignment, std::size_t n) {
-    if (alignment > kMaxAlignment) return fail(EINVAL);
     if (alignment <= 16) return malloc(n);
+    if (alignment > SIZE_MAX / 2 + 1) return fail(EINVAL);
+    if (alignment > kMaxAlignment) return fail_enomem();
     return Core::allocate_aligned(std::bit_ceil(alignment), n != 0 ? n : 1);
   }
 
@@ -69,19 +72,14 @@ struct FrontEnd {
     return memalign(alignment, n);
   }
 
-  // POSIX: EINVAL unless a power of two multiple of sizeof(void*); *out untouched on
-  // failure; errno is not part of the interface and is left as it was.
+  // POSIX: EINVAL unless a power of two multiple of sizeof(void*), ENOMEM for any valid one
+  // that cannot be met; *out untouched on failure. errno is not part of POSIX's interface;
+  // as glibc's, it is left alone for EINVAL and set to ENOMEM with ENOMEM (programs written
+  // against glibc read it).
   static int posix_memalign(void** out, std::size_t alignment, std::size_t n) {
-    if (!is_power_of_two(alignment) || alignment % sizeof(void*) != 0 ||
-        alignment > kMaxAlignment) {
-      return EINVAL;
-    }
-    const int saved = errno;
+    if (!is_power_of_two(alignment) || alignment % sizeof(void*) != 0) return EINVAL;
     void* p = memalign(alignment, n);
-    if (p == nullptr) {
-      errno = saved;
-      return ENOMEM;
-    }
+    if (p == nullptr) return ENOMEM;
     *out = p;
     return 0;
   }
@@ -128,7 +126,7 @@ struct FrontEnd {
     return info;
   }
 
-  static void malloc_stats() { print_statistics(Core::statistics(), 2); }
+  static void malloc_stats() { print_malloc_stats(Core::statistics(), 2); }
 
   // C++: operator new retries through the new-handler and throws std::bad_alloc; the
   // nothrow forms return nullptr where the throwing ones would throw.

@@ -131,6 +131,7 @@ class HeapCore {
     s.mapped_bytes = large.mapped_bytes;
     s.mapped_objects = large.mapped_objects;
     s.peak_mapped_bytes = large.peak_mapped_bytes;
+    s.peak_mapped_objects = large.peak_mapped_objects;
     return s;
   }
 

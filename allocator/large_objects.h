@@ -45,6 +45,7 @@ class LargeObjects {
     std::size_t mapped_bytes = 0;
     std::size_t mapped_objects = 0;
     std::size_t peak_mapped_bytes = 0;
+    std::size_t peak_mapped_objects = 0;
   };
 
   // Whether b is the header of a live large block (from the registry: b is not read).
@@ -137,7 +138,8 @@ class LargeObjects {
 
   Stats stats() const {
     return {atomics::load_relaxed(&mapped_bytes_), atomics::load_relaxed(&mapped_objects_),
-            atomics::load_relaxed(&peak_mapped_bytes_)};
+            atomics::load_relaxed(&peak_mapped_bytes_),
+            atomics::load_relaxed(&peak_mapped_objects_)};
   }
 
  private:
@@ -185,21 +187,27 @@ class LargeObjects {
   }
 
   void count(int objects, std::size_t bytes) {
-    atomics::fetch_add_relaxed(&mapped_objects_, static_cast<std::size_t>(objects));
+    const std::size_t now =
+        atomics::fetch_add_relaxed(&mapped_objects_, static_cast<std::size_t>(objects)) + objects;
     atomics::fetch_add_relaxed(&mapped_bytes_, objects > 0 ? bytes : 0 - bytes);
-    if (objects > 0) note_peak();
+    if (objects > 0) {
+      raise_peak(&peak_mapped_objects_, now);
+      note_peak();
+    }
   }
 
-  void note_peak() {
-    const std::size_t now = atomics::load_relaxed(&mapped_bytes_);
-    std::size_t peak = atomics::load_relaxed(&peak_mapped_bytes_);
-    while (now > peak && !atomics::cas_relaxed(&peak_mapped_bytes_, peak, now)) {
+  void note_peak() { raise_peak(&peak_mapped_bytes_, atomics::load_relaxed(&mapped_bytes_)); }
+
+  static void raise_peak(std::size_t* peak, std::size_t now) {
+    std::size_t seen = atomics::load_relaxed(peak);
+    while (now > seen && !atomics::cas_relaxed(peak, seen, now)) {
     }
   }
 
   std::size_t mapped_bytes_ = 0;
   std::size_t mapped_objects_ = 0;
   std::size_t peak_mapped_bytes_ = 0;
+  std::size_t peak_mapped_objects_ = 0;
   platform::PageMap registry_;
 };
 

@@ -39,6 +39,13 @@ class LockedHeap {
   // Lock-free: whether p lies in this heap's committed memory.
   bool contains(const void* p) const { return heap_.contains(p); }
 
+  // Where the heap's page source should start, before its first allocation (the source's
+  // place(): a share of an area of address space the caller found free).
+  void place(void* start, std::size_t bytes) {
+    Guard guard(lock_);
+    heap_.source().place(start, bytes);
+  }
+
   atomics::Spinlock& lock() { return lock_; }
   // The heap itself, for a caller holding lock() (e.g. to hand a source its range).
   FreeListHeap<Source, QuickMaxBlock>& heap() { return heap_; }

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "platform/platform.h"
+
 namespace polymalloc::allocator {
 
 LineWriter& LineWriter::text(const char* s) {
@@ -24,6 +26,13 @@ LineWriter& LineWriter::digits(std::uint64_t value, unsigned base) {
 
 LineWriter& LineWriter::decimal(std::uint64_t value) { return digits(value, 10); }
 
+LineWriter& LineWriter::decimal(std::uint64_t value, unsigned width) {
+  unsigned length = 1;
+  for (std::uint64_t rest = value / 10; rest != 0; rest /= 10) ++length;
+  for (; length < width; ++length) text(" ");
+  return decimal(value);
+}
+
 LineWriter& LineWriter::hex(std::uintptr_t value) { return text("0x").digits(value, 16); }
 
 LineWriter& LineWriter::bytes(std::uint64_t value) {
@@ -40,14 +49,9 @@ LineWriter& LineWriter::bytes(std::uint64_t value) {
   return text(" ").text(kUnits[unit]);
 }
 
-void LineWriter::write_to(int fd) const {
-  std::size_t done = 0;
-  while (done < length_) {
-    const ssize_t n = ::write(fd, buffer_ + done, length_ - done);
-    if (n <= 0) return;
-    done += static_cast<std::size_t>(n);
-  }
-}
+// Not a cancellation point: malloc_stats() in a thread with a pending cancellation request
+// must finish (a C++ frame that cannot unwind lies between here and the caller).
+void LineWriter::write_to(int fd) const { platform::os_write_all(fd, buffer_, length_); }
 
 namespace {
 
@@ -134,6 +138,21 @@ void print_statistics(const Statistics& s, int fd) {
       .text(")\n")
       .write_to(fd);
   LineWriter().text("  total in use: ").bytes(s.in_use_bytes()).text("\n").write_to(fd);
+}
+
+void print_malloc_stats(const Statistics& s, int fd) {
+  auto line = [fd](const char* label, std::uint64_t value) {
+    LineWriter().text(label).text(" = ").decimal(value, 10).text("\n").write_to(fd);
+  };
+  LineWriter().text("Arena 0:\n").write_to(fd);
+  line("system bytes    ", s.heap_committed_bytes);
+  line("in use bytes    ", s.heap_in_use_bytes());
+  LineWriter().text("Total (incl. mmap):\n").write_to(fd);
+  line("system bytes    ", s.heap_committed_bytes + s.mapped_bytes);
+  line("in use bytes    ", s.in_use_bytes());
+  line("max mmap regions", s.peak_mapped_objects);
+  line("max mmap bytes  ", s.peak_mapped_bytes);
+  print_statistics(s, fd);
 }
 
 bool statistics_requested_at_exit() {

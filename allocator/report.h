@@ -29,8 +29,13 @@ inline const char* freed_block_problem(const char* call) {
   return call[0] == 'r' || call[0] == 'm' ? "freed pointer" : "double free of";
 }
 
-// The statistics as a few human-readable lines (malloc_stats(), POLYMALLOC_STATS=1).
+// The statistics as a few human-readable lines (POLYMALLOC_STATS=1).
 void print_statistics(const Statistics& stats, int fd);
+
+// malloc_stats(): glibc's lines first, in glibc's layout (one arena for the heap, then the
+// totals with the mapping peaks), which programs and glibc's own tests read; then
+// print_statistics()'s.
+void print_malloc_stats(const Statistics& stats, int fd);
 
 // Whether the environment asks for statistics at exit (POLYMALLOC_STATS set and not "0").
 bool statistics_requested_at_exit();
@@ -41,6 +46,8 @@ class LineWriter {
  public:
   LineWriter& text(const char* s);
   LineWriter& decimal(std::uint64_t value);
+  // Right-aligned in `width` characters (printf's %10lu).
+  LineWriter& decimal(std::uint64_t value, unsigned width);
   LineWriter& hex(std::uintptr_t value);
   // Bytes with a binary-prefix unit, e.g. "12.5 MiB".
   LineWriter& bytes(std::uint64_t value);

@@ -61,6 +61,37 @@ TEST(ReportTest, StatisticsSummaryNamesTheVariantAndTotals) {
   EXPECT_NE(out.find("total in use: 5.0 MiB"), std::string::npos) << out;
 }
 
+TEST(ReportTest, MallocStatsBeginsWithGlibcsLines) {
+  Statistics s;
+  s.variant = "test_variant";
+  s.heap_committed_bytes = 4 << 20;
+  s.heap_free_bytes = 1 << 20;
+  s.mapped_bytes = 2 << 20;
+  s.mapped_objects = 1;
+  s.peak_mapped_bytes = 3 << 20;
+  s.peak_mapped_objects = 2;
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  print_malloc_stats(s, fds[1]);
+  close(fds[1]);
+  char buffer[4096] = {};
+  const ssize_t n = read(fds[0], buffer, sizeof(buffer) - 1);
+  close(fds[0]);
+  ASSERT_GT(n, 0);
+  const std::string out(buffer);
+  EXPECT_EQ(out.find("Arena 0:\n"
+                     "system bytes     =    4194304\n"
+                     "in use bytes     =    3145728\n"
+                     "Total (incl. mmap):\n"
+                     "system bytes     =    6291456\n"
+                     "in use bytes     =    5242880\n"
+                     "max mmap regions =          2\n"
+                     "max mmap bytes   =    3145728\n"
+                     "polymalloc test_variant statistics\n"),
+            0u)
+      << out;
+}
+
 TEST(ReportDeathTest, MisuseIsOneLineThenAbort) {
   EXPECT_DEATH(report_misuse("free", "double free of", reinterpret_cast<void*>(0x1230)),
                "^polymalloc: free\\(\\): double free of 0x1230\n$");

@@ -17,6 +17,7 @@ struct Statistics {
   std::size_t mapped_bytes = 0;         // large blocks, each its own mapping
   std::size_t mapped_objects = 0;
   std::size_t peak_mapped_bytes = 0;
+  std::size_t peak_mapped_objects = 0;
 
   std::size_t heap_in_use_bytes() const { return heap_committed_bytes - heap_free_bytes; }
   std::size_t in_use_bytes() const { return heap_in_use_bytes() + mapped_bytes; }

@@ -96,6 +96,17 @@ void* os_reserve(std::size_t bytes) {
       raw_mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE));
 }
 
+void* os_reserve_at(void* address, std::size_t bytes) {
+  if (refused()) return nullptr;
+  // Kernels before 4.17 take MAP_FIXED_NOREPLACE for a hint and may map elsewhere.
+  void* got = map_result(raw_mmap(address, bytes, PROT_NONE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE));
+  if (got == nullptr || got == address) return got;
+  raw_munmap(got, bytes);
+  errno = EEXIST;
+  return nullptr;
+}
+
 bool os_unmap(void* address, std::size_t bytes) {
   // Never injected: giving memory back must not be made to fail by the seam, and callers
   // cannot do anything useful about a failed munmap.
@@ -140,6 +151,18 @@ bool os_break_set(std::uintptr_t new_break) {
   if (result != new_break) {
     errno = ENOMEM;
     return false;
+  }
+  return true;
+}
+
+bool os_write_all(int fd, const void* bytes, std::size_t length) {
+  const auto* next = static_cast<const unsigned char*>(bytes);
+  while (length != 0) {
+    const long n = syscall(SYS_write, fd, next, length);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    next += n;
+    length -= static_cast<std::size_t>(n);
   }
   return true;
 }

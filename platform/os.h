@@ -21,6 +21,9 @@ inline std::size_t round_up_to_page(std::size_t n) {
 void* os_map(std::size_t bytes);
 // Address space only (PROT_NONE, not committed, not counted against overcommit), or nullptr.
 void* os_reserve(std::size_t bytes);
+// The same at exactly `address`, or nullptr (EEXIST) if anything is mapped in the way: the
+// way a reservation grows in place. Never replaces a mapping.
+void* os_reserve_at(void* address, std::size_t bytes);
 bool os_unmap(void* address, std::size_t bytes);
 // Grows or shrinks a mapping made by os_map where it lies; false if it cannot grow there
 // (the mapping is then untouched).
@@ -37,6 +40,12 @@ bool os_release_pages(void* address, std::size_t bytes);
 // The program break: current value, and an attempt to set it (returns the new break).
 std::uintptr_t os_break_current();
 bool os_break_set(std::uintptr_t new_break);
+
+// write(2) that is not a cancellation point (a raw system call, unlike libc's write), so
+// that output the allocator writes for a thread with a pending cancellation request runs to
+// its end and leaves the request for the caller's next cancellation point, as glibc's own
+// malloc_stats does. Retries a short write; false if the descriptor refused the rest.
+bool os_write_all(int fd, const void* bytes, std::size_t length);
 
 // A per-process random word from the kernel's AT_RANDOM bytes (a fixed constant if the
 // auxiliary vector has none); never 0. No system call, no lock: any thread may ask.

@@ -15,8 +15,9 @@ std::uint32_t thread_number();
 // The CPU the caller is running on now (may change at any moment), or 0 if unknown.
 std::uint32_t current_cpu();
 
-// Whether the process has exactly one thread (glibc's __libc_single_threaded: cleared by
-// the first pthread_create, before the new thread runs; set again in a fork child).
+// Whether the process has only ever had one thread (glibc's __libc_single_threaded: cleared
+// by the first pthread_create, before the new thread runs; glibc 2.36 leaves it cleared in
+// the child of a multi-threaded parent, as it does its own fork's view of the process).
 inline bool process_is_single_threaded() { return __libc_single_threaded != 0; }
 
 // Holds `lock` for its scope unless the process is single-threaded, where no other thread
@@ -46,9 +47,17 @@ class LockUnlessSingleThreaded {
 // Number of CPUs this process may run on (at least 1).
 std::uint32_t cpu_count();
 
-// Registers handlers around fork(): `prepare` runs in the parent before the fork (take every
-// lock), `parent` after it in the parent, `child` after it in the child (release or reset
-// every lock). Returns false if they could not be registered.
+// Registers an allocator's handlers around fork(): `prepare` runs in the parent before the
+// fork (take every lock), `parent` after it in the parent, `child` after it in the child
+// (release or reset every lock). Returns false if they could not be registered.
+//
+// They run only when the process is multi-threaded, as glibc's own malloc locks are taken
+// only then: in a single-threaded process nobody else can hold a lock, and a fork from a
+// signal handler that interrupted malloc (or interrupted another fork's handlers) must not
+// wait for a lock the interrupted code holds. And they run inside the stdio list lock, which
+// `prepare` takes first, in the order glibc's fork takes its own malloc locks: a thread that
+// holds a FILE's lock (getline, fflush) may be waiting for a heap lock, and must not wait
+// for it while the forking thread holds the heap lock and waits for the stdio list.
 bool register_fork_handlers(void (*prepare)(), void (*parent)(), void (*child)());
 
 }  // namespace polymalloc::platform

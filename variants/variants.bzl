@@ -98,8 +98,9 @@ def _variant_sh_tests(name, srcs, libraries, program = None, **kwargs):
     native.test_suite(name = name, tests = tests)
 
 def variant_preload_test(name, srcs, **kwargs):
-    """One sh_test per implemented variant, run as `srcs[0] LIBRARY VARIANT` where LIBRARY is
-    the variant's LD_PRELOAD-able shared object."""
+    """One sh_test per implemented variant, run as `srcs[0] [PROGRAM] LIBRARY VARIANT` where
+    LIBRARY is the variant's LD_PRELOAD-able shared object (and PROGRAM the `program` label's
+    file, if given)."""
     _variant_sh_tests(name, srcs, VARIANT_LIBRARIES, **kwargs)
 
 def _valgrind_on_transition_impl(settings, attr):

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "allocator/allocator.h"
 #include "platform/platform.h"
@@ -38,7 +39,9 @@ class OneHeap {
   static void after_fork_in_child() { heap_.after_fork_in_child(); }
 
  private:
-  static inline constinit Heap heap_{};
+  // Which pages are the heap's (its reservation may lie in several spans).
+  static inline constinit platform::PageMap pages_{};
+  static inline constinit Heap heap_{&pages_, std::uint16_t{1}};
 };
 
 using GlobalSpinlock = allocator::HeapCore<OneHeap>;

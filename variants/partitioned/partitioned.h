@@ -7,10 +7,10 @@
 // partitions in batches. Meets allocator::AllocatorCore.
 #pragma once
 
-#include <bit>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "allocator/allocator.h"
 #include "atomics/atomics.h"
@@ -27,14 +27,21 @@ static_assert(kConfiguredPartitions >= 0 && kConfiguredPartitions <= int{kMaxPar
 // blocks would only hold memory back.
 using PartitionHeap = allocator::LockedHeap<platform::ReservedRange, allocator::kNoQuickLists>;
 
-// The partitions and the reservation they slice (at namespace level, so that it is complete
-// where Partitions defines its constinit instance).
+// The partitions, and the map of which pages each one holds (at namespace level, so that it
+// is complete where Partitions defines its constinit instance). Partition i tags its pages
+// i + 1.
 struct PartitionTable {
+  constexpr PartitionTable() : PartitionTable(std::make_index_sequence<kMaxPartitions>()) {}
+
   atomics::Spinlock setup_lock;
   std::uint32_t count = 0;  // partitions in use; published (release) once they are set up
-  unsigned shift = 0;       // each partition's slice of the reservation is 2^shift bytes
-  std::uintptr_t base = 0;  // start of partition 0's slice
+  platform::PageMap pages;
   PartitionHeap heaps[kMaxPartitions];
+
+ private:
+  template <std::size_t... I>
+  constexpr explicit PartitionTable(std::index_sequence<I...>)
+      : heaps{PartitionHeap(&pages, static_cast<std::uint16_t>(I + 1))...} {}
 };
 
 class Partitions {
@@ -46,9 +53,10 @@ class Partitions {
   using Classes = allocator::QuarterPowerClasses;
   using Caches = allocator::ThreadCaches<Partitions, Classes>;
   using ThreadCache = Caches::ThreadCache;
-  // Address space reserved for all partitions together (nothing committed until used).
-  static constexpr std::size_t kReservationBytes = std::size_t{64} << 30;
-  static constexpr std::size_t kMinimumSliceBytes = std::size_t{16} << 20;
+  // A free area of address space found for all partitions together and shared out among
+  // them as places to grow into (nothing is reserved there until a partition grows).
+  static constexpr std::size_t kAreaBytes = std::size_t{64} << 30;
+  static constexpr std::size_t kMinimumShareBytes = std::size_t{16} << 20;
 
   // Partitions to set up: the build setting, or one per CPU the process may run on.
   static unsigned partitions_wanted() {
@@ -79,13 +87,10 @@ class Partitions {
         [block, alignment](auto& heap) { return heap.allocate_aligned(block, alignment); });
   }
 
+  // One lookup: the page's tag names the partition.
   [[gnu::always_inline]] static Heap* owner_of(const void* p) {
-    const std::uint32_t count = atomics::load_acquire(&table_.count);  // then base and shift
-    const std::uintptr_t index =
-        (reinterpret_cast<std::uintptr_t>(p) - table_.base) >> table_.shift;
-    if (index >= count) return nullptr;
-    Heap& heap = table_.heaps[index];
-    return heap.contains(p) ? &heap : nullptr;
+    const std::uint16_t tag = table_.pages.get(p);
+    return tag != 0 ? &table_.heaps[tag - 1] : nullptr;
   }
 
   // A block of a cached class joins the caller's cache, whichever thread allocated it.
@@ -254,26 +259,23 @@ class Partitions {
     }
   }
 
-  // First allocation: reserves the address space and gives each partition its slice.
+  // First allocation: finds a free area of address space and gives each partition an equal
+  // share of it to grow into (the area is not kept reserved: each partition reserves its
+  // share as it grows, so address space stays in proportion to use).
   [[gnu::noinline]] static bool set_up() {
     atomics::LockGuard guard(table_.setup_lock);
     if (table_.count != 0) return true;
     const unsigned n = partitions_wanted();
-    const std::size_t slices = std::bit_ceil(n);
     std::size_t bytes = 0;
     auto* start = static_cast<unsigned char*>(
-        platform::reserve_at_most(kReservationBytes, slices * kMinimumSliceBytes, &bytes));
+        platform::reserve_at_most(kAreaBytes, n * kMinimumShareBytes, &bytes));
     if (start == nullptr) {
       errno = ENOMEM;
       return false;
     }
-    const unsigned shift = static_cast<unsigned>(std::bit_width(bytes / slices) - 1);
-    for (unsigned i = 0; i < n; ++i) {
-      table_.heaps[i].heap().source().adopt(start + (std::size_t{i} << shift),
-                                            std::size_t{1} << shift);
-    }
-    table_.base = reinterpret_cast<std::uintptr_t>(start);
-    table_.shift = shift;
+    platform::os_unmap(start, bytes);
+    const std::size_t share = bytes / n / kMinimumShareBytes * kMinimumShareBytes;
+    for (unsigned i = 0; i < n; ++i) table_.heaps[i].place(start + i * share, share);
     atomics::store_release(&table_.count, std::uint32_t{n});
     return true;
   }
