@@ -27,22 +27,19 @@ static_assert(kConfiguredPartitions >= 0 && kConfiguredPartitions <= int{kMaxPar
 // blocks would only hold memory back.
 using PartitionHeap = allocator::LockedHeap<platform::ReservedRange, allocator::kNoQuickLists>;
 
-// The partitions, and the map of which pages each one holds (at namespace level, so that it
-// is complete where Partitions defines its constinit instance). Partition i tags its pages
-// i + 1.
+// The partitions (at namespace level, so that it is complete where Partitions defines its
+// constinit instance).
 struct PartitionTable {
-  constexpr PartitionTable() : PartitionTable(std::make_index_sequence<kMaxPartitions>()) {}
-
   atomics::Spinlock setup_lock;
   std::uint32_t count = 0;  // partitions in use; published (release) once they are set up
-  platform::PageMap pages;
   PartitionHeap heaps[kMaxPartitions];
-
- private:
-  template <std::size_t... I>
-  constexpr explicit PartitionTable(std::index_sequence<I...>)
-      : heaps{PartitionHeap(&pages, static_cast<std::uint16_t>(I + 1))...} {}
 };
+
+// The table whose partition i tags its pages i + 1 in `pages`.
+template <std::size_t... I>
+constexpr PartitionTable partition_table(platform::PageMap* pages, std::index_sequence<I...>) {
+  return PartitionTable{{}, 0, {PartitionHeap(pages, static_cast<std::uint16_t>(I + 1))...}};
+}
 
 class Partitions {
  public:
@@ -89,7 +86,7 @@ class Partitions {
 
   // One lookup: the page's tag names the partition.
   [[gnu::always_inline]] static Heap* owner_of(const void* p) {
-    const std::uint16_t tag = table_.pages.get(p);
+    const std::uint16_t tag = pages_.get(p);
     return tag != 0 ? &table_.heaps[tag - 1] : nullptr;
   }
 
@@ -280,7 +277,10 @@ class Partitions {
     return true;
   }
 
-  static inline constinit PartitionTable table_{};
+  // Which partition's pages each page is.
+  static inline constinit platform::PageMap pages_{};
+  static inline constinit PartitionTable table_ =
+      partition_table(&pages_, std::make_index_sequence<kMaxPartitions>());
 };
 
 using Partitioned = allocator::HeapCore<Partitions>;
