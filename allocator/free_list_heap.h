@@ -260,13 +260,18 @@ class FreeListHeap {
   // overflow that wrote over b's header, or a pointer into the middle of a block, breaks
   // them): its right neighbour lies in the heap and does not take b for free, and a free
   // left neighbour is where b's prev_size says and that big. The same checks as glibc's
-  // free() ("invalid size", "corrupted size vs. prev_size"). b is 16-byte aligned in the heap.
+  // free() ("invalid size", "corrupted size vs. prev_size"). b is 16-byte aligned in the heap
+  // (contains(b)).
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool tags_agree(const Block* b) const {
     const auto address = reinterpret_cast<std::uintptr_t>(b);
     const std::size_t header = b->size_flags;
     const std::uintptr_t right = address + Block::size_in(header);
-    // One compare catches a size of 0 and one that wraps; contains() the rest.
-    if (right <= address || !contains(reinterpret_cast<const void*>(right))) [[unlikely]]
+    // One compare catches a size of 0 and one that wraps; contains() the rest, asked only
+    // when the right neighbour lies on another 4 KiB page than b (whose page is the heap's).
+    if (right <= address) [[unlikely]]
+      return false;
+    if (((right ^ address) >> 12) != 0 && !contains(reinterpret_cast<const void*>(right)))
+        [[unlikely]]
       return false;
     if (Block::at(reinterpret_cast<void*>(right))->prev_free()) [[unlikely]]
       return false;
