@@ -107,4 +107,10 @@ struct Block {
 
 static_assert(sizeof(Block) == 32, "the smallest block holds a header and two links");
 
+// A chain of free blocks through next_in_list, and its length.
+struct BlockChain {
+  Block* head = nullptr;
+  std::uint32_t count = 0;
+};
+
 }  // namespace polymalloc::allocator

@@ -13,6 +13,10 @@
 #include "atomics/atomics.h"
 #include "platform/platform.h"
 
+// The API: what a shared object built from polymalloc exports (variants/exports.map lists
+// the same names for the linker, which makes everything else local).
+#define POLYMALLOC_EXPORT __attribute__((visibility("default")))
+
 namespace polymalloc::allocator {
 
 // The C API as a table of functions, so one test or benchmark body can run against any
@@ -67,8 +71,10 @@ void register_fork_handlers_once() {
   X(P, Core, void, malloc_stats, (), ())
 
 #define POLYMALLOC_DECLARE_ONE(P, Core, R, name, params, args) R P##name params noexcept;
-#define POLYMALLOC_DEFINE_ONE(P, Core, R, name, params, args) \
-  R P##name params noexcept { return ::polymalloc::allocator::FrontEnd<Core>::name args; }
+#define POLYMALLOC_DEFINE_ONE(P, Core, R, name, params, args)   \
+  POLYMALLOC_EXPORT R P##name params noexcept {                 \
+    return ::polymalloc::allocator::FrontEnd<Core>::name args; \
+  }
 #define POLYMALLOC_TABLE_ENTRY(P, Core, R, name, params, args) &P##name,
 
 // Declares polymalloc_<variant>_malloc … for prefix P (e.g. polymalloc_global_spinlock_).
@@ -92,17 +98,17 @@ void register_fork_handlers_once() {
   }
 
 // A variant's prefixed API: polymalloc_<variant>_malloc … and _check_heap.
-#define POLYMALLOC_DEFINE_PREFIXED_API(P, Core)                       \
-  POLYMALLOC_DEFINE_C_API(P, Core)                                    \
-  extern "C" const char* P##check_heap(const void** where) noexcept { \
-    return Core::check_heap(where);                                   \
+#define POLYMALLOC_DEFINE_PREFIXED_API(P, Core)                                         \
+  POLYMALLOC_DEFINE_C_API(P, Core)                                                      \
+  extern "C" POLYMALLOC_EXPORT const char* P##check_heap(const void** where) noexcept { \
+    return Core::check_heap(where);                                                     \
   }
 
 // The process's malloc: the unprefixed C API, glibc's extras and __libc_* aliases,
 // polymalloc_check_heap/polymalloc_variant, statistics at exit, and operator new/delete.
 #define POLYMALLOC_DEFINE_PROCESS_MALLOC(Core)                                              \
   POLYMALLOC_DEFINE_C_API(, Core)                                                           \
-  extern "C" struct mallinfo mallinfo() noexcept {                                          \
+  extern "C" POLYMALLOC_EXPORT struct mallinfo mallinfo() noexcept {                        \
     return ::polymalloc::allocator::FrontEnd<Core>::mallinfo();                             \
   }                                                                                         \
   extern "C" {                                                                              \
@@ -115,42 +121,44 @@ void register_fork_handlers_once() {
   POLYMALLOC_DEFINE_ONE(__libc_, Core, void*, pvalloc, (size_t n), (n))                     \
   POLYMALLOC_DEFINE_ONE(__libc_, Core, struct mallinfo, mallinfo, (), ())                   \
   }                                                                                         \
-  extern "C" const char* polymalloc_check_heap(const void** where) noexcept {               \
+  extern "C" POLYMALLOC_EXPORT const char* polymalloc_check_heap(const void** where) noexcept { \
     return Core::check_heap(where);                                                         \
   }                                                                                         \
-  extern "C" const char* polymalloc_variant() noexcept { return Core::kName; }              \
+  extern "C" POLYMALLOC_EXPORT const char* polymalloc_variant() noexcept {                 \
+    return Core::kName;                                                                     \
+  }                                                                                         \
   __attribute__((destructor)) static void polymalloc_statistics_at_exit() {                 \
     ::polymalloc::allocator::FrontEnd<Core>::print_statistics_if_requested();               \
   }                                                                                         \
   POLYMALLOC_DEFINE_CXX_OPERATORS(::polymalloc::allocator::FrontEnd<Core>)
 
 #define POLYMALLOC_DEFINE_CXX_OPERATORS(F)                                                   \
-  void* operator new(size_t n) { return F::operator_new(n); }                               \
-  void* operator new[](size_t n) { return F::operator_new(n); }                             \
-  void* operator new(size_t n, const std::nothrow_t&) noexcept { return F::operator_new_nothrow(n); } \
-  void* operator new[](size_t n, const std::nothrow_t&) noexcept { return F::operator_new_nothrow(n); } \
-  void* operator new(size_t n, std::align_val_t a) { return F::operator_new_aligned(n, static_cast<size_t>(a)); } \
-  void* operator new[](size_t n, std::align_val_t a) { return F::operator_new_aligned(n, static_cast<size_t>(a)); } \
-  void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {        \
+  POLYMALLOC_EXPORT void* operator new(size_t n) { return F::operator_new(n); }                               \
+  POLYMALLOC_EXPORT void* operator new[](size_t n) { return F::operator_new(n); }                             \
+  POLYMALLOC_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept { return F::operator_new_nothrow(n); } \
+  POLYMALLOC_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept { return F::operator_new_nothrow(n); } \
+  POLYMALLOC_EXPORT void* operator new(size_t n, std::align_val_t a) { return F::operator_new_aligned(n, static_cast<size_t>(a)); } \
+  POLYMALLOC_EXPORT void* operator new[](size_t n, std::align_val_t a) { return F::operator_new_aligned(n, static_cast<size_t>(a)); } \
+  POLYMALLOC_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {        \
     return F::operator_new_aligned_nothrow(n, static_cast<size_t>(a));                     \
   }                                                                                         \
-  void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {      \
+  POLYMALLOC_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {      \
     return F::operator_new_aligned_nothrow(n, static_cast<size_t>(a));                     \
   }                                                                                         \
-  void operator delete(void* p) noexcept { F::operator_delete(p); }                         \
-  void operator delete[](void* p) noexcept { F::operator_delete(p); }                       \
-  void operator delete(void* p, size_t) noexcept { F::operator_delete(p); }                 \
-  void operator delete[](void* p, size_t) noexcept { F::operator_delete(p); }               \
-  void operator delete(void* p, std::align_val_t) noexcept { F::operator_delete(p); }       \
-  void operator delete[](void* p, std::align_val_t) noexcept { F::operator_delete(p); }     \
-  void operator delete(void* p, size_t, std::align_val_t) noexcept { F::operator_delete(p); } \
-  void operator delete[](void* p, size_t, std::align_val_t) noexcept { F::operator_delete(p); } \
-  void operator delete(void* p, const std::nothrow_t&) noexcept { F::operator_delete(p); }  \
-  void operator delete[](void* p, const std::nothrow_t&) noexcept { F::operator_delete(p); } \
-  void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {         \
+  POLYMALLOC_EXPORT void operator delete(void* p) noexcept { F::operator_delete(p); }                         \
+  POLYMALLOC_EXPORT void operator delete[](void* p) noexcept { F::operator_delete(p); }                       \
+  POLYMALLOC_EXPORT void operator delete(void* p, size_t n) noexcept { F::operator_delete_sized(p, n); }     \
+  POLYMALLOC_EXPORT void operator delete[](void* p, size_t n) noexcept { F::operator_delete_sized(p, n); }   \
+  POLYMALLOC_EXPORT void operator delete(void* p, std::align_val_t) noexcept { F::operator_delete(p); }       \
+  POLYMALLOC_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { F::operator_delete(p); }     \
+  POLYMALLOC_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { F::operator_delete(p); } \
+  POLYMALLOC_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { F::operator_delete(p); } \
+  POLYMALLOC_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { F::operator_delete(p); }  \
+  POLYMALLOC_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { F::operator_delete(p); } \
+  POLYMALLOC_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {         \
     F::operator_delete(p);                                                                  \
   }                                                                                         \
-  void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {       \
+  POLYMALLOC_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {       \
     F::operator_delete(p);                                                                  \
   }
 // clang-format on

@@ -19,12 +19,6 @@
 
 namespace polymalloc::allocator {
 
-// A chain of free blocks through next_in_list, and its length.
-struct BlockChain {
-  Block* head = nullptr;
-  std::uint32_t count = 0;
-};
-
 template <atomics::AbaSafeStack Stack, unsigned kClasses>
 class ClassStacks {
  public:

@@ -35,8 +35,9 @@ namespace polymalloc::allocator {
 // QuickMaxBlock: the largest block the quick lists take (kNoQuickLists: none, for a heap
 // that has thread caches in front doing that job).
 inline constexpr std::size_t kNoQuickLists = 0;
+inline constexpr std::size_t kDefaultQuickMaxBlock = std::size_t{8} << 10;
 
-template <platform::PageSource Source, std::size_t QuickMaxBlock = std::size_t{8} << 10>
+template <platform::PageSource Source, std::size_t QuickMaxBlock = kDefaultQuickMaxBlock>
 class FreeListHeap {
  public:
   // Minimum bytes requested from the source at a time, to keep system calls rare.

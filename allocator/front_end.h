@@ -150,6 +150,17 @@ struct FrontEnd {
     if (p != nullptr) Core::deallocate(p, "operator delete");
   }
 
+  // operator delete(p, n) and free_sized(p, n): a core that can takes the class from n (and
+  // checks it against the block); others free p as it is.
+  static void operator_delete_sized(void* p, std::size_t n) noexcept {
+    if (p == nullptr) return;
+    if constexpr (requires { Core::deallocate_sized(p, n, "operator delete"); }) {
+      Core::deallocate_sized(p, n != 0 ? n : 1, "operator delete");
+    } else {
+      Core::deallocate(p, "operator delete");
+    }
+  }
+
   // Statistics at exit, when POLYMALLOC_STATS asks for them (runs as a destructor function,
   // which needs no allocation to register, unlike atexit()).
   static void print_statistics_if_requested() {

@@ -24,19 +24,6 @@
 
 namespace polymalloc::allocator {
 
-// Blocks (header included, rounded to their class) this big are mappings of their own, in
-// every variant.
-inline constexpr std::size_t kLargeBlockBytes = std::size_t{1} << 20;
-
-// The block for a request under the size-class policy Classes (header included, rounded to
-// its class), or 0 when it belongs on the large-object path.
-template <class Classes>
-std::size_t class_block_for(std::size_t bytes) {
-  if (bytes > kLargeBlockBytes) return 0;
-  const std::size_t block = Classes::round_up(bytes + Block::kHeaderBytes);
-  return block < kLargeBlockBytes ? block : 0;
-}
-
 class LargeObjects {
  public:
   static constexpr std::size_t kMapped = 4;  // Block flag: the block is a mapping of its own

@@ -17,7 +17,7 @@
 
 namespace polymalloc::allocator {
 
-template <platform::PageSource Source, std::size_t QuickMaxBlock = std::size_t{8} << 10>
+template <platform::PageSource Source, std::size_t QuickMaxBlock = kDefaultQuickMaxBlock>
 class LockedHeap {
  public:
   // Once the top of the heap has this much more free than it keeps, the rest goes back. It
@@ -29,6 +29,7 @@ class LockedHeap {
 
   // Holds the lock for its scope, skipped while the process is single-threaded.
   using Guard = platform::LockUnlessSingleThreaded<atomics::Spinlock>;
+  using Heap = FreeListHeap<Source, QuickMaxBlock>;
 
   constexpr LockedHeap() : heap_() {}  // not explicit: arrays of heaps value-initialise
   template <class... Args>
@@ -46,17 +47,29 @@ class LockedHeap {
     heap_.source().place(start, bytes);
   }
 
-  atomics::Spinlock& lock() { return lock_; }
-  // The heap itself, for a caller holding lock() (e.g. to hand a source its range).
-  FreeListHeap<Source, QuickMaxBlock>& heap() { return heap_; }
+  // Runs f(Heap&) under the lock and returns what it returns.
+  template <class F>
+  [[gnu::always_inline]] auto locked(F f) {
+    Guard guard(lock_);
+    return f(heap_);
+  }
+
+  // The same if no other thread holds the lock now: true and *result set, or false (f not
+  // run). A caller with several heaps to choose from takes one that is free.
+  template <class F, class R>
+  bool try_locked(F f, R* result) {
+    if (platform::process_is_single_threaded()) {
+      *result = f(heap_);
+      return true;
+    }
+    if (!lock_.try_lock()) return false;
+    *result = f(heap_);
+    lock_.unlock();
+    return true;
+  }
 
   [[gnu::always_inline]] Block* allocate(std::size_t block) {
-    Guard guard(lock_);
-    return heap_.allocate(block);
-  }
-  Block* allocate_aligned(std::size_t block, std::size_t alignment) {
-    Guard guard(lock_);
-    return heap_.allocate_aligned(block, alignment);
+    return locked([block](Heap& heap) { return heap.allocate(block); });
   }
 
   // Frees a block of this heap; a block the client does not hold is reported as `call`'s
@@ -66,27 +79,30 @@ class LockedHeap {
     release_checked(b, call, [&guard] { guard.unlock_now(); });
   }
 
-  // For a caller that holds lock() itself (and so chooses which heap to lock, or keeps one
-  // locked across several blocks).
-  [[gnu::always_inline]] Block* allocate_held(std::size_t block) { return heap_.allocate(block); }
-  [[gnu::always_inline]] void release_held(Block* b, const char* call) {
-    release_checked(b, call, [this] { lock_.unlock(); });
+  // Runs f(release) under the lock, where release(b, call) frees block b as release() does:
+  // many blocks for one lock acquisition.
+  template <class F>
+  void releasing(F f) {
+    Guard guard(lock_);
+    f([this, &guard](Block* b, const char* call) {
+      release_checked(b, call, [&guard] { guard.unlock_now(); });
+    });
   }
 
   // Resizes live block b to `block` bytes in place (shrinking, or growing into a free
   // neighbour on the right, then the left) and returns the payload's address, which moves
-  // when the left neighbour took part. Otherwise allocates a fresh block from this heap into
-  // *fresh (nullptr if that failed) and returns nullptr; the caller copies outside the lock.
-  void* resize_or_allocate(Block* b, std::size_t block, Block** fresh) {
+  // when the left neighbour took part; nullptr if it cannot (or `block` is 0: a large
+  // block), and the caller moves it.
+  void* resize_in_place(Block* b, std::size_t block) {
     Guard guard(lock_);
     check_held(b, "realloc", "freed pointer", [&guard] { guard.unlock_now(); });
+    if (block == 0) return nullptr;
     if (block <= b->size()) {
       heap_.shrink_in_place(b, block);
       return b->payload();
     }
     if (heap_.grow_in_place(b, block)) return b->payload();
     if (Block* merged = heap_.grow_into_neighbours(b, block)) return merged->payload();
-    *fresh = heap_.allocate(block);
     return nullptr;
   }
 
@@ -152,7 +168,7 @@ class LockedHeap {
   }
 
   atomics::Spinlock lock_;
-  FreeListHeap<Source, QuickMaxBlock> heap_;
+  Heap heap_;
 };
 
 }  // namespace polymalloc::allocator

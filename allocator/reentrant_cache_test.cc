@@ -10,12 +10,13 @@
 #include <thread>
 #include <vector>
 
-#include "allocator/size_class.h"
+#include "allocator/size_map.h"
 
 namespace polymalloc::allocator {
 namespace {
 
-using Cache = ReentrantCache<PowerOfTwoClasses, 4>;  // 32, 64, 128, 256 B
+using Map = SizeMap<PowerOfTwoClasses>;
+using Cache = ReentrantCache<Map, 4>;  // 32, 64, 128, 256 B
 
 std::vector<Block*> fresh_blocks(std::size_t n) {
   std::vector<Block*> blocks;
@@ -26,11 +27,13 @@ void free_blocks(const std::vector<Block*>& blocks) {
   for (Block* b : blocks) std::free(b);
 }
 
-TEST(ReentrantCacheTest, BatchesAreAboutEightKibibytesWithinBounds) {
-  EXPECT_EQ(Cache::batch(0), 64u);  // 32 B: 256 would fit, 64 is the most
-  EXPECT_EQ(Cache::batch(3), 32u);  // 256 B
-  EXPECT_EQ((ReentrantCache<PowerOfTwoClasses, 10>::batch(9)), 2u);  // 16 KiB: at least 2
-  EXPECT_EQ(Cache::capacity(3), 64u);
+TEST(ReentrantCacheTest, BinsHoldAboutThirtyTwoKibibytesWithinBounds) {
+  EXPECT_EQ(Cache::capacity(0), 64u);  // 32 B: 1024 would fit, 64 is the most
+  EXPECT_EQ(Cache::capacity(3), 64u);  // 256 B
+  EXPECT_EQ(Cache::batch(3), 32u);     // half a bin moves at a time
+  EXPECT_EQ((ReentrantCache<Map, 10>::capacity(7)), 8u);  // 4 KiB
+  EXPECT_EQ((ReentrantCache<Map, 10>::capacity(9)), 2u);  // 16 KiB: at least 2
+  EXPECT_EQ((ReentrantCache<Map, 10>::batch(9)), 1u);
 }
 
 TEST(ReentrantCacheTest, BeginRefusesWhileAnOperationIsUnderway) {
@@ -76,8 +79,7 @@ TEST(ReentrantCacheTest, BinsAreLastInFirstOutUpToTheirCapacity) {
   EXPECT_EQ(cache.pop(1), blocks[Cache::capacity(1) - 1]);
   EXPECT_EQ(cache.pop(0), nullptr);
   const void* where = nullptr;
-  EXPECT_EQ(cache.check(
-                1, [](const Block*) { return nullptr; }, &where),
+  EXPECT_EQ(cache.check([](const Block*, unsigned) -> const char* { return nullptr; }, &where),
             nullptr);
   free_blocks(blocks);
 }
@@ -102,7 +104,7 @@ TEST(ReentrantCacheTest, TakeOldestLeavesTheMostRecentlyCached) {
 // A backend that counts what thread exits hand back.
 struct CountingBackend {
   static inline std::atomic<int> flushed_blocks{0};
-  static void flush_all(Cache& c) {
+  static void flush(Cache& c) {
     for (unsigned i = 0; i < 4; ++i) {
       BlockChain chain = c.take_oldest(i, 0);
       for (Block* b = chain.head; b != nullptr;) {

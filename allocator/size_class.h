@@ -2,7 +2,6 @@
 // rounded up to a power of two, 32 bytes at least. Class k holds blocks of 2^k bytes.
 #pragma once
 
-#include <array>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
@@ -38,8 +37,9 @@ constexpr std::size_t block_bytes_for(std::size_t user_bytes, std::size_t header
   return user_bytes + header_bytes;
 }
 
-// Size-class policies: how a heap-based variant rounds a block (header included) and how a
-// thread cache numbers the classes it keeps. Both give multiples of 16, at least kMinBlock.
+// Size-class policies, by arithmetic: how a variant rounds a block (header included) and how
+// it numbers the classes. Both give multiples of 16, at least kMinBlock. A variant uses its
+// policy through its SizeMap (size_map.h), which tabulates them.
 //   round_up(b)       the class size that holds a block of b bytes (b >= 1)
 //   is_class_size(s)  whether s is exactly a class size
 //   index_of(s)       class size s -> 0, 1, 2 … in increasing size
@@ -55,55 +55,22 @@ struct PowerOfTwoClasses {
   static constexpr std::size_t size_of(unsigned i) { return class_size(i + kMinClass); }
 };
 
-namespace quarter_power {
-// The quarter-power classes by arithmetic (QuarterPowerClasses tabulates the small ones).
-constexpr std::size_t round_up(std::size_t b) {
-  if (b <= 64) return b <= kMinBlock ? kMinBlock : (b + 15) & ~std::size_t{15};
-  const std::size_t step = std::size_t{1} << (std::bit_width(b - 1) - 3);  // 2^p < b <= 2^(p+1)
-  return (b + step - 1) & ~(step - 1);
-}
-constexpr unsigned index_of(std::size_t s) {
-  if (s <= 64) return static_cast<unsigned>(s / 16 - 2);
-  const unsigned p = static_cast<unsigned>(std::bit_width(s - 1) - 1);
-  const unsigned j = static_cast<unsigned>((s - (std::size_t{1} << p)) >> (p - 2));
-  return 3 + (p - 6) * 4 + (j - 1);
-}
-
-constexpr std::size_t kTableBlock = 1024 + 64;
-constexpr std::size_t kTableEntries = kTableBlock / 16 + 1;
-
-// By 16-byte granule g (blocks of up to 16·g bytes): the class size.
-constexpr auto kRoundUp = [] {
-  std::array<std::uint16_t, kTableEntries> table{};
-  for (std::size_t g = 0; g < kTableEntries; ++g) {
-    table[g] = static_cast<std::uint16_t>(round_up(g == 0 ? 1 : 16 * g));
-  }
-  return table;
-}();
-// By granule g: the index of the class holding 16·g bytes.
-constexpr auto kIndexOf = [] {
-  std::array<std::uint8_t, kTableEntries> table{};
-  for (std::size_t g = 2; g < kTableEntries; ++g) {
-    table[g] = static_cast<std::uint8_t>(index_of(round_up(16 * g)));
-  }
-  return table;
-}();
-}  // namespace quarter_power
-
 // Four classes per doubling, as in tcmalloc-style allocators: 32, 48, 64, then 2^p + j·2^(p-2)
-// for j = 1..4 (80, 96, 112, 128, 160 …). At most 25 % rounding. Blocks up to 1 KiB and a
-// little more (the common case) are classified by table lookup, without branching on size.
+// for j = 1..4 (80, 96, 112, 128, 160 …). At most 25 % rounding.
 struct QuarterPowerClasses {
   static constexpr std::size_t round_up(std::size_t b) {
-    if (b <= quarter_power::kTableBlock) return quarter_power::kRoundUp[(b + 15) / 16];
-    return quarter_power::round_up(b);
+    if (b <= 64) return b <= kMinBlock ? kMinBlock : (b + 15) & ~std::size_t{15};
+    const std::size_t step = std::size_t{1} << (std::bit_width(b - 1) - 3);  // 2^p < b <= 2^(p+1)
+    return (b + step - 1) & ~(step - 1);
   }
   static constexpr bool is_class_size(std::size_t s) {
     return s >= kMinBlock && s % 16 == 0 && round_up(s) == s;
   }
   static constexpr unsigned index_of(std::size_t s) {
-    if (s <= quarter_power::kTableBlock) return quarter_power::kIndexOf[s / 16];
-    return quarter_power::index_of(s);
+    if (s <= 64) return static_cast<unsigned>(s / 16 - 2);
+    const unsigned p = static_cast<unsigned>(std::bit_width(s - 1) - 1);
+    const unsigned j = static_cast<unsigned>((s - (std::size_t{1} << p)) >> (p - 2));
+    return 3 + (p - 6) * 4 + (j - 1);
   }
   static constexpr std::size_t size_of(unsigned i) {
     if (i < 3) return kMinBlock + 16 * std::size_t{i};

@@ -281,6 +281,8 @@ inline constexpr const allocator::ApiTable& kUnderTest = variants::{variant}_api
     cc_binary(
         name = "libpolymalloc_%s.so" % variant,
         linkshared = True,
+        linkopts = ["-Wl,--version-script=$(location //variants:exports.map)"],
+        additional_linker_inputs = ["//variants:exports.map"],
         visibility = ["//visibility:public"],
         deps = [":" + variant],
     )

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -19,6 +20,31 @@ using allocator::Block;
 
 // Requests of this size skip the thread caches (64 KiB blocks; the caches stop at 32 KiB).
 constexpr std::size_t kUncached = 40000;
+
+// Another thread inside partition i (holding its lock) until leave().
+class Occupant {
+ public:
+  explicit Occupant(unsigned i)
+      : thread_([this, i] {
+          Partitions::partition(i).locked([this](auto&) {
+            inside_ = true;
+            while (!leave_) std::this_thread::yield();
+            return 0;
+          });
+        }) {
+    while (!inside_) std::this_thread::yield();
+  }
+  ~Occupant() { leave(); }
+  void leave() {
+    leave_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> inside_{false};
+  std::atomic<bool> leave_{false};
+  std::thread thread_;
+};
 
 unsigned index_of(const PartitionHeap* heap) {
   for (unsigned i = 0; i < Partitions::partition_count(); ++i) {
@@ -39,9 +65,9 @@ TEST(PartitionedTest, ABusyHomeSendsTheCallerToAnotherPartition) {
   if (Partitions::partition_count() < 2) GTEST_SKIP() << "one CPU: there is no other partition";
   std::thread([] {
     const unsigned home = Partitions::home_partition();
-    Partitions::partition(home).lock().lock();   // as if another thread were inside it
+    Occupant occupant(home);
     void* p = Partitioned::allocate(kUncached);  // would spin forever if it insisted on home
-    Partitions::partition(home).lock().unlock();
+    occupant.leave();
     ASSERT_NE(p, nullptr);
     EXPECT_NE(index_of(Partitions::owner_of(p)), home);
     Partitioned::deallocate(p, "free");
@@ -50,7 +76,8 @@ TEST(PartitionedTest, ABusyHomeSendsTheCallerToAnotherPartition) {
 
 TEST(PartitionedTest, WhenEveryPartitionIsBusyTheCallerWaitsForItsHome) {
   const unsigned n = Partitions::partition_count();
-  for (unsigned i = 0; i < n; ++i) Partitions::partition(i).lock().lock();
+  std::vector<std::unique_ptr<Occupant>> occupants;
+  for (unsigned i = 0; i < n; ++i) occupants.push_back(std::make_unique<Occupant>(i));
   std::atomic<void*> got{nullptr};
   std::atomic<unsigned> home{~0u};
   std::thread worker([&] {
@@ -61,10 +88,10 @@ TEST(PartitionedTest, WhenEveryPartitionIsBusyTheCallerWaitsForItsHome) {
   EXPECT_EQ(got.load(), nullptr) << "allocated while every partition was locked";
   while (home.load() == ~0u) std::this_thread::yield();
   for (unsigned i = 0; i < n; ++i) {
-    if (i != home) Partitions::partition(i).lock().unlock();
+    if (i != home) occupants[i]->leave();
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  Partitions::partition(home).lock().unlock();
+  occupants[home]->leave();
   worker.join();
   ASSERT_NE(got.load(), nullptr);
   Partitioned::deallocate(got.load(), "free");
@@ -87,12 +114,14 @@ TEST(PartitionedTest, FreesFromAnotherThreadCoalesceInTheOwningPartition) {
     Partitioned::deallocate(y, "free");
     Partitioned::deallocate(x, "free");
   }).join();
-  PartitionHeap& owner = *Partitions::owner_of(x);
-  owner.lock().lock();
-  const Block* merged = Block::of_payload(x);
-  const bool free = !merged->in_use();
-  const std::size_t size = merged->size();
-  owner.lock().unlock();
+  bool free = false;
+  std::size_t size = 0;
+  Partitions::owner_of(x)->locked([&](auto&) {
+    const Block* merged = Block::of_payload(x);
+    free = !merged->in_use();
+    size = merged->size();
+    return 0;
+  });
   EXPECT_TRUE(free);
   EXPECT_EQ(size, 2 * block) << "the two neighbours became one free block";
   Partitioned::deallocate(guard, "free");

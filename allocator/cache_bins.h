@@ -1,0 +1,134 @@
+// The bins of a per-thread cache: one LIFO list of free blocks per cached class, with a
+// count and a capacity, in front of a shared pool. Both caches are these bins behind a
+// different guard: ThreadCaches (thread_cache.h, a thread-local state) for the locked heaps,
+// ReentrantCaches (reentrant_cache.h, a busy bracket a nested signal handler respects) for
+// the lock-free pool. A bin's blocks are chained through Block::next_in_list (safe-linked),
+// so a bin's oldest blocks leave as a ready-made BlockChain.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/block.h"
+#include "atomics/atomics.h"
+
+namespace polymalloc::allocator {
+
+// Where a thread's cache is in its life.
+enum class CacheState : std::uint32_t {
+  kUnused,      // not set up yet: the next call sets it up
+  kActivating,  // being set up: calls meanwhile (a signal handler, a nested malloc) go around it
+  kActive,
+  kRetired,  // its thread's exit handlers ran, or it could not be set up: calls go around it
+};
+
+// Bins for the first kBins classes of size map Map. A bin holds at most kBinBytes (and at
+// most kMaxBinCount blocks, at least 2), and moves half of that to or from the pool at a time.
+template <class Map, unsigned kBins>
+class CacheBins {
+ public:
+  static constexpr std::size_t kBinBytes = std::size_t{32} << 10;
+  static constexpr std::uint32_t kMaxBinCount = 64;
+  static_assert(kBins <= Map::kClasses);
+
+  static constexpr std::uint32_t capacity(unsigned i) { return kCapacity[i]; }
+  static constexpr std::uint32_t batch(unsigned i) { return capacity(i) / 2; }
+
+  // A block of class i, or nullptr if the bin is empty.
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* pop(unsigned i) {
+    Bin& bin = bins_[i];
+    Block* b = bin.head;
+    if (b == nullptr) [[unlikely]]
+      return nullptr;
+    bin.head = b->next();
+    atomics::store_relaxed(&bin.count, bin.count - 1);
+    return b;
+  }
+
+  // Caches b (a free block of class i); false if the bin is full.
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool push(unsigned i, Block* b) {
+    Bin& bin = bins_[i];
+    if (bin.count >= capacity(i)) [[unlikely]]
+      return false;
+    b->set_next(bin.head);
+    bin.head = b;
+    atomics::store_relaxed(&bin.count, bin.count + 1);
+    return true;
+  }
+
+  // Puts a chain (of at most capacity(i) blocks) into empty bin i.
+  void fill(unsigned i, BlockChain chain) {
+    bins_[i].head = chain.head;
+    atomics::store_relaxed(&bins_[i].count, chain.count);
+  }
+
+  // Detaches the n least recently cached blocks of bin i (all when n is 0 or more than it
+  // holds). The most recently freed, the likeliest to be in the CPU's cache, stay.
+  POLYMALLOC_UNCHECKED_BY_ASAN BlockChain take_oldest(unsigned i, std::uint32_t n) {
+    Bin& bin = bins_[i];
+    if (n == 0 || n > bin.count) n = bin.count;
+    if (n == 0) return {};
+    Block* first = bin.head;
+    if (n == bin.count) {
+      bin.head = nullptr;
+    } else {
+      first = Block::split_after(bin.head, bin.count - n);
+    }
+    atomics::store_relaxed(&bin.count, bin.count - n);
+    return BlockChain{first, n};
+  }
+
+  // Read by other threads (statistics) while the owner runs: counts are atomic words.
+  std::uint32_t count(unsigned i) const { return atomics::load_relaxed(&bins_[i].count); }
+  std::size_t cached_bytes() const {
+    std::size_t bytes = 0;
+    for (unsigned i = 0; i < kBins; ++i) bytes += count(i) * Map::block_size(i);
+    return bytes;
+  }
+  std::size_t cached_blocks() const {
+    std::size_t blocks = 0;
+    for (unsigned i = 0; i < kBins; ++i) blocks += count(i);
+    return blocks;
+  }
+
+  // nullptr if every bin's chain is as long as its count and valid(b, i) passes for each
+  // block, else what is wrong (and *where). Only the owner may.
+  template <class Valid>
+  POLYMALLOC_UNCHECKED_BY_ASAN const char* check(Valid valid, const void** where) const {
+    for (unsigned i = 0; i < kBins; ++i) {
+      std::uint32_t n = 0;
+      for (const Block* b = bins_[i].head; b != nullptr; b = b->next(), ++n) {
+        const char* wrong = n >= bins_[i].count ? "cache bin longer than its count" : valid(b, i);
+        if (wrong != nullptr) {
+          if (where != nullptr) *where = b;
+          return wrong;
+        }
+      }
+      if (n != bins_[i].count) return "cache bin shorter than its count";
+    }
+    return nullptr;
+  }
+
+ private:
+  struct Bin {
+    Block* head = nullptr;
+    std::uint32_t count = 0;
+  };
+
+  // Looked up on every free, so a table rather than arithmetic.
+  static constexpr auto kCapacity = [] {
+    std::array<std::uint32_t, kBins> capacity{};
+    for (unsigned i = 0; i < kBins; ++i) {
+      const std::size_t by_bytes = kBinBytes / Map::block_size(i);
+      capacity[i] = by_bytes > kMaxBinCount ? kMaxBinCount
+                    : by_bytes < 2          ? 2
+                                            : static_cast<std::uint32_t>(by_bytes);
+    }
+    return capacity;
+  }();
+
+  Bin bins_[kBins] = {};
+};
+
+}  // namespace polymalloc::allocator

@@ -1,0 +1,353 @@
+// The one core of the class-based variants: malloc and free top to bottom, as tcmalloc's
+// fast_alloc and mimalloc's alloc.c read. A request becomes a class through the size map,
+// the class's bin of the caller's cache serves it, and everything else (an empty or full bin,
+// no cache, a class the cache does not keep, a large block, misuse) is a slow path out of
+// line. A variant is a Config, a short list of types (in the spirit of snmalloc's
+// backend/globalconfig.h):
+//
+//   kName    the variant's name
+//   Map      its size map (size_map.h): SizeMap<its class policy>
+//   Caches   the caches in front, or NoCaches: ThreadCaches (a thread-local state) or
+//            ReentrantCaches (a busy bracket that a nested signal handler respects)
+//   Pool     where blocks come from and go back to: locked heaps (heap_pool.h) or lock-free
+//            class stacks (signal_safe); it owns what a block's header means
+//
+// and the large path (LargeObjects: a mapping per block) is the core's own.
+#pragma once
+
+#include <cerrno>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/block.h"
+#include "allocator/cache_bins.h"
+#include "allocator/core.h"
+#include "allocator/errno_preserved.h"
+#include "allocator/large_objects.h"
+#include "allocator/report.h"
+#include "allocator/size_map.h"
+#include "allocator/statistics.h"
+
+namespace polymalloc::allocator {
+
+// What the core asks of a pool. `b` is a block header, `i` a class index of the pool's map.
+template <class P>
+concept ClassPool = requires(Block* b, const Block* cb, const void* p, void* q, unsigned i,
+                             std::uint32_t n, std::size_t bytes, std::size_t header,
+                             BlockChain chain, const char* call, Statistics& s,
+                             const void** where) {
+  // Hot, inline. Whether b is a 16-byte-aligned address in the pool's memory (so its header
+  // may be read): lock-free, reading nothing at b.
+  { P::owns(cb) } -> std::same_as<bool>;
+  // Whether b (owned), whose header reads `header` and whose size is a class size, is a
+  // block the client holds (not free, not cached).
+  { P::is_live(cb, header) } -> std::same_as<bool>;
+  // A free block of class i (from a cache or the pool) becomes the client's: its payload.
+  { P::hand_out(b, i) } -> std::same_as<void*>;
+  // A live block of class i goes into a cache: a second free must see it is not live.
+  { P::mark_cached(b, i) } -> std::same_as<void>;
+  // Slow. Up to n free blocks of class i for a cache (cached state); empty with ENOMEM.
+  { P::take(i, n) } -> std::same_as<BlockChain>;
+  // Blocks of class i (cached state) back to the pool.
+  { P::give(i, chain) } -> std::same_as<void>;
+  // A live block of class i, or nullptr with ENOMEM.
+  { P::allocate(i) } -> std::same_as<Block*>;
+  // A live block of at least `bytes` whose payload is `alignment`-aligned (a power of two
+  // above 16, the block below kLargeBlockBytes), or nullptr with ENOMEM: its payload.
+  { P::allocate_aligned(n, bytes) } -> std::same_as<void*>;
+  // Frees b, a block of the pool whose payload is q (which may lie inside b, for an aligned
+  // block), after checking that the client holds it; reports `call`'s misuse otherwise.
+  { P::release(q, call) } -> std::same_as<void>;
+  // The block whose payload q is, checked as release() checks it; its usable bytes.
+  { P::usable_size(q, call) } -> std::same_as<std::size_t>;
+  // realloc of payload q (checked as release() checks it) to a block of `bytes` (a class
+  // size, or 0 for a large block) where it lies: the payload (which may move down, in a
+  // heap), or nullptr if it must move.
+  { P::resize(q, bytes) } -> std::same_as<void*>;
+  // Whether requests too big for a class may be served (as mappings of their own).
+  { P::large_blocks_enabled() } -> std::same_as<bool>;
+  { P::trim(bytes) } -> std::same_as<bool>;
+  { P::add_statistics(s) } -> std::same_as<void>;
+  { P::check(where) } -> std::same_as<const char*>;
+  { P::prepare_fork() } -> std::same_as<void>;
+  { P::after_fork_in_parent() } -> std::same_as<void>;
+  { P::after_fork_in_child() } -> std::same_as<void>;
+};
+
+// No caches: every call goes to the pool (global_spinlock).
+struct NoCaches {
+  using Bins = CacheBins<SizeMap<PowerOfTwoClasses>, 1>;
+  static constexpr unsigned kBins = 0;
+  static constexpr std::uint32_t batch(unsigned) { return 0; }
+  static Bins* enter() { return nullptr; }
+  static Bins* enter_or_set_up() { return nullptr; }
+  template <class F>
+  static void for_each(F) {}
+  static void prepare_fork() {}
+  static void after_fork_in_parent() {}
+  static void after_fork_in_child() {}
+};
+
+template <class Config>
+class ClassCore {
+  using Map = typename Config::Map;
+  using Caches = typename Config::Caches;
+  using Pool = typename Config::Pool;
+  static_assert(ClassPool<Pool>);
+
+ public:
+  static constexpr const char* kName = Config::kName;
+  // The largest request the caches serve.
+  static constexpr std::size_t kMaxCachedRequest =
+      Caches::kBins == 0 ? 0 : Map::block_size(Caches::kBins - 1) - Block::kHeaderBytes;
+
+  // ---- malloc: size -> class -> the cache's bin -> the block ----
+  [[gnu::always_inline]] static void* allocate(std::size_t bytes) {
+    if (bytes <= kMaxCachedRequest) [[likely]] {
+      const unsigned i = Map::class_of(bytes);
+      if (auto cache = Caches::enter()) [[likely]] {
+        if (Block* b = cache->pop(i)) [[likely]]
+          return Pool::hand_out(b, i);
+      }
+    }
+    return allocate_slow(bytes);
+  }
+
+  // ---- free: owner -> header -> class -> the cache's bin ----
+  [[gnu::always_inline]] static void deallocate(void* p, const char* call) {
+    Block* b = Block::of_payload(p);
+    if (!Pool::owns(b)) [[unlikely]]
+      return deallocate_unowned(b, call);
+    const std::size_t header = b->size_flags_unlocked();
+    const unsigned i = Map::class_of_block(Block::size_in(header));
+    if (i < Caches::kBins && Pool::is_live(b, header)) [[likely]] {
+      if (auto cache = Caches::enter()) [[likely]] {
+        if (cache->push(i, b)) [[likely]] {
+          Pool::mark_cached(b, i);  // inside the cache's bracket: no handler sees b meanwhile
+          return;
+        }
+      }
+    }
+    deallocate_slow(p, call);
+  }
+
+  // operator delete(p, n) and free_sized: the class comes from the size the caller gives,
+  // and a block whose header disagrees is the wrong object deleted (a base class without a
+  // virtual destructor): misuse.
+  [[gnu::always_inline]] static void deallocate_sized(void* p, std::size_t bytes,
+                                                      const char* call) {
+    Block* b = Block::of_payload(p);
+    if (bytes - 1 < kMaxCachedRequest && Pool::owns(b)) [[likely]] {
+      const unsigned i = Map::class_of(bytes);
+      const std::size_t header = b->size_flags_unlocked();
+      if (Block::size_in(header) == Map::block_size(i) && Pool::is_live(b, header)) [[likely]] {
+        if (auto cache = Caches::enter()) [[likely]] {
+          if (cache->push(i, b)) [[likely]] {
+            Pool::mark_cached(b, i);
+            return;
+          }
+        }
+      }
+    }
+    deallocate_sized_slow(p, bytes, call);
+  }
+
+  // ---- the rest of the API ----
+
+  static void* allocate_zeroed(std::size_t bytes) {
+    const unsigned i = Map::class_or_large(bytes);
+    if (i == Map::kClasses) return allocate_large(bytes, 16);  // fresh mappings are zero
+    void* p = allocate(bytes);
+    if (p != nullptr) __builtin_memset(p, 0, bytes);
+    return p;
+  }
+
+  static void* allocate_aligned(std::size_t alignment, std::size_t bytes) {
+    if (Map::block_for(bytes) == 0 || Map::block_for(bytes + alignment) == 0) {
+      return allocate_large(bytes, alignment);
+    }
+    return Pool::allocate_aligned(alignment, bytes);
+  }
+
+  static void* reallocate(void* p, std::size_t bytes) {
+    Block* b = Block::of_payload(p);
+    const std::size_t block = Map::block_for(bytes);
+    if (!Pool::owns(b)) {
+      large_.check_live(b, "realloc");
+      if (block == 0) return payload_of(large_.resize(b, bytes));
+      return move_to_fresh<ClassCore>(allocate(bytes), p, bytes);  // shrinking below a mapping
+    }
+    if (void* resized = Pool::resize(p, block)) return resized;
+    return move_to_fresh<ClassCore>(block != 0 ? allocate(bytes) : allocate_large(bytes, 16), p,
+                                    bytes);
+  }
+
+  static std::size_t usable_size(const void* p) {
+    const Block* b = Block::of_payload(const_cast<void*>(p));
+    if (!Pool::owns(b)) {
+      large_.check_live(b, "malloc_usable_size");
+      return LargeObjects::usable_size(b);
+    }
+    return Pool::usable_size(p, "malloc_usable_size");
+  }
+
+  // Pool memory (readable throughout), or the payload of a live large block.
+  static bool owns(const void* p) {
+    const Block* b = Block::of_payload(const_cast<void*>(p));
+    return Pool::owns(b) || large_.owns(b);
+  }
+
+  static bool freed_mapping(const void* p) {
+    return large_.freed(Block::of_payload(const_cast<void*>(p)));
+  }
+
+  // The caller's cache goes back first, so that its blocks can be trimmed.
+  static bool trim(std::size_t pad) {
+    const ErrnoPreserved saved;
+    flush_my_cache();
+    return Pool::trim(pad);
+  }
+
+  // Blocks in caches count as free (to the client they are).
+  static Statistics statistics() {
+    Statistics s;
+    s.variant = kName;
+    Pool::add_statistics(s);
+    Caches::for_each([&s](const auto& cache) {
+      s.heap_free_bytes += cache.cached_bytes();
+      s.heap_free_blocks += cache.cached_blocks();
+    });
+    const auto large = large_.stats();
+    s.mapped_bytes = large.mapped_bytes;
+    s.mapped_objects = large.mapped_objects;
+    s.peak_mapped_bytes = large.peak_mapped_bytes;
+    s.peak_mapped_objects = large.peak_mapped_objects;
+    return s;
+  }
+
+  // The pool, then the caller's cache (other threads' caches are theirs to touch).
+  static const char* check_heap(const void** where) {
+    if (const char* wrong = Pool::check(where)) return wrong;
+    if (auto cache = Caches::enter_or_set_up()) {
+      return cache->check(
+          [](const Block* b, unsigned i) -> const char* {
+            if (!Pool::owns(b)) return "cached block outside the pool";
+            const std::size_t header = b->size_flags_unlocked();
+            if (Block::size_in(header) != Map::block_size(i)) return "cached block in the wrong bin";
+            if (Pool::is_live(b, header)) return "cached block not marked cached";
+            return nullptr;
+          },
+          where);
+    }
+    return nullptr;
+  }
+
+  static void prepare_fork() {
+    Caches::prepare_fork();
+    Pool::prepare_fork();
+  }
+  static void after_fork_in_parent() {
+    Pool::after_fork_in_parent();
+    Caches::after_fork_in_parent();
+  }
+  static void after_fork_in_child() {
+    Pool::after_fork_in_child();
+    Caches::after_fork_in_child();
+  }
+
+  // Empties a cache into the pool (thread exit, trim, a fork child's dead threads).
+  template <class Cache>
+  static void flush(Cache& cache) {
+    for (unsigned i = 0; i < Caches::kBins; ++i) Pool::give(i, cache.take_oldest(i, 0));
+  }
+
+ private:
+  static void* payload_of(Block* b) { return b != nullptr ? b->payload() : nullptr; }
+
+  // A class the cache does not keep, an empty bin (refilled with a batch from the pool), no
+  // cache yet, a large request.
+  [[gnu::noinline]] static void* allocate_slow(std::size_t bytes) {
+    const unsigned i = Map::class_or_large(bytes);
+    if (i == Map::kClasses) return allocate_large(bytes, 16);
+    if (i < Caches::kBins) {
+      if (auto cache = Caches::enter_or_set_up()) {
+        if (Block* b = cache->pop(i)) return Pool::hand_out(b, i);
+        const BlockChain chain = Pool::take(i, Caches::batch(i));
+        if (chain.head != nullptr) {
+          Block* first = chain.head;
+          cache->fill(i, BlockChain{first->next(), chain.count - 1});
+          return Pool::hand_out(first, i);
+        }
+      }
+    }
+    // Uncached, or the pool had no block of exactly the class for a cache (a heap may hand
+    // out one a little bigger), or none at all (then this fails too, with ENOMEM).
+    return payload_of(Pool::allocate(i));
+  }
+
+  // Everything free() does not finish on its fast path: a full bin (half goes back to the
+  // pool, then b joins it), no cache, a class the cache does not keep, an aligned payload,
+  // misuse (which the pool reports).
+  [[gnu::noinline]] static void deallocate_slow(void* p, const char* call) {
+    Block* b = Block::of_payload(p);
+    const std::size_t header = b->size_flags_unlocked();
+    const unsigned i = Map::class_of_block(Block::size_in(header));
+    if (i < Caches::kBins && Pool::is_live(b, header)) {
+      if (auto cache = Caches::enter_or_set_up()) {
+        if (!cache->push(i, b)) {
+          Pool::give(i, cache->take_oldest(i, Caches::batch(i)));
+          cache->push(i, b);
+        }
+        Pool::mark_cached(b, i);
+        return;
+      }
+    }
+    const ErrnoPreserved saved;
+    Pool::release(p, call);
+  }
+
+  // The size disagrees with the header, or anything deallocate_slow() handles. A size
+  // bigger than the block, or one of another class than a block of exactly a class size
+  // (realloc may leave a block between classes), is the wrong object deleted.
+  [[gnu::noinline]] static void deallocate_sized_slow(void* p, std::size_t bytes,
+                                                      const char* call) {
+    Block* b = Block::of_payload(p);
+    bool wrong = false;
+    if (Pool::owns(b)) {
+      const std::size_t usable = Pool::usable_size(p, call);  // reports a block not held
+      const std::size_t block = usable + Block::kHeaderBytes;
+      wrong = bytes > usable ||
+              (Map::class_of_block(block) != Map::kNotAClass && Map::block_for(bytes) != block);
+    } else {
+      large_.check_live(b, call);
+      wrong = bytes > LargeObjects::usable_size(b);
+    }
+    if (wrong) report_damaged_block(call, "size does not match the block of", p, bytes);
+    deallocate(p, call);
+  }
+
+  // Out of line, so that free() stays small: no pool holds p, so it must be a live large
+  // block, which the registry tells before b is read.
+  [[gnu::noinline]] static void deallocate_unowned(Block* b, const char* call) {
+    large_.check_live(b, call);
+    const ErrnoPreserved saved;
+    large_.release(b);
+  }
+
+  static void* allocate_large(std::size_t bytes, std::size_t alignment) {
+    if (!Pool::large_blocks_enabled()) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    return payload_of(large_.allocate(bytes, alignment));
+  }
+
+  static void flush_my_cache() {
+    if (auto cache = Caches::enter()) flush(*cache);
+  }
+
+  static inline constinit LargeObjects large_{};
+};
+
+}  // namespace polymalloc::allocator

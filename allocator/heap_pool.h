@@ -1,0 +1,201 @@
+// The pool of the heap-based variants (a ClassPool, class_core.h): blocks come from locked
+// free-list heaps, which a Placement chooses among (one heap for global_spinlock, one per
+// partition for partitioned).
+//
+// What a header means here: a block is the heaps' boundary-tagged block. A block in a thread
+// cache stays in use as far as its heap is concerned (its neighbours do not coalesce with
+// it); its payload holds the cache's link and a key, the process secret XORed with its
+// address, which is how free() tells a block freed twice from a live one without a lock.
+#pragma once
+
+#include <cerrno>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/block.h"
+#include "allocator/cache_bins.h"
+#include "allocator/locked_heap.h"
+#include "allocator/report.h"
+#include "allocator/sanitizer.h"
+#include "allocator/secret.h"
+#include "allocator/statistics.h"
+
+namespace polymalloc::allocator {
+
+// What a Placement provides: its heaps (LockedHeap) and how a block finds its heap.
+template <class P>
+concept HeapPlacement = requires(const void* p) {
+  typename P::Map;
+  typename P::Heap;
+  // Whether thread caches stand in front (so that a live block may be a cached one).
+  { P::kCachesInFront } -> std::convertible_to<bool>;
+  // The heap whose committed memory holds p, or nullptr: constant time, no lock.
+  { P::owner_of(p) } -> std::same_as<typename P::Heap*>;
+  // Runs f(FreeListHeap&) on a heap under its lock (one the caller may take now, in
+  // preference), then on the others until f returns non-null; the last result.
+  { P::with_some_heap([](auto&) { return static_cast<Block*>(nullptr); }) } -> std::same_as<Block*>;
+  // Calls f(Heap&) for every heap.
+  { P::for_each_heap([](auto&) {}) } -> std::same_as<void>;
+};
+
+template <HeapPlacement Placement>
+class HeapPool {
+  using Map = typename Placement::Map;
+  using Heap = typename Placement::Heap;
+
+ public:
+  // ---- hot ----
+
+  [[gnu::always_inline]] static bool owns(const Block* b) {
+    if (reinterpret_cast<std::uintptr_t>(b) % 16 != 0) [[unlikely]]
+      return false;
+    return Placement::owner_of(b) != nullptr;
+  }
+
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH static bool is_live(const Block* b,
+                                                                        std::size_t header) {
+    return Block::live_in(header) && !is_cached(b);
+  }
+
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH static void* hand_out(Block* b, unsigned i) {
+    b->set_aux_word(0);  // the key: a handed-out block is no longer "cached"
+    unpoison_live(b->payload(), Map::block_size(i) - Block::kHeaderBytes);
+    return b->payload();
+  }
+
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH static void mark_cached(Block* b, unsigned i) {
+    b->set_aux_word(key_of(b));
+    poison_free(b->payload(), Map::block_size(i) - Block::kHeaderBytes);
+  }
+
+  // ---- slow ----
+
+  // Up to n blocks of exactly class i from one heap under one lock, marked cached. Running
+  // short after the first block is not a failure (errno is kept).
+  [[gnu::noinline]] static BlockChain take(unsigned i, std::uint32_t n) {
+    choose_process_secret();  // before the first block is marked
+    const std::size_t block = Map::block_size(i);
+    BlockChain chain;
+    Block* last = nullptr;
+    Placement::with_some_heap([&](auto& heap) -> Block* {
+      const int saved_errno = errno;
+      while (chain.count < n) {
+        Block* b = heap.allocate(block);
+        if (b == nullptr) break;
+        if (b->size() != block) {  // a block a little too big: not for a bin
+          heap.release(b);
+          break;
+        }
+        mark_cached(b, i);
+        if (last == nullptr) {
+          chain.head = b;
+        } else {
+          last->set_next(b);
+        }
+        last = b;
+        ++chain.count;
+      }
+      if (last != nullptr) last->set_next(nullptr);
+      if (chain.count != 0) errno = saved_errno;
+      return chain.head;
+    });
+    return chain;
+  }
+
+  // Frees a chain of cached blocks into their heaps, taking each heap's lock once for all of
+  // its blocks in the chain.
+  POLYMALLOC_UNCHECKED_BY_ASAN static void give(unsigned, BlockChain chain) {
+    Block* rest = chain.head;
+    while (rest != nullptr) {
+      Heap& heap = *Placement::owner_of(rest);
+      Block* others = nullptr;
+      heap.releasing([&](auto release) {
+        for (Block *b = rest, *next; b != nullptr; b = next) {
+          next = b->next();
+          if (Placement::owner_of(b) == &heap) {
+            b->set_aux_word(0);
+            release(b, "free");
+          } else {
+            b->set_next(others);
+            others = b;
+          }
+        }
+      });
+      rest = others;
+    }
+  }
+
+  static Block* allocate(unsigned i) {
+    const std::size_t block = Map::block_size(i);
+    return Placement::with_some_heap([block](auto& heap) { return heap.allocate(block); });
+  }
+
+  static void* allocate_aligned(std::size_t alignment, std::size_t bytes) {
+    const std::size_t block = Map::block_for(bytes);
+    Block* b = Placement::with_some_heap(
+        [block, alignment](auto& heap) { return heap.allocate_aligned(block, alignment); });
+    return b != nullptr ? b->payload() : nullptr;
+  }
+
+  // A cached block freed again is misuse the heap cannot see; the heap checks the rest.
+  static void release(void* p, const char* call) {
+    Block* b = Block::of_payload(p);
+    check_not_cached(b, call, freed_block_problem(call));
+    Placement::owner_of(b)->release(b, call);
+  }
+
+  static std::size_t usable_size(const void* p, const char* call) {
+    const Block* b = Block::of_payload(const_cast<void*>(p));
+    const std::size_t header = b->size_flags_unlocked();  // the owner's: read without its lock
+    if (!is_live(b, header)) report_misuse(call, freed_block_problem(call), p);
+    return Block::size_in(header) - Block::kHeaderBytes;
+  }
+
+  static void* resize(void* p, std::size_t block) {
+    Block* b = Block::of_payload(p);
+    check_not_cached(b, "realloc", "freed pointer");
+    return Placement::owner_of(b)->resize_in_place(b, block);
+  }
+
+  static constexpr bool large_blocks_enabled() { return true; }
+
+  static bool trim(std::size_t pad) {
+    std::size_t returned = 0;
+    Placement::for_each_heap([&](Heap& heap) { returned += heap.trim(pad); });
+    return returned != 0;
+  }
+
+  static void add_statistics(Statistics& s) {
+    Placement::for_each_heap([&](Heap& heap) { heap.add_statistics(s); });
+  }
+
+  static const char* check(const void** where) {
+    const char* wrong = nullptr;
+    Placement::for_each_heap([&](Heap& heap) {
+      if (wrong == nullptr) wrong = heap.check(where);
+    });
+    return wrong;
+  }
+
+  static void prepare_fork() { Placement::prepare_fork(); }
+  static void after_fork_in_parent() { Placement::after_fork_in_parent(); }
+  static void after_fork_in_child() { Placement::after_fork_in_child(); }
+
+ private:
+  // Reads the payload of a block that may be poisoned, hence unchecked.
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH static bool is_cached(const Block* b) {
+    return Placement::kCachesInFront && b->aux_word() == key_of(b);
+  }
+  POLYMALLOC_HOT_PATH static std::uintptr_t key_of(const Block* b) {
+    return process_secret() ^ reinterpret_cast<std::uintptr_t>(b);
+  }
+
+  static void check_not_cached(const Block* b, const char* call, const char* problem) {
+    if (Block::live_in(b->size_flags_unlocked()) && is_cached(b)) [[unlikely]] {
+      report_misuse(call, problem, const_cast<Block*>(b)->payload());
+    }
+  }
+};
+
+}  // namespace polymalloc::allocator
