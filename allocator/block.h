@@ -82,8 +82,9 @@ struct Block {
   }
 
   void* payload() { return reinterpret_cast<unsigned char*>(this) + kHeaderBytes; }
+  // Address arithmetic only (p may be any value a caller passed, even null).
   static Block* of_payload(void* p) {
-    return reinterpret_cast<Block*>(static_cast<unsigned char*>(p) - kHeaderBytes);
+    return reinterpret_cast<Block*>(reinterpret_cast<std::uintptr_t>(p) - kHeaderBytes);
   }
   Block* right() { return at(reinterpret_cast<unsigned char*>(this) + size()); }
   Block* left() { return at(reinterpret_cast<unsigned char*>(this) - prev_size); }

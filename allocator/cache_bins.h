@@ -49,7 +49,7 @@ class CacheBins {
   // Caches b (a free block of class i); false if the bin is full.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool push(unsigned i, Block* b) {
     Bin& bin = bins_[i];
-    if (bin.count >= capacity(i)) [[unlikely]]
+    if (bin.count >= bin.capacity) [[unlikely]]
       return false;
     b->set_next(bin.head);
     bin.head = b;
@@ -111,9 +111,11 @@ class CacheBins {
   }
 
  private:
+  // The capacity is kept beside the count (one cache line, no table load on free).
   struct Bin {
     Block* head = nullptr;
     std::uint32_t count = 0;
+    std::uint32_t capacity = 0;
   };
 
   // Looked up on every free, so a table rather than arithmetic.
@@ -128,7 +130,13 @@ class CacheBins {
     return capacity;
   }();
 
-  Bin bins_[kBins] = {};
+  static constexpr auto kEmptyBins = [] {
+    std::array<Bin, kBins> bins{};
+    for (unsigned i = 0; i < kBins; ++i) bins[i].capacity = kCapacity[i];
+    return bins;
+  }();
+
+  std::array<Bin, kBins> bins_ = kEmptyBins;
 };
 
 }  // namespace polymalloc::allocator

@@ -98,12 +98,22 @@ class ClassCore {
 
  public:
   static constexpr const char* kName = Config::kName;
+  // allocate(0) serves 1 byte and deallocate(nullptr) does nothing, both off the fast paths.
+  static constexpr bool kTakesZeroAndNull = true;
   // The largest request the caches serve.
   static constexpr std::size_t kMaxCachedRequest =
       Caches::kBins == 0 ? 0 : Map::block_size(Caches::kBins - 1) - Block::kHeaderBytes;
 
+  // Every function is noexcept (nothing here throws), which also lets the fast paths jump to
+  // their slow paths instead of calling them.
+
   // ---- malloc: size -> class -> the cache's bin -> the block ----
-  [[gnu::always_inline]] static void* allocate(std::size_t bytes) {
+  [[gnu::always_inline]] static void* allocate(std::size_t bytes) noexcept {
+    if constexpr (Caches::kBins == 0) {  // no caches: the pool serves every class itself
+      if (bytes <= Map::kTableRequest) [[likely]]
+        return payload_of(Pool::allocate(Map::class_of(bytes)));
+      return allocate_slow(bytes);
+    }
     if (bytes <= kMaxCachedRequest) [[likely]] {
       const unsigned i = Map::class_of(bytes);
       if (auto cache = Caches::enter()) [[likely]] {
@@ -115,10 +125,11 @@ class ClassCore {
   }
 
   // ---- free: owner -> header -> class -> the cache's bin ----
-  [[gnu::always_inline]] static void deallocate(void* p, const char* call) {
+  [[gnu::always_inline]] static void deallocate(void* p, const char* call) noexcept {
     Block* b = Block::of_payload(p);
     if (!Pool::owns(b)) [[unlikely]]
       return deallocate_unowned(b, call);
+    if constexpr (Caches::kBins == 0) return Pool::release(p, call);
     const std::size_t header = b->size_flags_unlocked();
     const unsigned i = Map::class_of_block(Block::size_in(header));
     if (i < Caches::kBins && Pool::is_live(b, header)) [[likely]] {
@@ -263,11 +274,13 @@ class ClassCore {
   }
 
  private:
-  static void* payload_of(Block* b) { return b != nullptr ? b->payload() : nullptr; }
+  [[gnu::always_inline]] static void* payload_of(Block* b) {
+    return b != nullptr ? b->payload() : nullptr;
+  }
 
   // A class the cache does not keep, an empty bin (refilled with a batch from the pool), no
   // cache yet, a large request.
-  [[gnu::noinline]] static void* allocate_slow(std::size_t bytes) {
+  [[gnu::noinline]] static void* allocate_slow(std::size_t bytes) noexcept {
     const unsigned i = Map::class_or_large(bytes);
     if (i == Map::kClasses) return allocate_large(bytes, 16);
     if (i < Caches::kBins) {
@@ -289,7 +302,7 @@ class ClassCore {
   // Everything free() does not finish on its fast path: a full bin (half goes back to the
   // pool, then b joins it), no cache, a class the cache does not keep, an aligned payload,
   // misuse (which the pool reports).
-  [[gnu::noinline]] static void deallocate_slow(void* p, const char* call) {
+  [[gnu::noinline]] static void deallocate_slow(void* p, const char* call) noexcept {
     Block* b = Block::of_payload(p);
     const std::size_t header = b->size_flags_unlocked();
     const unsigned i = Map::class_of_block(Block::size_in(header));
@@ -303,7 +316,6 @@ class ClassCore {
         return;
       }
     }
-    const ErrnoPreserved saved;
     Pool::release(p, call);
   }
 
@@ -311,7 +323,7 @@ class ClassCore {
   // bigger than the block, or one of another class than a block of exactly a class size
   // (realloc may leave a block between classes), is the wrong object deleted.
   [[gnu::noinline]] static void deallocate_sized_slow(void* p, std::size_t bytes,
-                                                      const char* call) {
+                                                      const char* call) noexcept {
     Block* b = Block::of_payload(p);
     bool wrong = false;
     if (Pool::owns(b)) {
@@ -328,8 +340,9 @@ class ClassCore {
   }
 
   // Out of line, so that free() stays small: no pool holds p, so it must be a live large
-  // block, which the registry tells before b is read.
-  [[gnu::noinline]] static void deallocate_unowned(Block* b, const char* call) {
+  // block, which the registry tells before b is read (or free(NULL)).
+  [[gnu::noinline]] static void deallocate_unowned(Block* b, const char* call) noexcept {
+    if (reinterpret_cast<std::uintptr_t>(b) == 0 - Block::kHeaderBytes) return;
     large_.check_live(b, call);
     const ErrnoPreserved saved;
     large_.release(b);

@@ -78,7 +78,7 @@ class FreeListHeap {
 
   // allocate() without the quick lists: first fit from the coalescing lists, then growth.
   [[gnu::noinline]] POLYMALLOC_UNCHECKED_BY_ASAN Block* allocate_from_lists(
-      std::size_t block_bytes) {
+      std::size_t block_bytes) noexcept {
     if (block_bytes < kMinBlock) block_bytes = kMinBlock;  // keeps list_of() in range
     Block* b = find_free(block_bytes);
     if (b == nullptr) [[unlikely]]
@@ -88,21 +88,30 @@ class FreeListHeap {
 
   // Takes back a block the client holds (live()): parked on its quick list when it is an
   // exact small class, otherwise released into the coalescing lists. Returns the free block
-  // that now holds its memory, or b itself when parked.
+  // that now holds its memory (where the top may have grown), or nullptr when it was only
+  // parked.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* deallocate(Block* b) {
     const std::size_t size = b->size();
     if (size <= kQuickMaxBlock && is_power_of_two(size)) {
       const unsigned k = class_of(size);
-      if ((std::size_t{quick_count_[k]} << k) >= kQuickCapBytes) [[unlikely]] {
-        consolidate();
-        park(b, k);
-        Block* top = top_free_block();  // consolidation may have freed the top: let it be seen
-        return top != nullptr ? top : b;
-      }
+      if ((std::size_t{quick_count_[k]} << k) >= kQuickCapBytes) [[unlikely]]
+        return consolidate_then_park(b, k);
       park(b, k);
-      return b;
+      return nullptr;
     }
     return release(b);
+  }
+
+  // Parks b (a block the client holds) on its quick list if it is an exact small class and
+  // the list has room; false (nothing done) otherwise, and deallocate() takes it.
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool try_park(Block* b) {
+    const std::size_t size = b->size();
+    if (size > kQuickMaxBlock || !is_power_of_two(size)) return false;
+    const unsigned k = class_of(size);
+    if ((std::size_t{quick_count_[k]} << k) >= kQuickCapBytes) [[unlikely]]
+      return false;
+    park(b, k);
+    return true;
   }
 
   // Releases every block parked on the quick lists into the coalescing lists.
@@ -140,7 +149,7 @@ class FreeListHeap {
 
   // Returns an in-use block; it merges with free neighbours on both sides. Returns the free
   // block that now holds its memory.
-  [[gnu::noinline]] POLYMALLOC_UNCHECKED_BY_ASAN Block* release(Block* b) {
+  [[gnu::noinline]] POLYMALLOC_UNCHECKED_BY_ASAN Block* release(Block* b) noexcept {
     const std::size_t size = b->size();
     Block* right = b->right();
     const std::size_t right_free = right->in_use() ? 0 : right->size();
@@ -279,7 +288,15 @@ class FreeListHeap {
     return (header & Block::kPrevFree) == 0 || left_tags_agree(b);
   }
 
-  const Stats& stats() const { return stats_; }
+  // The figures; those of the quick lists are counted from them (not kept on every call).
+  Stats stats() const {
+    Stats s = stats_;
+    for (unsigned k = kMinClass; k <= kQuickMaxClass; ++k) {
+      s.cached_blocks += quick_count_[k];
+      s.cached_bytes += std::size_t{quick_count_[k]} << k;
+    }
+    return s;
+  }
   Source& source() { return source_; }
 
   // Walks every region and free list; nullptr if the heap is consistent, otherwise a
@@ -323,9 +340,16 @@ class FreeListHeap {
     b->set_next(quick_[k]);
     quick_[k] = b;
     ++quick_count_[k];
-    stats_.cached_bytes += b->size();
-    ++stats_.cached_blocks;
-    poison_free(b->payload(), b->size() - Block::kHeaderBytes);
+    poison_free(b->payload(), class_size(k) - Block::kHeaderBytes);
+  }
+
+  // A full quick list: everything parked goes into the coalescing lists, then b is parked.
+  // Returns the top block if consolidation freed one (so the caller can trim), else nullptr.
+  [[gnu::noinline]] POLYMALLOC_UNCHECKED_BY_ASAN Block* consolidate_then_park(
+      Block* b, unsigned k) noexcept {
+    consolidate();
+    park(b, k);
+    return top_free_block();
   }
 
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* unpark(unsigned k) {
@@ -333,16 +357,14 @@ class FreeListHeap {
     if (b == nullptr) return nullptr;
     quick_[k] = b->next();
     --quick_count_[k];
-    stats_.cached_bytes -= b->size();
-    --stats_.cached_blocks;
     b->clear_flags(Block::kCached);
-    unpoison_live(b->payload(), b->size() - Block::kHeaderBytes);
+    unpoison_live(b->payload(), class_size(k) - Block::kHeaderBytes);
     return b;
   }
 
   // The slow path of allocate(): consolidate the quick lists, then grow the source.
   POLYMALLOC_UNCHECKED_BY_ASAN Block* find_free_after_growing(std::size_t block_bytes) {
-    if (stats_.cached_blocks != 0) {
+    if (stats().cached_blocks != 0) {
       consolidate();
       if (Block* b = find_free(block_bytes)) return b;
     }
@@ -580,7 +602,7 @@ POLYMALLOC_UNCHECKED_BY_ASAN const char* FreeListHeap<Source, QuickMaxBlock>::ch
     if (count != quick_count_[k]) return fail("quick list shorter than its count", quick_[k]);
     cached_blocks += count;
   }
-  if (cached_blocks != stats_.cached_blocks || cached_bytes != stats_.cached_bytes) {
+  if (cached_blocks != stats().cached_blocks || cached_bytes != stats().cached_bytes) {
     return fail("quick-list statistics disagree with the lists", nullptr);
   }
   if (free_blocks != stats_.free_blocks || free_bytes != stats_.free_bytes) {

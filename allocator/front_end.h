@@ -25,14 +25,19 @@ inline constexpr std::size_t kMaxAlignment = std::size_t{1} << 40;
 
 template <AllocatorCore Core>
 struct FrontEnd {
+  // Whether the core serves allocate(0) (as 1) and ignores deallocate(nullptr) itself, on its
+  // slow paths, so that the fast paths test neither.
+  static constexpr bool kCoreTakesZeroAndNull = requires { requires Core::kTakesZeroAndNull; };
+
   // The two hottest entry points are inlined into the exported functions (not called
   // through the PLT, as a shared object's default-visibility functions otherwise are).
   [[gnu::always_inline]] static void* malloc(std::size_t n) {
+    if constexpr (kCoreTakesZeroAndNull) return Core::allocate(n);
     return Core::allocate(n != 0 ? n : 1);
   }
 
   [[gnu::always_inline]] static void free(void* p) {
-    if (p != nullptr) Core::deallocate(p, "free");
+    if (kCoreTakesZeroAndNull || p != nullptr) Core::deallocate(p, "free");
   }
 
   static void* calloc(std::size_t count, std::size_t size) {
@@ -147,7 +152,7 @@ struct FrontEnd {
   }
 
   static void operator_delete(void* p) noexcept {
-    if (p != nullptr) Core::deallocate(p, "operator delete");
+    if (kCoreTakesZeroAndNull || p != nullptr) Core::deallocate(p, "operator delete");
   }
 
   // operator delete(p, n) and free_sized(p, n): a core that can takes the class from n (and

@@ -30,8 +30,10 @@ concept HeapPlacement = requires(const void* p) {
   typename P::Heap;
   // Whether thread caches stand in front (so that a live block may be a cached one).
   { P::kCachesInFront } -> std::convertible_to<bool>;
-  // The heap whose committed memory holds p, or nullptr: constant time, no lock.
+  // The heap whose committed memory holds p, or nullptr: constant time, no lock; and the
+  // same for a p known to be some heap's.
   { P::owner_of(p) } -> std::same_as<typename P::Heap*>;
+  { P::heap_of_owned(p) } -> std::same_as<typename P::Heap&>;
   // Runs f(FreeListHeap&) on a heap under its lock (one the caller may take now, in
   // preference), then on the others until f returns non-null; the last result.
   { P::with_some_heap([](auto&) { return static_cast<Block*>(nullptr); }) } -> std::same_as<Block*>;
@@ -126,7 +128,7 @@ class HeapPool {
     }
   }
 
-  static Block* allocate(unsigned i) {
+  [[gnu::always_inline]] static Block* allocate(unsigned i) {
     const std::size_t block = Map::block_size(i);
     return Placement::with_some_heap([block](auto& heap) { return heap.allocate(block); });
   }
@@ -138,11 +140,13 @@ class HeapPool {
     return b != nullptr ? b->payload() : nullptr;
   }
 
-  // A cached block freed again is misuse the heap cannot see; the heap checks the rest.
-  static void release(void* p, const char* call) {
+  // A cached block freed again is misuse the heap cannot see; the heap checks the rest
+  // (and keeps errno: only its trim makes system calls). Inline: without caches in front,
+  // this is free()'s whole path after the owner check.
+  [[gnu::always_inline]] static void release(void* p, const char* call) {
     Block* b = Block::of_payload(p);
-    check_not_cached(b, call, freed_block_problem(call));
-    Placement::owner_of(b)->release(b, call);
+    if constexpr (Placement::kCachesInFront) check_not_cached(b, call, freed_block_problem(call));
+    Placement::heap_of_owned(b).release(b, call);
   }
 
   static std::size_t usable_size(const void* p, const char* call) {
@@ -155,7 +159,7 @@ class HeapPool {
   static void* resize(void* p, std::size_t block) {
     Block* b = Block::of_payload(p);
     check_not_cached(b, "realloc", "freed pointer");
-    return Placement::owner_of(b)->resize_in_place(b, block);
+    return Placement::heap_of_owned(b).resize_in_place(b, block);
   }
 
   static constexpr bool large_blocks_enabled() { return true; }

@@ -68,15 +68,23 @@ class LockedHeap {
     return true;
   }
 
+  // The two calls a heap without a cache in front makes on every malloc and free, written
+  // out so that they stay lean: a single-threaded process takes no lock and runs them
+  // inline; a multi-threaded one calls their locked form. Everything that is not a
+  // quick-list hit is out of line.
   [[gnu::always_inline]] Block* allocate(std::size_t block) {
-    return locked([block](Heap& heap) { return heap.allocate(block); });
+    if (!platform::process_is_single_threaded()) [[unlikely]]
+      return allocate_locked(block);
+    return heap_.allocate(block);
   }
 
   // Frees a block of this heap; a block the client does not hold is reported as `call`'s
-  // double free. The top is trimmed once enough of it is free.
+  // double free, one whose boundary tags disagree as a corrupted header. The top is trimmed
+  // once enough of it is free.
   [[gnu::always_inline]] void release(Block* b, const char* call) {
-    Guard guard(lock_);
-    release_checked(b, call, [&guard] { guard.unlock_now(); });
+    if (!platform::process_is_single_threaded()) [[unlikely]]
+      return release_locked(b, call);
+    release_held(b, call, false);
   }
 
   // Runs f(release) under the lock, where release(b, call) frees block b as release() does:
@@ -117,7 +125,7 @@ class LockedHeap {
   // Adds this heap's figures to s.
   void add_statistics(Statistics& s) {
     Guard guard(lock_);
-    const auto& heap = heap_.stats();
+    const auto heap = heap_.stats();
     s.heap_committed_bytes += heap.committed_bytes;
     s.heap_peak_committed_bytes += heap.peak_committed_bytes;
     s.heap_free_bytes += heap.free_bytes + heap.cached_bytes;
@@ -154,14 +162,59 @@ class LockedHeap {
     }
   }
 
+  [[gnu::noinline]] Block* allocate_locked(std::size_t block) noexcept {
+    lock_.lock();
+    Block* b = heap_.allocate(block);
+    lock_.unlock();
+    return b;
+  }
+
+  [[gnu::noinline]] void release_locked(Block* b, const char* call) noexcept {
+    lock_.lock();
+    release_held(b, call, true);
+  }
+
+  // release() with the lock held (if `locked`), which it lets go.
+  [[gnu::always_inline]] void release_held(Block* b, const char* call, bool locked) {
+    if (!b->live() || !heap_.tags_agree(b)) [[unlikely]]
+      report_not_held(b, call, "double free of", locked);
+    if (!heap_.try_park(b)) [[unlikely]]
+      return release_unparked(b, locked);
+    if (locked) lock_.unlock();
+  }
+
+  // release()'s misuse report: the lock (if `locked`) goes first, then check_held() says
+  // what is wrong.
+  [[gnu::noinline, gnu::cold]] void report_not_held(const Block* b, const char* call,
+                                                    const char* if_freed, bool locked) noexcept {
+    if (locked) lock_.unlock();
+    check_held(b, call, if_freed, [] {});
+    report_misuse(call, "corrupted header of", const_cast<Block*>(b)->payload());
+  }
+
+  // release() of a block the quick lists do not take: into the coalescing lists, then the
+  // lock (if `locked`) goes.
+  [[gnu::noinline]] void release_unparked(Block* b, bool locked) noexcept {
+    const std::size_t size = b->size();
+    if (Block* merged = heap_.deallocate(b)) trim_if_worth_it(merged, size);
+    if (locked) lock_.unlock();
+  }
+
   template <class Unlock>
   [[gnu::always_inline]] void release_checked(Block* b, const char* call, Unlock unlock) {
     check_held(b, call, "double free of", unlock);
-    const std::size_t keep = b->size() > kTrimKeepBytes ? b->size() : kTrimKeepBytes;
+    const std::size_t size = b->size();
+    if (Block* merged = heap_.deallocate(b)) [[unlikely]]
+      trim_if_worth_it(merged, size);
+  }
+
+  // After a block of `freed` bytes went into the coalescing lists (as `merged`): the top
+  // goes back once enough of it is free. It keeps kTrimKeepBytes, or the freed block's size
+  // if that is bigger; only a free block this big can be the top worth trimming.
+  [[gnu::noinline]] void trim_if_worth_it(const Block* merged, std::size_t freed) noexcept {
+    const std::size_t keep = freed > kTrimKeepBytes ? freed : kTrimKeepBytes;
     const std::size_t trim_at = keep + kTrimThresholdBytes - kTrimKeepBytes;
-    // Only a free block this big can be the top worth trimming: one compare in the common case.
-    const Block* merged = heap_.deallocate(b);
-    if (merged->size() >= trim_at && heap_.top_free_bytes() >= trim_at) [[unlikely]] {
+    if (merged->size() >= trim_at && heap_.top_free_bytes() >= trim_at) {
       const ErrnoPreserved saved;
       heap_.trim(keep);
     }

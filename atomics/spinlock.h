@@ -34,7 +34,7 @@ class Spinlock {
   void reset_after_fork() { store_relaxed(&held_, std::uint32_t{0}); }
 
  private:
-  [[gnu::noinline]] void lock_slow() {
+  [[gnu::noinline]] void lock_slow() noexcept {
     Backoff backoff;
     do {
       while (load_relaxed(&held_) != 0) backoff.pause();

@@ -16,4 +16,12 @@ ARCH_COPTS = select({
     "//conditions:default": [],
 })
 
-COPTS = WARNINGS + ARCH_COPTS
+# Optimised builds leave out frame pointers (the toolchain asks for them), as the peers'
+# builds do: a malloc/free fast path then needs no frame, and its slow paths are tail calls.
+# Debugging and sanitizer builds keep them.
+FRAME_COPTS = select({
+    "//bazel:opt": ["-fomit-frame-pointer"],
+    "//conditions:default": [],
+})
+
+COPTS = WARNINGS + ARCH_COPTS + FRAME_COPTS

@@ -21,6 +21,7 @@ class OneHeap {
   [[gnu::always_inline]] static Heap* owner_of(const void* p) {
     return heap_.contains(p) ? &heap_ : nullptr;
   }
+  [[gnu::always_inline]] static Heap& heap_of_owned(const void*) { return heap_; }
   template <class F>
   [[gnu::always_inline]] static allocator::Block* with_some_heap(F f) {
     return heap_.locked(f);

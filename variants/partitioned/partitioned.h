@@ -70,6 +70,7 @@ class Partitions {
     const std::uint16_t tag = pages_.get(p);
     return tag != 0 ? &table_.heaps[tag - 1] : nullptr;
   }
+  static Heap& heap_of_owned(const void* p) { return *owner_of(p); }
 
   // Runs f on a partition that is free now (the caller's home first), and on each of the
   // others in turn while f fails; waits (for its home) only when all are busy.

@@ -70,11 +70,9 @@ class StackPool {
     return (header & Block::kFlags) == H::kInUse && b->prev_size == check_of(b, header);
   }
 
-  // Marks a block live and returns its payload.
+  // Marks a block live and returns its payload. A block whose pages trim released has been
+  // reclaimed before it got here (take(), allocate()).
   POLYMALLOC_HOT_PATH static void* hand_out(Block* b, unsigned i) {
-    const std::size_t old = b->size_flags_unlocked();
-    if (old & H::kReleased) [[unlikely]]
-      note_reuse_of_released(b);
     const std::size_t header = Map::block_size(i) | H::kInUse;
     b->set_size_flags(header);
     b->prev_size = check_of(b, header);  // the secret is set: every block was carved first
@@ -93,7 +91,11 @@ class StackPool {
   [[gnu::noinline]] static BlockChain take(unsigned i, std::uint32_t n) {
     BlockChain chain = stacks_.pop_batch(i, n);
     if (chain.head == nullptr) chain = carve(i);
-    return keep_first(i, chain, n);
+    chain = keep_first(i, chain, n);
+    if (Map::block_size(i) >= kMinReleasableBlock) {
+      for (Block* b = chain.head; b != nullptr; b = next_of(b)) reclaim_if_released(b);
+    }
+    return chain;
   }
 
   static void give(unsigned i, BlockChain chain) { pool_chain(i, chain); }
@@ -105,6 +107,7 @@ class StackPool {
       if (chain.head == nullptr) return nullptr;
       b = keep_first(i, chain, 1).head;
     }
+    reclaim_if_released(b);
     hand_out(b, i);
     return b;
   }
@@ -225,6 +228,9 @@ class StackPool {
   static constexpr std::uint32_t kMmapUnknown = 0, kMmapOff = 1, kMmapOn = 2;
   // Cached classes move between cache and pool in batches of this many.
   static constexpr std::uint32_t kBatch = 32;
+  // Only blocks of two pages or more can have inner pages to release (pages of 4 KiB at
+  // least).
+  static constexpr std::size_t kMinReleasableBlock = std::size_t{8} << 10;
 
   // Returns the first n blocks of a chain and pools the rest.
   POLYMALLOC_UNCHECKED_BY_ASAN static BlockChain keep_first(unsigned i, BlockChain chain,
@@ -359,8 +365,13 @@ class StackPool {
     return true;
   }
 
-  [[gnu::noinline]] static void note_reuse_of_released(Block* b) {
+  // A block whose inner pages trim released is in use again (they come back as zero pages
+  // on first touch): its pages no longer count as released.
+  static void reclaim_if_released(Block* b) {
+    const std::size_t header = b->size_flags_unlocked();
+    if ((header & H::kReleased) == 0) return;
     atomics::fetch_sub_relaxed(&released_bytes_, inner_pages(b).second);
+    b->set_size_flags(header & ~H::kReleased);
   }
 
   POLYMALLOC_UNCHECKED_BY_ASAN static Block* next_of(const Block* b) {
