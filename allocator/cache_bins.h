@@ -24,11 +24,12 @@ enum class CacheState : std::uint32_t {
 };
 
 // Bins for the first kBins classes of size map Map. A bin holds at most kBinBytes (and at
-// most kMaxBinCount blocks, at least 2), and moves half of that to or from the pool at a time.
+// most kMaxBinCount blocks, at least 2), and moves half of that to or from the pool at a time:
+// a program that holds a batch of 32 blocks of up to 2 KiB at a time runs in its cache.
 template <class Map, unsigned kBins>
 class CacheBins {
  public:
-  static constexpr std::size_t kBinBytes = std::size_t{32} << 10;
+  static constexpr std::size_t kBinBytes = std::size_t{64} << 10;
   static constexpr std::uint32_t kMaxBinCount = 64;
   static_assert(kBins <= Map::kClasses);
 

@@ -27,13 +27,14 @@ void free_blocks(const std::vector<Block*>& blocks) {
   for (Block* b : blocks) std::free(b);
 }
 
-TEST(ReentrantCacheTest, BinsHoldAboutThirtyTwoKibibytesWithinBounds) {
-  EXPECT_EQ(Cache::capacity(0), 64u);  // 32 B: 1024 would fit, 64 is the most
+TEST(ReentrantCacheTest, BinsHoldAboutSixtyFourKibibytesWithinBounds) {
+  EXPECT_EQ(Cache::capacity(0), 64u);  // 32 B: 2048 would fit, 64 is the most
   EXPECT_EQ(Cache::capacity(3), 64u);  // 256 B
   EXPECT_EQ(Cache::batch(3), 32u);     // half a bin moves at a time
-  EXPECT_EQ((ReentrantCache<Map, 10>::capacity(7)), 8u);  // 4 KiB
-  EXPECT_EQ((ReentrantCache<Map, 10>::capacity(9)), 2u);  // 16 KiB: at least 2
-  EXPECT_EQ((ReentrantCache<Map, 10>::batch(9)), 1u);
+  EXPECT_EQ((ReentrantCache<Map, 11>::capacity(6)), 32u);  // 2 KiB
+  EXPECT_EQ((ReentrantCache<Map, 11>::capacity(8)), 8u);   // 8 KiB
+  EXPECT_EQ((ReentrantCache<Map, 11>::capacity(10)), 2u);  // 32 KiB: at least 2
+  EXPECT_EQ((ReentrantCache<Map, 11>::batch(10)), 1u);
 }
 
 TEST(ReentrantCacheTest, BeginRefusesWhileAnOperationIsUnderway) {
