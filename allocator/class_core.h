@@ -53,9 +53,13 @@ concept ClassPool = requires(Block* b, const Block* cb, const void* p, void* q, 
   { P::give(i, chain) } -> std::same_as<void>;
   // A live block of class i, or nullptr with ENOMEM.
   { P::allocate(i) } -> std::same_as<Block*>;
-  // A live block of at least `bytes` whose payload is `alignment`-aligned (a power of two
-  // above 16, the block below kLargeBlockBytes), or nullptr with ENOMEM: its payload.
-  { P::allocate_aligned(n, bytes) } -> std::same_as<void*>;
+  // Aligned blocks (a power of two above 16, the block below kLargeBlockBytes), one of two
+  // ways: allocate_aligned(alignment, bytes), a live block's payload (nullptr with ENOMEM);
+  // or align_in_block(q, alignment), an aligned payload inside payload q of a block the core
+  // allocated for bytes + alignment (with block_of_aligned(q, call), the block an aligned
+  // payload lies in, or nullptr if q is not one).
+  requires(requires { P::allocate_aligned(n, bytes); } ||
+           requires { P::align_in_block(q, bytes); });
   // Frees b, a block of the pool whose payload is q (which may lie inside b, for an aligned
   // block), after checking that the client holds it; reports `call`'s misuse otherwise.
   { P::release(q, call) } -> std::same_as<void>;
@@ -174,11 +178,17 @@ class ClassCore {
     return p;
   }
 
+  // A pool that aligns inside a class block (signal_safe) gets the block through the caches.
   static void* allocate_aligned(std::size_t alignment, std::size_t bytes) {
     if (Map::block_for(bytes) == 0 || Map::block_for(bytes + alignment) == 0) {
       return allocate_large(bytes, alignment);
     }
-    return Pool::allocate_aligned(alignment, bytes);
+    if constexpr (requires(void* q) { Pool::align_in_block(q, alignment); }) {
+      void* p = allocate(bytes + alignment);
+      return p != nullptr ? Pool::align_in_block(p, alignment) : nullptr;
+    } else {
+      return Pool::allocate_aligned(alignment, bytes);
+    }
   }
 
   static void* reallocate(void* p, std::size_t bytes) {
@@ -307,16 +317,27 @@ class ClassCore {
     const std::size_t header = b->size_flags_unlocked();
     const unsigned i = Map::class_of_block(Block::size_in(header));
     if (i < Caches::kBins && Pool::is_live(b, header)) {
-      if (auto cache = Caches::enter_or_set_up()) {
-        if (!cache->push(i, b)) {
-          Pool::give(i, cache->take_oldest(i, Caches::batch(i)));
-          cache->push(i, b);
+      if (auto cache = Caches::enter_or_set_up()) return cache_evicting(*cache, b, i);
+    }
+    if constexpr (requires { Pool::block_of_aligned(p, call); }) {
+      if (Block* own = Pool::block_of_aligned(p, call)) {  // an aligned payload inside it
+        const unsigned k = Map::class_of_block(own->size());
+        if (k < Caches::kBins) {
+          if (auto cache = Caches::enter_or_set_up()) return cache_evicting(*cache, own, k);
         }
-        Pool::mark_cached(b, i);
-        return;
       }
     }
     Pool::release(p, call);
+  }
+
+  // Caches live block b of class i; a full bin first sends half of itself to the pool.
+  template <class Cache>
+  static void cache_evicting(Cache& cache, Block* b, unsigned i) noexcept {
+    if (!cache.push(i, b)) {
+      Pool::give(i, cache.take_oldest(i, Caches::batch(i)));
+      cache.push(i, b);
+    }
+    Pool::mark_cached(b, i);
   }
 
   // The size disagrees with the header, or anything deallocate_slow() handles. A size

@@ -112,12 +112,11 @@ class StackPool {
     return b;
   }
 
-  // A block of the class that holds `bytes` plus the worst-case padding, with a second
-  // header just below the aligned payload pointing back at the block's own.
-  static void* allocate_aligned(std::size_t alignment, std::size_t bytes) {
-    Block* b = allocate(Map::class_of(bytes + alignment));
-    if (b == nullptr) return nullptr;
-    auto* payload = static_cast<unsigned char*>(b->payload());
+  // An aligned payload inside the payload p of a live block of the class that holds the
+  // request plus `alignment` (the core allocates it, through the caches), with a second
+  // header just below it pointing back at the block's own.
+  static void* align_in_block(void* p, std::size_t alignment) {
+    auto* payload = static_cast<unsigned char*>(p);
     const auto address = reinterpret_cast<std::uintptr_t>(payload);
     const std::size_t shift = ((address + alignment - 1) & ~(alignment - 1)) - address;
     if (shift == 0) return payload;
@@ -127,7 +126,13 @@ class StackPool {
     return payload + shift;
   }
 
-  // Straight to the pool: caches take only what the core's fast paths give them.
+  // The block an aligned payload p lies in, checked (reports `call`'s misuse if there is
+  // none); nullptr if p is not an aligned payload.
+  static Block* block_of_aligned(void* p, const char* call) {
+    return shifted(Block::of_payload(p)) ? own_block(p, call) : nullptr;
+  }
+
+  // A block the core did not cache: straight to the pool.
   static void release(void* p, const char* call) {
     Block* b = own_block(p, call);
     const unsigned i = Map::class_of_block(b->size());
