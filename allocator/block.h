@@ -12,12 +12,23 @@
 namespace polymalloc::allocator {
 
 struct Block {
-  static constexpr std::size_t kInUse = 1;     // this block is allocated (or a fence)
-  static constexpr std::size_t kPrevFree = 2;  // the block to the left is free
-  // Bit 4 is LargeObjects::kMapped. kCached: freed, but held on a quick list (still "in use"
-  // as far as its neighbours' coalescing is concerned).
+  // The flag bits of size_flags: the one layout of every kind of block (sizes are multiples
+  // of 16, so the low four bits are free). Two bits mean one thing in a boundary-tagged heap
+  // and another in a pool without boundary tags (signal_safe's); a block is only ever one.
+  //   bit 0  kInUse     allocated (or a heap's region block or fence)
+  //   bit 1  kPrevFree  heap: the block to the left is free (its size is in prev_size)
+  //          kShifted   pool: the second header of an aligned payload inside a block
+  //   bit 2  kMapped    a large block, a mapping of its own (LargeObjects)
+  //   bit 3  kCached    heap: freed, but parked on a quick list (still "in use" as far as
+  //                     its neighbours' coalescing is concerned)
+  //          kReleased  pool: a free block whose inner pages went back to the OS
+  static constexpr std::size_t kInUse = 1;
+  static constexpr std::size_t kPrevFree = 2;
+  static constexpr std::size_t kShifted = 2;
+  static constexpr std::size_t kMapped = 4;
   static constexpr std::size_t kCached = 8;
-  static constexpr std::size_t kFlags = 15;  // sizes are multiples of 16
+  static constexpr std::size_t kReleased = 8;
+  static constexpr std::size_t kFlags = 15;
 
   std::size_t prev_size;   // size of the left neighbour; meaningful only when kPrevFree
   std::size_t size_flags;  // size of this block (header included) | flags

@@ -31,6 +31,7 @@ class CacheBins {
  public:
   static constexpr std::size_t kBinBytes = std::size_t{64} << 10;
   static constexpr std::uint32_t kMaxBinCount = 64;
+  static constexpr unsigned kBinCount = kBins;
   static_assert(kBins <= Map::kClasses);
 
   static constexpr std::uint32_t capacity(unsigned i) { return kCapacity[i]; }

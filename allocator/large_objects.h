@@ -26,7 +26,7 @@ namespace polymalloc::allocator {
 
 class LargeObjects {
  public:
-  static constexpr std::size_t kMapped = 4;  // Block flag: the block is a mapping of its own
+  static constexpr std::size_t kMapped = Block::kMapped;
 
   struct Stats {
     std::size_t mapped_bytes = 0;

@@ -23,10 +23,13 @@ namespace polymalloc::allocator {
 // is never ignored.
 [[noreturn]] void report_bad_setting(const char* variable, const char* value, const char* expected);
 
-// The problem to report when `call` meets a block already freed: free() and operator delete
-// free it twice; realloc() and malloc_usable_size() use it.
+// The problem to report when `call` meets a block already freed, chosen by what the call
+// does with it: a call that frees it (free, operator delete) frees it twice; a call that
+// uses it (realloc, malloc_usable_size) uses a freed pointer.
 inline const char* freed_block_problem(const char* call) {
-  return call[0] == 'r' || call[0] == 'm' ? "freed pointer" : "double free of";
+  const bool uses = __builtin_strcmp(call, "realloc") == 0 ||
+                    __builtin_strcmp(call, "malloc_usable_size") == 0;
+  return uses ? "freed pointer" : "double free of";
 }
 
 // The statistics as a few human-readable lines (POLYMALLOC_STATS=1).

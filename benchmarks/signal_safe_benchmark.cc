@@ -10,11 +10,10 @@
 #include <cstddef>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include "benchmarks/ao_malloc_adapter.h"
-#include "variants/global_spinlock/prefixed_api.h"
-#include "variants/partitioned/prefixed_api.h"
-#include "variants/signal_safe/prefixed_api.h"
+#include "variants/all_variants.h"
 #include "variants/signal_safe/signal_safe_api.h"
 
 namespace polymalloc::benchmarks {
@@ -28,13 +27,12 @@ struct Allocator {
 
 // Template arguments, so that each benchmark calls its allocator directly.
 constexpr Allocator kAoMalloc{"ao_malloc", &ao_malloc, &ao_free};
-constexpr Allocator kSignalSafe{"signal_safe", &polymalloc_signal_safe_malloc,
-                                &polymalloc_signal_safe_free};
 constexpr Allocator kGlibc{"glibc", &::malloc, &::free};
-constexpr Allocator kGlobalSpinlock{"global_spinlock", &polymalloc_global_spinlock_malloc,
-                                    &polymalloc_global_spinlock_free};
-constexpr Allocator kPartitioned{"partitioned", &polymalloc_partitioned_malloc,
-                                 &polymalloc_partitioned_free};
+// Every variant (signal_safe among them), from the one list.
+template <std::size_t I>
+constexpr Allocator kVariant{polymalloc::variants::kAllVariants[I].api->name,
+                             polymalloc::variants::kAllVariants[I].api->malloc,
+                             polymalloc::variants::kAllVariants[I].api->free};
 
 // Request sizes cycle through 16 small sizes, 16 to 256 bytes.
 std::size_t size_at(std::size_t i) { return 16 + (i % 16) * 16; }
@@ -128,10 +126,10 @@ int main(int argc, char** argv) {
               polymalloc_signal_safe_is_lock_free() ? "lock-free" : "1-lock-free",
               kAoMallocIsLockFree ? "lock-free" : "almost lock-free");
   register_all<kAoMalloc>();
-  register_all<kSignalSafe>();
   register_all<kGlibc>();
-  register_all<kGlobalSpinlock>();
-  register_all<kPartitioned>();
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    (register_all<kVariant<I>>(), ...);
+  }(std::make_index_sequence<polymalloc::variants::kVariantCount>());
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
   benchmark::RunSpecifiedBenchmarks();

@@ -20,7 +20,8 @@ while (($#)); do
     *) variants+=("$1"); shift ;;
   esac
 done
-known=(global_spinlock partitioned signal_safe)
+./bazelw build //variants:variant_names >&2
+mapfile -t known <bazel-bin/variants/variant_names.txt
 ((${#variants[@]})) || variants=("${known[@]}")
 targets=(//testing:soak)
 for v in "${variants[@]}"; do

@@ -4,7 +4,7 @@
 // A multi-threaded trace replays on that many threads; an operation on a slot waits until
 // every earlier operation on that slot (in trace order, on whatever thread) is done, so
 // cross-thread frees happen as recorded.
-//   memsim [--allocator global_spinlock|partitioned|signal_safe|system] [--json FILE]
+//   memsim [--allocator VARIANT|system] [--json FILE]
 //          [--verify] TRACE
 // `system` is the process's own malloc: run memsim under LD_PRELOAD to measure any peer.
 // Each new block gets one byte written per page (so resident memory means something);
@@ -27,21 +27,41 @@
 #include "benchmarks/system_malloc.h"
 #include "testing/process_memory.h"
 #include "testing/trace/trace_format.h"
-#include "variants/global_spinlock/prefixed_api.h"
-#include "variants/partitioned/prefixed_api.h"
-#include "variants/signal_safe/prefixed_api.h"
-#include "variants/signal_safe/signal_safe_api.h"
+#include "variants/all_variants.h"
 
 namespace polymalloc::testing {
 namespace {
 
+// "a|b|c|system": every variant's name, and the system malloc's.
+std::string allocator_names(const char* separator) {
+  std::string names;
+  for (const variants::VariantEntry& v : variants::kAllVariants) {
+    names += v.api->name;
+    names += separator;
+  }
+  return names + "system";
+}
+
 [[noreturn]] void usage_error(const std::string& message) {
   std::fprintf(stderr,
                "memsim: %s\n"
-               "usage: memsim [--allocator global_spinlock|partitioned|signal_safe|system]\n"
+               "usage: memsim [--allocator %s]\n"
                "              [--json FILE] [--verify] TRACE\n",
-               message.c_str());
+               message.c_str(), allocator_names("|").c_str());
   std::exit(2);
+}
+
+// The variant named `name` (with the environment it runs with: signal_safe's mmap, say, as
+// traces hold more than its static arena; a setting the user made wins), or nullptr.
+const allocator::ApiTable* variant_named(const std::string& name) {
+  for (const variants::VariantEntry& v : variants::kAllVariants) {
+    if (name != v.api->name) continue;
+    for (const variants::Setting& s : v.environment) {
+      if (s.name != nullptr) setenv(s.name, s.value, 0);
+    }
+    return v.api;
+  }
+  return nullptr;
 }
 
 struct Options {
@@ -70,18 +90,10 @@ Options parse_options(int argc, char** argv) {
     }
   }
   if (o.trace.empty()) usage_error("which trace? (give a file)");
-  if (o.allocator == "system")
+  if (o.allocator == "system") {
     o.api = &benchmarks::kSystemMalloc;
-  else if (o.allocator == "global_spinlock")
-    o.api = &variants::global_spinlock_api;
-  else if (o.allocator == "partitioned")
-    o.api = &variants::partitioned_api;
-  else if (o.allocator == "signal_safe") {
-    o.api = &variants::signal_safe_api;
-    polymalloc_signal_safe_enable_mmap();  // traces hold more than its static arena
-  } else {
-    usage_error("--allocator: '" + o.allocator +
-                "' is not global_spinlock, partitioned, signal_safe or system");
+  } else if ((o.api = variant_named(o.allocator)) == nullptr) {
+    usage_error("--allocator: '" + o.allocator + "' is not " + allocator_names(", "));
   }
   return o;
 }

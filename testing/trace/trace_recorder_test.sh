@@ -4,11 +4,12 @@
 # must parse, end with `e`, and replay to the end with --verify on every variant and on the
 # system malloc; the threaded one must name several threads; the fork child must have its own
 # trace.
-#   trace_recorder_test.sh RECORDER MEMSIM DEMO
+#   trace_recorder_test.sh RECORDER MEMSIM DEMO VARIANT_NAMES (a file: a variant a line)
 set -euo pipefail
 recorder=$(realpath "$1")
 memsim=$2
 demo=$3
+mapfile -t variants <"$4"
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/recorder.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 failures=0
@@ -28,7 +29,7 @@ replays_everywhere() {  # replays_everywhere TRACE [ENDED]: ENDED=no for a proce
   local trace=$1 ended=${2:-yes}
   [[ -s $trace ]] || { fail "$trace is missing or empty"; return; }
   [[ $ended == no || $(tail -1 "$trace") == e ]] || fail "$trace does not end with e"
-  for allocator in global_spinlock partitioned signal_safe system; do
+  for allocator in "${variants[@]}" system; do
     if out=$("$memsim" --allocator "$allocator" --verify "$trace" 2>&1); then
       echo "ok   $(basename "$trace") on $allocator: $(head -1 <<<"$out" | sed 's/.* on [a-z_]*: //')"
     else

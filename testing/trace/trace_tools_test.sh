@@ -3,10 +3,11 @@
 # (single- and multi-threaded, every operation kind) replay with --verify on every variant
 # and on the system malloc; malformed traces and bad arguments fail with a message that
 # says where and what.
-#   trace_tools_test.sh GENRANDMS MEMSIM
+#   trace_tools_test.sh GENRANDMS MEMSIM VARIANT_NAMES (a file: every variant, a line each)
 set -euo pipefail
 genrandms=$1
 memsim=$2
+mapfile -t variants <"$3"
 work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/trace.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 failures=0
@@ -29,7 +30,7 @@ grep -q '=r' "$work/a.trace" || fail "no realloc in the trace"
   --distribution power-law --threads 4 --realloc-share 0.2 >"$work/threads.trace"
 grep -q '^3@' "$work/threads.trace" || fail "no operation of thread 3 in a 4-thread trace"
 
-for allocator in global_spinlock partitioned signal_safe system; do
+for allocator in "${variants[@]}" system; do
   for trace in a threads; do
     if out=$("$memsim" --allocator "$allocator" --verify --json "$work/$allocator.$trace.json" \
       "$work/$trace.trace" 2>&1); then
@@ -64,7 +65,7 @@ printf '0=100\n0=c1*8\n' >"$work/occupied.trace"
 expect_error "calloc into an occupied slot" "occupied.trace:2: allocates into slot 0" \
   "$memsim" "$work/occupied.trace"
 expect_error "missing trace file" "cannot read" "$memsim" "$work/missing.trace"
-expect_error "unknown allocator" "is not global_spinlock" "$memsim" --allocator dlmalloc "$work/a.trace"
+expect_error "unknown allocator" "is not ${variants[0]}" "$memsim" --allocator dlmalloc "$work/a.trace"
 expect_error "bad size suffix" "is not a size" "$genrandms" --max-size 12q
 expect_error "min above max" "larger than --max-size" "$genrandms" --min-size 10 --max-size 5
 expect_error "bad share" "fraction between 0 and 1" "$genrandms" --calloc-share 1.5

@@ -36,9 +36,9 @@ inline constexpr const char* kEnableMmapVariable = "POLYMALLOC_SIGNAL_SAFE_MMAP"
 //   large block:   LargeObjects' header (kMapped | kInUse)
 struct SignalSafeHeader {
   static constexpr std::size_t kInUse = allocator::Block::kInUse;
-  static constexpr std::size_t kShifted = 2;  // Block's kPrevFree bit: no boundary tags here
-  static constexpr std::size_t kMapped = allocator::LargeObjects::kMapped;
-  static constexpr std::size_t kReleased = 8;  // a free block whose inner pages went back
+  static constexpr std::size_t kShifted = allocator::Block::kShifted;
+  static constexpr std::size_t kMapped = allocator::Block::kMapped;
+  static constexpr std::size_t kReleased = allocator::Block::kReleased;
 };
 
 // The pool (a ClassPool, class_core.h): per-class lock-free stacks over the arena and the

@@ -1,0 +1,175 @@
+// ClassCore over a test assembly of shared parts: one locked heap with thread caches in front,
+// its classes a type parameter. What the core promises whatever the parts: requests follow
+// the size map (so changing a variant's classes is its one Map line), a freed block goes to
+// the caller's cache and comes back first, a full bin sends half of itself to the pool, large
+// requests are mappings, zero and NULL are served off the fast paths, a sized delete with the
+// wrong size is reported, and statistics count cached blocks as free.
+#include "allocator/class_core.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "allocator/heap_pool.h"
+#include "allocator/locked_heap.h"
+#include "allocator/thread_cache.h"
+#include "platform/platform.h"
+
+namespace polymalloc::allocator {
+namespace {
+
+// One heap behind thread caches, for a class policy of the test's choosing.
+template <class Classes>
+struct OneCachedHeap {
+  using Map = SizeMap<Classes>;
+  using Heap = LockedHeap<platform::ReservedRange, kNoQuickLists>;
+  static constexpr bool kCachesInFront = true;
+
+  static Heap* owner_of(const void* p) { return heap.contains(p) ? &heap : nullptr; }
+  static Heap& heap_of_owned(const void*) { return heap; }
+  template <class F>
+  static Block* with_some_heap(F f) {
+    return heap.locked(f);
+  }
+  template <class F>
+  static void for_each_heap(F f) {
+    f(heap);
+  }
+  static void prepare_fork() { heap.prepare_fork(); }
+  static void after_fork_in_parent() { heap.after_fork_in_parent(); }
+  static void after_fork_in_child() { heap.after_fork_in_child(); }
+
+  static inline platform::PageMap pages;
+  static inline Heap heap{&pages, std::uint16_t{1}};
+};
+
+template <class Classes>
+struct TestConfig {
+  static constexpr const char* kName = "test";
+  using Map = SizeMap<Classes>;
+  using Pool = HeapPool<OneCachedHeap<Classes>>;
+  using Caches = ThreadCaches<ClassCore<TestConfig>, Map>;
+};
+
+template <class Classes>
+class ClassCoreTest : public ::testing::Test {
+ protected:
+  using TestedCore = ClassCore<TestConfig<Classes>>;
+  using TestedMap = SizeMap<Classes>;
+
+  void TearDown() override {
+    const void* where = nullptr;
+    const char* problem = TestedCore::check_heap(&where);
+    EXPECT_EQ(problem, nullptr) << problem << " at " << where;
+  }
+};
+
+// Two policies: the same core and parts follow whichever the config names.
+using Policies = ::testing::Types<PowerOfTwoClasses, QuarterPowerClasses>;
+TYPED_TEST_SUITE(ClassCoreTest, Policies);
+
+TYPED_TEST(ClassCoreTest, UsableSizesFollowTheSizeMap) {
+  using Core = typename TestFixture::TestedCore;
+  using Map = typename TestFixture::TestedMap;
+  for (std::size_t n = 1; n <= Map::kMaxRequest; n += n < 4096 ? 7 : n / 3) {
+    void* p = Core::allocate(n);
+    ASSERT_NE(p, nullptr) << n;
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 16, 0u);
+    const std::size_t block = Map::block_size(Map::class_of(n));
+    EXPECT_EQ(Core::usable_size(p), block - Block::kHeaderBytes) << n;
+    EXPECT_EQ(Map::block_for(n), block) << n;
+    std::memset(p, 0x5a, n);
+    Core::deallocate(p, "free");
+  }
+}
+
+TYPED_TEST(ClassCoreTest, AFreedBlockComesBackFirstFromTheCallersCache) {
+  using Core = typename TestFixture::TestedCore;
+  void* a = Core::allocate(100);
+  void* b = Core::allocate(100);
+  Core::deallocate(a, "free");
+  Core::deallocate(b, "free");
+  EXPECT_EQ(Core::allocate(100), b) << "last in, first out";
+  EXPECT_EQ(Core::allocate(100), a);
+  Core::deallocate(a, "free");
+  Core::deallocate(b, "free");
+}
+
+TYPED_TEST(ClassCoreTest, AFullBinSendsHalfOfItselfToThePoolAndCachedBlocksCountAsFree) {
+  using Core = typename TestFixture::TestedCore;
+  using Caches = typename TestConfig<TypeParam>::Caches;
+  using Map = typename TestFixture::TestedMap;
+  const unsigned i = Map::class_of(200);
+  const std::uint32_t capacity = Caches::ThreadCache::capacity(i);
+  // Hold more than a bin's worth, and stop when the bin has just been emptied.
+  std::vector<void*> held;
+  do {
+    held.push_back(Core::allocate(200));
+  } while (held.size() <= capacity || Caches::enter()->count(i) != 0);
+  const Statistics before = Core::statistics();
+  for (std::uint32_t k = 0; k < capacity; ++k) Core::deallocate(held[k], "free");
+  auto* cache = Caches::enter();
+  ASSERT_NE(cache, nullptr);
+  EXPECT_EQ(cache->count(i), capacity);
+  Core::deallocate(held[capacity], "free");
+  EXPECT_EQ(cache->count(i), capacity - Caches::batch(i) + 1) << "a full bin gave half back";
+  const Statistics after = Core::statistics();
+  EXPECT_EQ(after.heap_in_use_bytes() + (capacity + 1) * Map::block_size(i),
+            before.heap_in_use_bytes())
+      << "cached blocks count as free";
+  for (std::size_t k = capacity + 1; k < held.size(); ++k) Core::deallocate(held[k], "free");
+}
+
+TYPED_TEST(ClassCoreTest, LargeRequestsAreMappingsAndZeroAndNullWork) {
+  using Core = typename TestFixture::TestedCore;
+  using Map = typename TestFixture::TestedMap;
+  static_assert(Core::kTakesZeroAndNull);
+  void* big = Core::allocate(Map::kMaxRequest + 1);
+  ASSERT_NE(big, nullptr);
+  EXPECT_EQ(Core::statistics().mapped_objects, 1u);
+  Core::deallocate(big, "free");
+  EXPECT_EQ(Core::statistics().mapped_objects, 0u);
+  void* zero = Core::allocate(0);
+  ASSERT_NE(zero, nullptr);
+  EXPECT_GE(Core::usable_size(zero), 1u);
+  Core::deallocate(zero, "free");
+  Core::deallocate(nullptr, "free");  // does nothing
+}
+
+TYPED_TEST(ClassCoreTest, SizedDeleteTakesTheClassFromTheSize) {
+  using Core = typename TestFixture::TestedCore;
+  void* p = Core::allocate(48);
+  Core::deallocate_sized(p, 48, "operator delete");
+  EXPECT_EQ(Core::allocate(48), p) << "cached by the size it was given";
+  Core::deallocate_sized(p, 48, "operator delete");
+}
+
+template <class Core>
+void delete_with_the_wrong_size() {
+  void* p = Core::allocate(24);
+  Core::deallocate_sized(p, 4000, "operator delete");
+}
+
+TEST(ClassCoreDeathTest, ASizedDeleteWithTheWrongSizeIsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  using Core = ClassCore<TestConfig<QuarterPowerClasses>>;
+  EXPECT_DEATH(delete_with_the_wrong_size<Core>(),
+               "polymalloc: operator delete\\(\\): size does not match the block of 0x");
+}
+
+TEST(ClassCoreDeathTest, ADoubleFreeOfACachedBlockIsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  using Core = ClassCore<TestConfig<PowerOfTwoClasses>>;
+  EXPECT_DEATH(
+      {
+        void* p = Core::allocate(64);
+        Core::deallocate(p, "free");
+        Core::deallocate(p, "free");
+      },
+      "polymalloc: free\\(\\): double free of 0x");
+}
+
+}  // namespace
+}  // namespace polymalloc::allocator

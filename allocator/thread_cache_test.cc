@@ -1,0 +1,97 @@
+// ThreadCaches through its backend seam: no cache until a slow path sets one up, one cache per
+// thread, statistics see every registered cache, a thread's exit hands its blocks to the
+// backend, and a fork child keeps only the forking thread's cache.
+#include "allocator/thread_cache.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include "allocator/size_map.h"
+
+namespace polymalloc::allocator {
+namespace {
+
+using Map = SizeMap<QuarterPowerClasses>;
+
+// A backend that frees what thread exits hand back, and counts it.
+struct CountingBackend {
+  static inline std::atomic<int> flushed{0};
+  template <class Cache>
+  static void flush(Cache& cache) {
+    for (unsigned i = 0; i < Cache::kBinCount; ++i) {
+      for (Block* b = cache.take_oldest(i, 0).head; b != nullptr;) {
+        Block* next = b->next();
+        std::free(b);
+        b = next;
+        ++flushed;
+      }
+    }
+  }
+};
+using Caches = ThreadCaches<CountingBackend, Map>;
+
+Block* fresh_block() { return Block::at(std::aligned_alloc(16, 64)); }
+
+TEST(ThreadCachesTest, NoCacheUntilASlowPathSetsOneUp) {
+  std::thread([] {
+    EXPECT_EQ(Caches::enter(), nullptr) << "the fast paths never set one up";
+    auto* cache = Caches::enter_or_set_up();
+    ASSERT_NE(cache, nullptr);
+    EXPECT_EQ(Caches::enter(), cache);
+    EXPECT_EQ(Caches::enter_or_set_up(), cache);
+  }).join();
+}
+
+TEST(ThreadCachesTest, EachThreadHasItsOwnCacheAndItsExitFlushesIt) {
+  auto* main_cache = Caches::enter_or_set_up();
+  ASSERT_NE(main_cache, nullptr);
+  const int flushed_before = CountingBackend::flushed;
+  Caches::ThreadCache* other = nullptr;
+  std::thread([&] {
+    other = Caches::enter_or_set_up();
+    ASSERT_NE(other, nullptr);
+    for (int k = 0; k < 5; ++k) ASSERT_TRUE(other->push(2, fresh_block()));
+    int registered = 0;
+    Caches::for_each([&](const Caches::ThreadCache&) { ++registered; });
+    EXPECT_GE(registered, 2) << "statistics see this cache and the main thread's";
+  }).join();
+  EXPECT_NE(other, main_cache);
+  EXPECT_EQ(CountingBackend::flushed - flushed_before, 5) << "the exit handed the blocks back";
+  int registered = 0;
+  Caches::for_each([&](const Caches::ThreadCache&) { ++registered; });
+  EXPECT_EQ(registered, 1) << "the exited thread's cache left the registry";
+}
+
+TEST(ThreadCachesTest, AForkChildKeepsOnlyTheForkingThreadsCache) {
+  ASSERT_NE(Caches::enter_or_set_up(), nullptr);
+  std::atomic<bool> ready{false}, leave{false};
+  std::thread other([&] {
+    Caches::enter_or_set_up();
+    ready = true;
+    while (!leave) std::this_thread::yield();
+  });
+  while (!ready) std::this_thread::yield();
+  Caches::prepare_fork();
+  const pid_t child = fork();
+  if (child == 0) {
+    Caches::after_fork_in_child();
+    int registered = 0;
+    Caches::for_each([&](const Caches::ThreadCache&) { ++registered; });
+    _exit(registered == 1 && Caches::enter() != nullptr ? 0 : 1);
+  }
+  Caches::after_fork_in_parent();
+  leave = true;
+  other.join();
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+}  // namespace
+}  // namespace polymalloc::allocator
