@@ -79,9 +79,10 @@ def variant_cc_fuzzer(name, srcs, corpus, deps = [], **kwargs):
         tests.append(":%s_corpus_test_%s" % (name, variant))
     native.test_suite(name = name + "_corpus_test", tests = tests)
 
-def _variant_sh_tests(name, srcs, libraries, program = None, **kwargs):
+def _variant_sh_tests(name, srcs, libraries, program = None, env = {}, **kwargs):
     """One sh_test per implemented variant, run as `srcs[0] [PROGRAM] LIBRARY VARIANT`, where
-    LIBRARY is libraries[variant], a label; test_suite <name> holds them all."""
+    LIBRARY is libraries[variant], a label, with the variant's test_env and `env`;
+    test_suite <name> holds them all."""
     leading = ["$(rootpath %s)" % program] if program else []
     tests = []
     for variant in IMPLEMENTED_VARIANTS:
@@ -91,7 +92,7 @@ def _variant_sh_tests(name, srcs, libraries, program = None, **kwargs):
             srcs = srcs,
             args = leading + ["$(rootpath %s)" % library, variant],
             data = ([program] if program else []) + [library],
-            env = VARIANTS[variant].test_env,
+            env = dict(VARIANTS[variant].test_env, **env),
             **kwargs
         )
         tests.append(":%s_%s" % (name, variant))
