@@ -18,6 +18,7 @@ struct Block {
   //   bit 0  kInUse     allocated (or a heap's region block or fence)
   //   bit 1  kPrevFree  heap: the block to the left is free (its size is in prev_size)
   //          kShifted   pool: the second header of an aligned payload inside a block
+  //          kGrowing   large block: a cached mapping it took to grow into by realloc
   //   bit 2  kMapped    a large block, a mapping of its own (LargeObjects)
   //   bit 3  kCached    heap: freed, but parked on a quick list (still "in use" as far as
   //                     its neighbours' coalescing is concerned)
@@ -25,6 +26,7 @@ struct Block {
   static constexpr std::size_t kInUse = 1;
   static constexpr std::size_t kPrevFree = 2;
   static constexpr std::size_t kShifted = 2;
+  static constexpr std::size_t kGrowing = 2;
   static constexpr std::size_t kMapped = 4;
   static constexpr std::size_t kCached = 8;
   static constexpr std::size_t kReleased = 8;

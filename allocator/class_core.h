@@ -71,7 +71,15 @@ concept ClassPool = requires(Block* b, const Block* cb, const void* p, void* q, 
   { P::resize(q, bytes) } -> std::same_as<void*>;
   // Whether requests too big for a class may be served (as mappings of their own).
   { P::large_blocks_enabled() } -> std::same_as<bool>;
+  // Whether the pool's heap serves blocks of any size (below the core's adaptive heap
+  // threshold: allocate_bytes(block), a live block of `block` bytes), and whether a block it
+  // cannot grow moves into a cached mapping to grow into (a pool without coalescing).
+  { P::kServesLargeBlocks } -> std::convertible_to<bool>;
+  { P::kGrowsIntoCachedMappings } -> std::convertible_to<bool>;
+  requires(!P::kServesLargeBlocks || requires { { P::allocate_bytes(bytes) } -> std::same_as<Block*>; });
   { P::trim(bytes) } -> std::same_as<bool>;
+  // Decay (decay.h): free memory that became free at or before a time goes back.
+  { P::release_aged(std::uint64_t{0}) } -> std::same_as<void>;
   { P::add_statistics(s) } -> std::same_as<void>;
   { P::check(where) } -> std::same_as<const char*>;
   { P::prepare_fork() } -> std::same_as<void>;
@@ -170,11 +178,12 @@ class ClassCore {
 
   // ---- the rest of the API ----
 
+  // Fresh mappings are zero already; everything else is cleared.
   static void* allocate_zeroed(std::size_t bytes) {
-    const unsigned i = Map::class_or_large(bytes);
-    if (i == Map::kClasses) return allocate_large(bytes, 16);  // fresh mappings are zero
-    void* p = allocate(bytes);
-    if (p != nullptr) __builtin_memset(p, 0, bytes);
+    bool fresh = false;
+    void* p = Map::class_or_large(bytes) == Map::kClasses ? allocate_large(bytes, 16, &fresh)
+                                                          : allocate(bytes);
+    if (p != nullptr && !fresh) __builtin_memset(p, 0, bytes);
     return p;
   }
 
@@ -191,15 +200,30 @@ class ClassCore {
     }
   }
 
+  // A large block stays in its mapping while the size fits it (and the request is still
+  // large, or the block took the mapping to grow into), and grows with mremap. A pool block
+  // resizes where it lies if its pool can (a heap, into free neighbours: a heap that serves
+  // large requests, too), else moves: into a cached mapping of any size, for a pool that
+  // cannot grow blocks (the block will likely go on growing into it), or a fresh block.
   static void* reallocate(void* p, std::size_t bytes) {
     Block* b = Block::of_payload(p);
     const std::size_t block = Map::block_for(bytes);
     if (!Pool::owns(b)) {
       large_.check_live(b, "realloc");
+      if (LargeObjects::keeps(b, bytes, block == 0)) return p;
       if (block == 0) return payload_of(large_.resize(b, bytes));
       return move_to_fresh<ClassCore>(allocate(bytes), p, bytes);  // shrinking below a mapping
     }
-    if (void* resized = Pool::resize(p, block)) return resized;
+    if (void* resized = Pool::resize(p, block != 0 ? block : heap_block_for(bytes))) {
+      return resized;
+    }
+    if constexpr (Pool::kGrowsIntoCachedMappings) {
+      if (bytes > Pool::usable_size(p, "realloc")) {
+        if (Block* grown = large_.adopt_for_growth(bytes)) {
+          return move_to_fresh<ClassCore>(grown->payload(), p, bytes);
+        }
+      }
+    }
     return move_to_fresh<ClassCore>(block != 0 ? allocate(bytes) : allocate_large(bytes, 16), p,
                                     bytes);
   }
@@ -227,7 +251,8 @@ class ClassCore {
   static bool trim(std::size_t pad) {
     const ErrnoPreserved saved;
     flush_my_cache();
-    return Pool::trim(pad);
+    const bool trimmed = Pool::trim(pad);
+    return (large_.release_cached(UINT64_MAX) != 0) || trimmed;
   }
 
   // Blocks in caches count as free (to the client they are).
@@ -244,6 +269,12 @@ class ClassCore {
     s.mapped_objects = large.mapped_objects;
     s.peak_mapped_bytes = large.peak_mapped_bytes;
     s.peak_mapped_objects = large.peak_mapped_objects;
+    s.mapping_cache_bytes = large.cache.bytes;
+    // (released_bytes comes from the pool: the pages of its free blocks that went back)
+    s.mapping_cache_mappings = large.cache.mappings;
+    s.mapping_cache_bound = large.cache.bound;
+    s.mapping_cache_hits = large.cache.hits;
+    s.mapping_cache_misses = large.cache.misses;
     return s;
   }
 
@@ -291,6 +322,7 @@ class ClassCore {
   // A class the cache does not keep, an empty bin (refilled with a batch from the pool), no
   // cache yet, a large request.
   [[gnu::noinline]] static void* allocate_slow(std::size_t bytes) noexcept {
+    tick();
     const unsigned i = Map::class_or_large(bytes);
     if (i == Map::kClasses) return allocate_large(bytes, 16);
     if (i < Caches::kBins) {
@@ -313,6 +345,7 @@ class ClassCore {
   // pool, then b joins it), no cache, a class the cache does not keep, an aligned payload,
   // misuse (which the pool reports).
   [[gnu::noinline]] static void deallocate_slow(void* p, const char* call) noexcept {
+    tick();
     Block* b = Block::of_payload(p);
     const std::size_t header = b->size_flags_unlocked();
     const unsigned i = Map::class_of_block(Block::size_in(header));
@@ -366,16 +399,60 @@ class ClassCore {
     if (reinterpret_cast<std::uintptr_t>(b) == 0 - Block::kHeaderBytes) return;
     large_.check_live(b, call);
     const ErrnoPreserved saved;
+    const std::size_t length = b->size();
     large_.release(b);
+    if constexpr (Pool::kServesLargeBlocks) raise_heap_threshold(length);
+    tick();
   }
 
-  static void* allocate_large(std::size_t bytes, std::size_t alignment) {
+  // Decay (decay.h): a slow path's tick; when a release is due, free memory that has sat
+  // unused past the delay goes back: the pools' (heap pages, pooled blocks) and the cached
+  // mappings. Keeps errno.
+  static void tick() noexcept {
+    std::uint64_t now = 0;
+    if (!Decay::due(&now)) [[likely]]
+      return;
+    const ErrnoPreserved saved;
+    const std::uint64_t cutoff = now - static_cast<std::uint64_t>(Decay::delay_ms());
+    Pool::release_aged(cutoff);
+    large_.release_cached(cutoff);
+  }
+
+  // A large request: from the pool's heap while it is under the heap threshold (a pool that
+  // can serve any size), else a mapping of its own (fresh or cached; *fresh says which).
+  static void* allocate_large(std::size_t bytes, std::size_t alignment, bool* fresh = nullptr) {
+    if constexpr (Pool::kServesLargeBlocks) {
+      if (const std::size_t block = heap_block_for(bytes); block != 0 && alignment <= 16) {
+        if (Block* b = Pool::allocate_bytes(block)) return b->payload();
+      }
+    }
     if (!Pool::large_blocks_enabled()) {
       errno = ENOMEM;
       return nullptr;
     }
-    return payload_of(large_.allocate(bytes, alignment));
+    return payload_of(large_.allocate(bytes, alignment, fresh));
   }
+
+  // The adaptive threshold, as glibc's mmap threshold: requests below it are served by the
+  // pool's heap (which keeps its pages when they are freed and grows blocks in place), and
+  // freeing a mapped block raises it to that block's size, up to kMaxHeapThreshold: a
+  // program that keeps reallocating or replacing buffers of some size gets them from the
+  // heap after the first. 0 for a pool that cannot serve large requests.
+  static constexpr std::size_t kMaxHeapThreshold = std::size_t{32} << 20;
+  static std::size_t heap_block_for(std::size_t bytes) {
+    if constexpr (!Pool::kServesLargeBlocks) return 0;
+    const std::size_t threshold = atomics::load_relaxed(&heap_threshold_);
+    if (bytes >= threshold) return 0;
+    return (bytes + Block::kHeaderBytes + 15) & ~std::size_t{15};
+  }
+  static void raise_heap_threshold(std::size_t mapped) {
+    if (mapped > kMaxHeapThreshold) return;
+    std::size_t seen = atomics::load_relaxed(&heap_threshold_);
+    while (mapped > seen && !atomics::cas_relaxed(&heap_threshold_, seen, mapped)) {
+    }
+  }
+
+  static inline constinit std::size_t heap_threshold_ = kLargeBlockBytes;
 
   static void flush_my_cache() {
     if (auto cache = Caches::enter()) flush(*cache);

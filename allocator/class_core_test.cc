@@ -126,11 +126,18 @@ TYPED_TEST(ClassCoreTest, LargeRequestsAreMappingsAndZeroAndNullWork) {
   using Core = typename TestFixture::TestedCore;
   using Map = typename TestFixture::TestedMap;
   static_assert(Core::kTakesZeroAndNull);
-  void* big = Core::allocate(Map::kMaxRequest + 1);
+  static_assert(Map::kMaxRequest < (std::size_t{2} << 20));
+  void* big = Core::allocate(std::size_t{2} << 20);  // past every class and the heap threshold
   ASSERT_NE(big, nullptr);
   EXPECT_EQ(Core::statistics().mapped_objects, 1u);
   Core::deallocate(big, "free");
   EXPECT_EQ(Core::statistics().mapped_objects, 0u);
+  // The adaptive threshold: once a mapping that big was freed, the heap serves the size.
+  void* again = Core::allocate(std::size_t{2} << 20);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(Core::statistics().mapped_objects, 0u);
+  EXPECT_GE(Core::usable_size(again), std::size_t{2} << 20);
+  Core::deallocate(again, "free");
   void* zero = Core::allocate(0);
   ASSERT_NE(zero, nullptr);
   EXPECT_GE(Core::usable_size(zero), 1u);

@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "allocator/block.h"
+#include "allocator/decay.h"
 #include "allocator/sanitizer.h"
 #include "allocator/size_class.h"
 #include "platform/platform.h"
@@ -57,6 +58,9 @@ class FreeListHeap {
   static constexpr unsigned kQuickMaxClass =
       QuickMaxBlock >= kMinBlock ? static_cast<unsigned>(std::bit_width(QuickMaxBlock) - 1)
                                  : kMinClass;
+  // Free blocks this big are dated when they become free (decay.h), in the word after their
+  // links, and their inner pages (past that word) may be released.
+  static constexpr std::size_t kDatedBlock = std::size_t{8} << 10;
   // Blocks of a request's own list examined for the best fit before a larger list is split.
   static constexpr unsigned kFitScanLimit = 16;
   // A quick list holding this many bytes is consolidated before it takes another block.
@@ -221,23 +225,55 @@ class FreeListHeap {
   // Tells the OS that the whole pages inside free blocks of at least `min_bytes` are not
   // needed (they stay committed and read back as zero). Returns the bytes released.
   POLYMALLOC_UNCHECKED_BY_ASAN std::size_t release_free_pages(std::size_t min_bytes) {
+    return release_aged(UINT64_MAX, min_bytes);
+  }
+
+  // Decay: releases the inner pages of every free block (of at least kDatedBlock bytes, or
+  // `min_bytes`) that became free at or before `cutoff_ms` and still holds them; the quick
+  // lists are consolidated first, as parked blocks hold memory too. Returns the bytes released.
+  POLYMALLOC_UNCHECKED_BY_ASAN std::size_t release_aged(std::uint64_t cutoff_ms,
+                                                        std::size_t min_bytes = kDatedBlock) {
     consolidate();
-    const std::size_t page = platform::page_size();
     std::size_t released = 0;
     for (unsigned k = list_of(min_bytes > kMinBlock ? min_bytes : kMinBlock); k < kClassCount;
          ++k) {
       for (Block* b = lists_[k]; b != nullptr; b = b->next()) {
-        const auto start = reinterpret_cast<std::uintptr_t>(b) + sizeof(Block);
-        const auto end = reinterpret_cast<std::uintptr_t>(b) + b->size();
-        const std::uintptr_t first = (start + page - 1) & ~(page - 1);
-        const std::uintptr_t last = end & ~(page - 1);
-        if (last > first &&
-            platform::os_release_pages(reinterpret_cast<void*>(first), last - first)) {
-          released += last - first;
-        }
+        if (b->size_flags & Block::kReleased) continue;
+        if (b->size() >= kDatedBlock && freed_at(b) > cutoff_ms) continue;
+        released += release_pages_of(b);
       }
     }
     return released;
+  }
+
+  // The bytes of free blocks whose inner pages went back (and have not been used since).
+  POLYMALLOC_UNCHECKED_BY_ASAN std::size_t released_bytes() const {
+    std::size_t released = 0;
+    for (unsigned k = list_of(2 * kMinBlock); k < kClassCount; ++k) {
+      for (const Block* b = lists_[k]; b != nullptr; b = b->next()) {
+        if (b->size_flags & Block::kReleased) released += inner_pages(b).second;
+      }
+    }
+    return released;
+  }
+
+  // Releases the inner pages of free block b now (decay at once: a delay of 0).
+  POLYMALLOC_UNCHECKED_BY_ASAN std::size_t release_pages_of(Block* b) {
+    const auto [start, bytes] = inner_pages(b);
+    if (bytes == 0 || !platform::os_release_pages(reinterpret_cast<void*>(start), bytes)) {
+      return 0;
+    }
+    b->set_size_flags(b->size_flags | Block::kReleased);
+    return bytes;
+  }
+
+  // Decay of the top: if the free top of the newest region became free at or before
+  // `cutoff_ms`, all of it beyond `keep` goes back to the source. Returns the bytes.
+  POLYMALLOC_UNCHECKED_BY_ASAN std::size_t trim_aged(std::uint64_t cutoff_ms, std::size_t keep) {
+    consolidate();
+    Block* top = top_free_block();
+    if (top == nullptr || top->size() < kDatedBlock || freed_at(top) > cutoff_ms) return 0;
+    return trim(keep);
   }
 
   // Gives the free memory at the top of the newest region back to the source, keeping at
@@ -324,6 +360,23 @@ class FreeListHeap {
     return contains(left) && left->size() == b->prev_size && !left->in_use();
   }
 
+  // A free block's dating word, and the whole pages inside it past that word.
+  POLYMALLOC_UNCHECKED_BY_ASAN static std::uint64_t& freed_at(Block* b) {
+    return *reinterpret_cast<std::uint64_t*>(reinterpret_cast<unsigned char*>(b) + sizeof(Block));
+  }
+  POLYMALLOC_UNCHECKED_BY_ASAN static std::pair<std::uintptr_t, std::size_t> inner_pages(
+      const Block* b) {
+    const std::size_t page = platform::page_size();
+    const auto address = reinterpret_cast<std::uintptr_t>(b);
+    const std::uintptr_t first = (address + sizeof(Block) + 8 + page - 1) & ~(page - 1);
+    const std::uintptr_t last = (address + b->size()) & ~(page - 1);
+    return {first, last > first ? last - first : 0};
+  }
+  // (A vDSO clock read: only blocks this big pay it, on their way into the free lists.)
+  POLYMALLOC_UNCHECKED_BY_ASAN static void date(Block* b, std::size_t size) {
+    if (size >= kDatedBlock) freed_at(b) = platform::os_monotonic_ms();
+  }
+
   // The free block just below the newest region's fence, or nullptr.
   POLYMALLOC_UNCHECKED_BY_ASAN Block* top_free_block() const {
     if (top_ == nullptr) return nullptr;
@@ -401,7 +454,7 @@ class FreeListHeap {
     const std::size_t rest = f->size() - block_bytes;
     if (rest < kMinBlock) {
       unlink(f);
-      f->add_flags(Block::kInUse);
+      f->set_size_flags(f->size() | Block::kInUse);  // a free block's kReleased goes with it
       f->right()->clear_flags(Block::kPrevFree);
     } else {
       Block* tail = new_header_at(reinterpret_cast<unsigned char*>(f) + block_bytes, 0);
@@ -437,6 +490,7 @@ class FreeListHeap {
       if (next != nullptr) next->set_prev(to);
     }
     to->right()->prev_size = new_size;
+    date(to, new_size);
   }
 
   // Cuts an in-use block down to `bytes`, freeing the tail if it can be a block of its own.
@@ -465,6 +519,7 @@ class FreeListHeap {
     Block* right = b->right();
     right->prev_size = size;
     right->add_flags(Block::kPrevFree);
+    date(b, size);
     link(b);
     poison_free(b->payload(), size - Block::kHeaderBytes);
   }

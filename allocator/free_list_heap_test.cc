@@ -260,3 +260,29 @@ TEST(FreeListHeapTest, RandomizedWorkloadOverSeveralRegionsStaysConsistent) {
 
 }  // namespace
 }  // namespace polymalloc::allocator
+
+namespace polymalloc::allocator {
+namespace {
+
+// Decay marks a free block whose pages went back (kReleased); a block allocated from it, whole
+// or in part, is an ordinary live block again.
+TEST(FreeListHeapTest, ABlockWhosePagesWentBackIsLiveOnceAllocatedAgain) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  Block* a = heap.allocate(16 << 10);
+  Block* guard = heap.allocate(64);
+  ASSERT_NE(a, nullptr);
+  heap.release(a);
+  EXPECT_GE(heap.release_aged(UINT64_MAX), std::size_t{8} << 10) << "its inner pages went back";
+  EXPECT_GE(heap.stats().free_bytes, std::size_t{16} << 10);
+  EXPECT_GT(heap.released_bytes(), 0u);
+  Block* again = heap.allocate(16 << 10);  // the exact fit: the whole free block
+  ASSERT_EQ(again, a);
+  EXPECT_TRUE(again->live());
+  EXPECT_EQ(static_cast<unsigned char*>(again->payload())[9000], 0) << "released pages read 0";
+  heap.release(again);
+  heap.release(guard);
+  EXPECT_HEAP_OK(heap);
+}
+
+}  // namespace
+}  // namespace polymalloc::allocator

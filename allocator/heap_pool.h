@@ -163,6 +163,18 @@ class HeapPool {
   }
 
   static constexpr bool large_blocks_enabled() { return true; }
+  static constexpr bool kServesLargeBlocks = true;
+  static constexpr bool kGrowsIntoCachedMappings = false;
+
+  // A live block of `block` bytes (a multiple of 16, any size), or nullptr with ENOMEM.
+  static Block* allocate_bytes(std::size_t block) {
+    return Placement::with_some_heap([block](auto& heap) { return heap.allocate(block); });
+  }
+
+  // Decay: every heap's free memory freed at or before `cutoff_ms` goes back.
+  static void release_aged(std::uint64_t cutoff_ms) {
+    Placement::for_each_heap([cutoff_ms](Heap& heap) { heap.release_aged(cutoff_ms); });
+  }
 
   static bool trim(std::size_t pad) {
     std::size_t returned = 0;

@@ -1,9 +1,15 @@
-// The large-object path: each big block is its own anonymous mapping, resized with mremap
-// and unmapped on free. Lock-free (the counters are atomic), so every variant can share it.
+// The large-object path: each big block is its own anonymous mapping, resized with mremap.
+// A freed mapping goes to a bounded cache (mapping_cache.h) that later requests of its class
+// take before the OS is asked, so that a program that keeps replacing big buffers reuses
+// their pages; what the cache does not keep is unmapped. Lock-free (the counters are atomic,
+// the cache is a table of CAS slots), so every variant can share it, signal_safe included.
 //
 // A large block carries the usual 16-byte header just below its payload: size_flags holds
-// the mapping's length with kMapped | kInUse, and prev_size the distance from the mapping's
-// start to the header (non-zero only for over-aligned blocks).
+// the mapping's length with kMapped | kInUse (| kGrowing), and prev_size the distance from
+// the mapping's start to the header (non-zero only for over-aligned blocks). A plain block's
+// mapping is a class length (MappingCache::class_length), so that any cached mapping of its
+// class fits it; kGrowing marks a mapping a block took from the cache while growing by
+// realloc, bigger than it asked for: realloc within it keeps it.
 //
 // Every header's address is also recorded in a PageMap (live, or freed once unmapped), so a
 // pointer is known to be a live large block before its header is read: free() of a wild or
@@ -16,7 +22,9 @@
 #include <cstdint>
 
 #include "allocator/block.h"
+#include "allocator/decay.h"
 #include "allocator/errno_preserved.h"
+#include "allocator/mapping_cache.h"
 #include "allocator/report.h"
 #include "atomics/atomics.h"
 #include "platform/page_map.h"
@@ -27,13 +35,17 @@ namespace polymalloc::allocator {
 class LargeObjects {
  public:
   static constexpr std::size_t kMapped = Block::kMapped;
+  static constexpr std::size_t kGrowing = Block::kGrowing;
 
   struct Stats {
     std::size_t mapped_bytes = 0;
     std::size_t mapped_objects = 0;
     std::size_t peak_mapped_bytes = 0;
     std::size_t peak_mapped_objects = 0;
+    MappingCache::Stats cache;
   };
+
+  MappingCache& cache() { return cache_; }
 
   // Whether b is the header of a live large block (from the registry: b is not read).
   bool owns(const Block* b) const { return registry_.get(b) == tag(b, kLiveTag); }
@@ -47,8 +59,9 @@ class LargeObjects {
     const std::uint16_t found = registry_.get(b);
     if (found == tag(b, kLiveTag)) [[likely]] {
       const std::size_t header = b->size_flags_unlocked();
-      if ((header & Block::kFlags) == (kMapped | Block::kInUse) && b->prev_size < b->size() &&
-          Block::size_in(header) % platform::page_size() == 0) [[likely]]
+      if ((header & Block::kFlags & ~kGrowing) == (kMapped | Block::kInUse) &&
+          b->prev_size < b->size() && Block::size_in(header) % platform::page_size() == 0)
+          [[likely]]
         return;
       report_misuse(call, "corrupted header of", payload_of(b));
     }
@@ -59,8 +72,11 @@ class LargeObjects {
   }
 
   // A block whose payload holds `bytes` and is `alignment`-aligned (a power of two, at
-  // least 16), or nullptr with errno = ENOMEM.
-  Block* allocate(std::size_t bytes, std::size_t alignment = 16) {
+  // least 16), or nullptr with errno = ENOMEM. *fresh (if given) says whether its memory is
+  // fresh from the OS (so zero) rather than a cached mapping.
+  Block* allocate(std::size_t bytes, std::size_t alignment = 16, bool* fresh = nullptr) {
+    if (fresh != nullptr) *fresh = true;
+    if (alignment <= 16) return allocate_plain(bytes, fresh);
     const std::size_t slack = alignment > 16 ? alignment : 0;
     if (bytes > SIZE_MAX / 2 || slack > SIZE_MAX / 4) return fail();
     const std::size_t length = platform::round_up_to_page(bytes + Block::kHeaderBytes + slack);
@@ -95,38 +111,70 @@ class LargeObjects {
     return b->size() - b->prev_size - Block::kHeaderBytes;
   }
 
-  // Unmaps live large block b (check_live() first, for a pointer from a caller).
+  // A block of at least `bytes` in a cached mapping of any size, for a block growing by
+  // realloc that will likely go on growing into it; nullptr if the cache has none.
+  Block* adopt_for_growth(std::size_t bytes) {
+    if (bytes > SIZE_MAX / 2) return nullptr;
+    std::size_t length = 0;
+    void* start = cache_.take_between(MappingCache::class_length(bytes + Block::kHeaderBytes),
+                                      SIZE_MAX, &length);
+    if (start == nullptr) return nullptr;
+    return install(start, length, kGrowing);
+  }
+
+  // Frees live large block b (check_live() first, for a pointer from a caller): into the
+  // cache if it takes it, else unmapped.
   void release(Block* b) {
     const std::size_t length = b->size();
     mark(b, kFreedTag);  // before the unmap: a new block may be mapped here right after it
     count(-1, length);
+    if (b->prev_size == 0 && MappingCache::class_length(length) == length &&
+        Decay::delay_ms() != 0 && cache_.put(b, length, platform::os_monotonic_ms())) {
+      return;
+    }
     platform::os_unmap(mapping_of(b), length);
   }
 
-  // Resizes with mremap: in place where the pages above are free (or when shrinking), else
-  // moved onto a fresh mapping, keeping the payload's page offset. nullptr with errno =
-  // ENOMEM and `b` untouched on failure.
+  // Unmaps the cached mappings cached at or before `cutoff_ms`; the bytes released.
+  std::size_t release_cached(std::uint64_t cutoff_ms) {
+    return cache_.release_older_than(cutoff_ms, [](void*, std::size_t) {});
+  }
+
+  // Resizes: a size that fits the mapping keeps it (as glibc keeps an mmapped chunk); a
+  // bigger one grows it with mremap, in place where the pages above are free, else onto a
+  // fresh mapping: pages move, nothing is copied. (Not into a cached mapping: pages moved into
+  // part of one would leave two kernel mappings where the block needs one, and mremap works on
+  // one at a time.) nullptr with errno = ENOMEM and `b` untouched on failure.
   Block* resize(Block* b, std::size_t bytes) {
     if (bytes > SIZE_MAX / 2) return fail();
     const std::size_t old_length = b->size();
-    const std::size_t length =
-        platform::round_up_to_page(b->prev_size + Block::kHeaderBytes + bytes);
-    if (length == old_length) return b;
+    if (bytes <= usable_size(b)) return b;
+    const std::size_t length = b->prev_size == 0
+                                   ? MappingCache::class_length(Block::kHeaderBytes + bytes)
+                                   : platform::round_up_to_page(b->prev_size + Block::kHeaderBytes +
+                                                                bytes);
+    const std::size_t flags = b->size_flags & kGrowing;
     if (resize_in_place(b, length)) {
-      b->set_size_flags(length | kMapped | Block::kInUse);
+      b->set_size_flags(length | kMapped | Block::kInUse | flags);
     } else {
       b = move(b, length);
       if (b == nullptr) return nullptr;
     }
-    atomics::fetch_add_relaxed(&mapped_bytes_, length - old_length);  // wraps when shrinking
+    atomics::fetch_add_relaxed(&mapped_bytes_, b->size() - old_length);
     note_peak();
     return b;
+  }
+
+  // Whether realloc of b (a live large block) to `bytes` keeps it where it is: within its
+  // mapping, if the block took that mapping to grow into, or the request is still large.
+  static bool keeps(const Block* b, std::size_t bytes, bool large) {
+    return (large || (b->size_flags_unlocked() & kGrowing) != 0) && bytes <= usable_size(b);
   }
 
   Stats stats() const {
     return {atomics::load_relaxed(&mapped_bytes_), atomics::load_relaxed(&mapped_objects_),
             atomics::load_relaxed(&peak_mapped_bytes_),
-            atomics::load_relaxed(&peak_mapped_objects_)};
+            atomics::load_relaxed(&peak_mapped_objects_), cache_.stats()};
   }
 
  private:
@@ -155,9 +203,39 @@ class LargeObjects {
     return platform::os_resize_in_place(mapping_of(b), b->size(), length);
   }
 
+  // A plain block: a class-length mapping, from the cache if it has one of the class.
+  Block* allocate_plain(std::size_t bytes, bool* fresh) {
+    if (bytes > SIZE_MAX / 2) return fail();
+    const std::size_t length = MappingCache::class_length(bytes + Block::kHeaderBytes);
+    if (void* cached = cache_.take(length)) {
+      if (fresh != nullptr) *fresh = false;
+      return install(cached, length, 0);
+    }
+    void* start = platform::os_map(length);
+    if (start == nullptr) return nullptr;
+    if (!registry_.prepare(start, 1)) {
+      const ErrnoPreserved saved;
+      platform::os_unmap(start, length);
+      return nullptr;
+    }
+    return install(start, length, 0);
+  }
+
+  // Makes the mapping at `start` (registered before: fresh and prepared, or cached) a live
+  // plain block of `length` bytes.
+  Block* install(void* start, std::size_t length, std::size_t flags) {
+    Block* b = Block::at(start);
+    b->prev_size = 0;
+    b->set_size_flags(length | kMapped | Block::kInUse | flags);
+    mark(b, kLiveTag);
+    count(+1, length);
+    return b;
+  }
+
   // Moves b's mapping onto a fresh one of `length` bytes whose header is registered first
   // (so the move cannot leave a block the registry does not know). nullptr on failure.
   Block* move(Block* b, std::size_t length) {
+    const std::size_t flags = b->size_flags & kGrowing;  // b's memory moves away below
     auto* destination = static_cast<unsigned char*>(platform::os_map(length));
     if (destination == nullptr) return nullptr;
     Block* moved = Block::at(destination + b->prev_size);
@@ -168,7 +246,7 @@ class LargeObjects {
       return nullptr;
     }
     mark(b, kFreedTag);
-    moved->set_size_flags(length | kMapped | Block::kInUse);
+    moved->set_size_flags(length | kMapped | Block::kInUse | flags);
     mark(moved, kLiveTag);
     return moved;
   }
@@ -196,6 +274,7 @@ class LargeObjects {
   std::size_t peak_mapped_bytes_ = 0;
   std::size_t peak_mapped_objects_ = 0;
   platform::PageMap registry_;
+  MappingCache cache_;
 };
 
 }  // namespace polymalloc::allocator

@@ -25,7 +25,8 @@ TEST(LargeObjectsTest, MappingHoldsTheRequestAndIsCounted) {
   EXPECT_TRUE(b->in_use());
   EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b->payload()) % 16, 0u);
   EXPECT_GE(LargeObjects::usable_size(b), 3 * kMiB + 5);
-  EXPECT_LT(LargeObjects::usable_size(b), 3 * kMiB + 5 + platform::page_size());
+  EXPECT_EQ(b->size(), MappingCache::class_length(3 * kMiB + 5 + Block::kHeaderBytes))
+      << "a plain block's mapping is its class length (3.5 MiB: within 25 %)";
   std::memset(b->payload(), 0xab, LargeObjects::usable_size(b));
   EXPECT_EQ(large.stats().mapped_objects, 1u);
   EXPECT_EQ(large.stats().mapped_bytes, b->size());
@@ -33,6 +34,67 @@ TEST(LargeObjectsTest, MappingHoldsTheRequestAndIsCounted) {
   EXPECT_EQ(large.stats().mapped_objects, 0u);
   EXPECT_EQ(large.stats().mapped_bytes, 0u);
   EXPECT_GE(large.stats().peak_mapped_bytes, 3 * kMiB);
+  EXPECT_EQ(large.stats().cache.mappings, 1u) << "the freed mapping is kept for reuse";
+}
+
+TEST(LargeObjectsTest, AFreedMappingServesTheNextRequestOfItsClassWithItsPages) {
+  static LargeObjects large;
+  Block* b = large.allocate(2 * kMiB - 200);  // the 2 MiB class
+  ASSERT_NE(b, nullptr);
+  std::memset(b->payload(), 0x5c, 2 * kMiB - 200);
+  void* address = b->payload();
+  large.release(b);
+  EXPECT_TRUE(large.freed(b)) << "a cached block is a freed one: a second free is reported";
+  bool fresh = true;
+  Block* again = large.allocate(2 * kMiB - 100, 16, &fresh);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->payload(), address) << "the same class: the cached mapping";
+  EXPECT_FALSE(fresh) << "not zero: calloc clears it";
+  EXPECT_EQ(static_cast<unsigned char*>(again->payload())[kMiB], 0x5c) << "its pages stayed";
+  EXPECT_TRUE(large.owns(again));
+  EXPECT_EQ(large.stats().cache.hits, 1u);
+  Block* other = large.allocate(5 * kMiB, 16, &fresh);  // another class: the OS
+  EXPECT_TRUE(fresh);
+  EXPECT_EQ(large.stats().cache.misses, 2u);
+  large.release(again);
+  large.release(other);
+  EXPECT_GT(large.release_cached(UINT64_MAX), 0u);
+  EXPECT_EQ(large.stats().cache.bytes, 0u);
+}
+
+TEST(LargeObjectsTest, TheCacheKeepsWithinItsBound) {
+  static LargeObjects large;
+  large.cache().set_bound(3 * kMiB);
+  Block* a = large.allocate(2 * kMiB);
+  Block* b = large.allocate(2 * kMiB);
+  large.release(a);
+  large.release(b);  // would take the cache past its bound: unmapped
+  EXPECT_EQ(large.stats().cache.mappings, 1u);
+  EXPECT_LE(large.stats().cache.bytes, 3 * kMiB);
+  large.cache().set_bound(0);  // off
+  Block* c = large.allocate(4 * kMiB);
+  large.release(c);
+  EXPECT_EQ(large.stats().cache.mappings, 1u);
+  large.release_cached(UINT64_MAX);
+}
+
+TEST(LargeObjectsTest, ResizeWithinTheMappingKeepsItAndAGrowingBlockMayTakeABigOne) {
+  static LargeObjects large;
+  Block* b = large.allocate(2 * kMiB);
+  EXPECT_EQ(large.resize(b, kMiB), b) << "a size that fits keeps the mapping";
+  EXPECT_EQ(large.resize(b, LargeObjects::usable_size(b)), b);
+  EXPECT_TRUE(LargeObjects::keeps(b, kMiB, true));
+  EXPECT_FALSE(LargeObjects::keeps(b, 1000, false)) << "a small request moves to a class block";
+  Block* spare = large.allocate(8 * kMiB);
+  large.release(spare);  // cached
+  Block* grower = large.adopt_for_growth(10000);
+  ASSERT_NE(grower, nullptr) << "a block growing by realloc takes a cached mapping of any size";
+  EXPECT_GE(LargeObjects::usable_size(grower), 8 * kMiB);
+  EXPECT_TRUE(LargeObjects::keeps(grower, 20000, false)) << "and keeps it while it fits";
+  EXPECT_EQ(large.adopt_for_growth(10000), nullptr) << "the cache is empty now";
+  large.release(grower);
+  large.release(b);
+  large.release_cached(UINT64_MAX);
 }
 
 TEST(LargeObjectsTest, OverAlignedBlocksKeepOnlyWhatTheyNeed) {

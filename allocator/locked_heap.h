@@ -122,6 +122,14 @@ class LockedHeap {
     return returned + heap_.release_free_pages(2 * platform::page_size());
   }
 
+  // Decay: the inner pages of free blocks freed at or before `cutoff_ms` go back, and a free
+  // top that old is trimmed to kTrimKeepBytes. Returns the bytes released.
+  std::size_t release_aged(std::uint64_t cutoff_ms) {
+    Guard guard(lock_);
+    std::size_t released = heap_.trim_aged(cutoff_ms, kTrimKeepBytes);
+    return released + heap_.release_aged(cutoff_ms);
+  }
+
   // Adds this heap's figures to s.
   void add_statistics(Statistics& s) {
     Guard guard(lock_);
@@ -131,6 +139,7 @@ class LockedHeap {
     s.heap_free_bytes += heap.free_bytes + heap.cached_bytes;
     s.heap_free_blocks += heap.free_blocks + heap.cached_blocks;
     s.heap_top_free_bytes += heap_.top_free_bytes();
+    s.released_bytes += heap_.released_bytes();
   }
 
   const char* check(const void** where) {
@@ -196,7 +205,13 @@ class LockedHeap {
   // lock (if `locked`) goes.
   [[gnu::noinline]] void release_unparked(Block* b, bool locked) noexcept {
     const std::size_t size = b->size();
-    if (Block* merged = heap_.deallocate(b)) trim_if_worth_it(merged, size);
+    if (Block* merged = heap_.deallocate(b)) {
+      if (Decay::delay_ms() == 0) {  // decay at once: the inner pages go back as it is freed
+        const ErrnoPreserved saved;
+        heap_.release_pages_of(merged);
+      }
+      trim_if_worth_it(merged, size);
+    }
     if (locked) lock_.unlock();
   }
 

@@ -137,6 +137,19 @@ void print_statistics(const Statistics& s, int fd) {
       .bytes(s.peak_mapped_bytes)
       .text(")\n")
       .write_to(fd);
+  LineWriter()
+      .text("  cached: ")
+      .bytes(s.mapping_cache_bytes)
+      .text(" in ")
+      .decimal(s.mapping_cache_mappings)
+      .text(" freed mappings (bound ")
+      .bytes(s.mapping_cache_bound)
+      .text("), ")
+      .decimal(s.mapping_cache_hits)
+      .text(" hits, ")
+      .decimal(s.mapping_cache_misses)
+      .text(" misses\n")
+      .write_to(fd);
   LineWriter().text("  total in use: ").bytes(s.in_use_bytes()).text("\n").write_to(fd);
 }
 

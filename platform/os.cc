@@ -5,6 +5,7 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "atomics/atomics.h"
@@ -165,6 +166,13 @@ bool os_write_all(int fd, const void* bytes, std::size_t length) {
     length -= static_cast<std::size_t>(n);
   }
   return true;
+}
+
+std::uint64_t os_monotonic_ms() {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<std::uint64_t>(now.tv_sec) * 1000 +
+         static_cast<std::uint64_t>(now.tv_nsec) / 1000000;
 }
 
 std::uintptr_t os_random_word() {

@@ -47,6 +47,9 @@ bool os_break_set(std::uintptr_t new_break);
 // malloc_stats does. Retries a short write; false if the descriptor refused the rest.
 bool os_write_all(int fd, const void* bytes, std::size_t length);
 
+// Milliseconds of CLOCK_MONOTONIC (the vDSO's: no system call, async-signal-safe).
+std::uint64_t os_monotonic_ms();
+
 // A per-process random word from the kernel's AT_RANDOM bytes (a fixed constant if the
 // auxiliary vector has none); never 0. No system call, no lock: any thread may ask.
 std::uintptr_t os_random_word();

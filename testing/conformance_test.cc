@@ -168,29 +168,35 @@ struct FaultSweepOutcome {
   int refused = 0;      // calls that returned NULL or ENOMEM
   int wrong_errno = 0;  // refusals that did not say ENOMEM
   int corrupted = 0;    // a refused realloc that did not leave the old block intact
+  std::string what;     // the calls refused, for the failure message
 };
 
 FaultSweepOutcome run_fault_sweep_pass() {
   FaultSweepOutcome out;
   std::vector<void*> held;
+  const char* step = "";
   auto keep = [&](void* p) {
     if (p != nullptr) {
       held.push_back(p);
     } else {
       ++out.refused;
       if (errno != ENOMEM) ++out.wrong_errno;
+      out.what += std::string(step) + " (errno " + std::to_string(errno) + ") ";
     }
   };
   for (std::size_t n :
        {std::size_t{48}, std::size_t{3000}, 100 * kKiB, 600 * kKiB, 2 * kMiB, 9 * kMiB}) {
     errno = 0;
+    step = "malloc";
     keep(api.malloc(n));
   }
+  step = "malloc 100 KiB";
   for (int i = 0; i < 40; ++i) {  // 4 MiB of heap: the pass before handed its heap back
     errno = 0;
     keep(api.malloc(100 * kKiB));
   }
   errno = 0;
+  step = "calloc";
   keep(api.calloc(1, 3 * kMiB));
   void* aligned_block = nullptr;
   if (const int rc = api.posix_memalign(&aligned_block, 64 * kKiB, 2 * kMiB); rc != 0) {
@@ -201,6 +207,7 @@ FaultSweepOutcome run_fault_sweep_pass() {
   }
   constexpr std::size_t kFilled = 200 * kKiB;
   errno = 0;
+  step = "malloc to grow";
   void* grown = api.malloc(kFilled);
   keep(grown);
   if (grown != nullptr) {
@@ -208,6 +215,7 @@ FaultSweepOutcome run_fault_sweep_pass() {
     fill(grown, kFilled, 77);
     for (std::size_t n : {900 * kKiB, 4 * kMiB, 16 * kMiB}) {
       errno = 0;
+      step = "realloc";
       void* q = api.realloc(grown, n);
       if (q == nullptr) {
         keep(q);
@@ -233,13 +241,14 @@ TEST_F(ConformanceTest, EachRefusedOsRequestOfASweepFailsCleanly) {
     const FaultSweepOutcome faulty = run_fault_sweep_pass();
     platform::FaultInjection::disarm();
     const std::uint64_t made = platform::FaultInjection::requests_made() - before;
-    EXPECT_EQ(faulty.wrong_errno, 0) << "request " << n << " refused";
+    EXPECT_EQ(faulty.wrong_errno, 0) << "request " << n << " refused: " << faulty.what;
     EXPECT_EQ(faulty.corrupted, 0) << "request " << n << " refused";
     const void* where = nullptr;
     const char* problem = api.check_heap(&where);
     ASSERT_EQ(problem, nullptr) << problem << " at " << where << ", request " << n << " refused";
     refused += faulty.refused;
-    EXPECT_EQ(run_fault_sweep_pass().refused, 0) << "after request " << n << " was refused";
+    const FaultSweepOutcome clean = run_fault_sweep_pass();
+    EXPECT_EQ(clean.refused, 0) << "after request " << n << " was refused: " << clean.what;
     if (made < n) break;  // the pass made fewer than n requests: every one has been refused
   }
   EXPECT_LE(n, kMostRequests) << "the sweep never got past the pass's last request";
@@ -506,14 +515,17 @@ TEST_F(ConformanceTest, MallinfoCountsLargeAndSmallBlocks) {
   std::vector<void*> small;
   for (int i = 0; i < 100; ++i) small.push_back(api.malloc(1000));
   const struct mallinfo2 during = api.mallinfo2();
-  EXPECT_GE(during.hblks, before.hblks + 1);
-  EXPECT_GE(during.hblkhd, before.hblkhd + 4 * kMiB);
+  // The large block is a mapping of its own, or (once a mapping that big was freed: the
+  // adaptive threshold) a heap block: in use either way.
+  EXPECT_GE(during.hblkhd + during.uordblks,
+            before.hblkhd + before.uordblks + 4 * kMiB + 100 * 1000);
   EXPECT_GE(during.uordblks, before.uordblks + 100 * 1000);
   EXPECT_GE(during.arena, during.uordblks);
   api.free(large);
   for (void* p : small) api.free(p);
   const struct mallinfo2 after = api.mallinfo2();
   EXPECT_EQ(after.hblks, before.hblks);
+  EXPECT_EQ(after.hblkhd, before.hblkhd);
   EXPECT_EQ(after.uordblks, before.uordblks);
 }
 
@@ -834,12 +846,18 @@ TEST_F(ConformanceTest, ForkWhileThreadsHoldStdioLocksDoesNotDeadlock) {
 // interrupted a fork hangs there whatever the malloc (seen with signal_safe, which has no
 // lock at all).
 volatile sig_atomic_t g_handler_fork_failed = 0;
+timer_t g_fork_timer;
+// The next signal comes 2 ms after this handler ends (a one-shot timer it re-arms, which is
+// async-signal-safe): the interrupted code always gets time to go on, however long a fork
+// takes on a busy machine, and the signals still land anywhere in it.
+constexpr struct itimerspec kNextSignal{{0, 0}, {0, 2000000}};
 void fork_in_handler(int) {
   const int saved = errno;
   const pid_t child = fork();
   if (child == 0) _exit(0);
   int status = 0;
   if (child < 0 || waitpid(child, &status, 0) != child || status != 0) g_handler_fork_failed = 1;
+  timer_settime(g_fork_timer, 0, &kNextSignal, nullptr);
   errno = saved;
 }
 
@@ -850,15 +868,12 @@ int fork_from_a_signal_handler_for_3_seconds() {
   action.sa_handler = fork_in_handler;
   sigemptyset(&action.sa_mask);
   if (sigaction(SIGUSR1, &action, nullptr) != 0) return 10;
-  // A stream of SIGUSR1 every 2 ms (about the time a fork takes here, so that the loop
-  // below still makes progress), landing inside fork, malloc and free alike.
-  timer_t timer;
+  // A stream of SIGUSR1, landing inside fork, malloc and free alike.
   struct sigevent event = {};
   event.sigev_notify = SIGEV_SIGNAL;
   event.sigev_signo = SIGUSR1;
-  if (timer_create(CLOCK_MONOTONIC, &event, &timer) != 0) return 11;
-  const struct itimerspec every{{0, 2000000}, {0, 2000000}};
-  if (timer_settime(timer, 0, &every, nullptr) != 0) return 12;
+  if (timer_create(CLOCK_MONOTONIC, &event, &g_fork_timer) != 0) return 11;
+  if (timer_settime(g_fork_timer, 0, &kNextSignal, nullptr) != 0) return 12;
   std::vector<void*> held(64, nullptr);
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(3);
   for (int i = 0; std::chrono::steady_clock::now() < end; ++i) {
@@ -873,8 +888,8 @@ int fork_from_a_signal_handler_for_3_seconds() {
       }
     }
   }
-  timer_delete(timer);
   signal(SIGUSR1, SIG_IGN);
+  timer_delete(g_fork_timer);
   for (void* p : held) api.free(p);
   if (g_handler_fork_failed) return 13;
   return api.check_heap(nullptr) == nullptr ? 0 : 14;
@@ -988,6 +1003,63 @@ int exhaust_a_lowered_limit_from_threads() {
 TEST(ConformanceDeathTest, ThreadsAreCreatedUnderALoweredAddressSpaceLimit) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(_exit(exhaust_a_lowered_limit_from_threads()), ::testing::ExitedWithCode(0), "");
+}
+#endif
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+// Decay (issue #18), in a fresh process (a death test re-runs the binary) whose delay is set
+// before the variant's first use: 192 MiB of 1 KiB blocks and 128 MiB of 4 MiB blocks,
+// touched, then freed; after an idle spell past the delay, one more call that reaches a slow
+// path (a 1 MiB block) gives the memory back. signal_safe keeps its pooled small blocks (it
+// never returns them: they are reused), so they are allowed on top. With the delay at -1 the
+// idle spell and the call change nothing. (Not under ASan or TSan: their shadow memory grows
+// with the heap and is not the allocator's to give back.)
+// Exit codes: 10 RSS unknown, 11 an allocation failed, 12 memory did not come back (or, with
+// -1, went), and it prints the figures.
+int spike_then_idle(const char* delay, std::uint64_t idle_ms) {
+  setenv("POLYMALLOC_RELEASE_DELAY_MS", delay, 1);
+  const std::uint64_t start = resident_bytes();
+  if (start == 0) return 10;
+  std::vector<void*> blocks;
+  for (std::size_t k = 0; k < (192 << 10); ++k) {
+    void* p = api.malloc(kKiB);
+    if (p == nullptr) return 11;
+    std::memset(p, 1, kKiB);
+    blocks.push_back(p);
+  }
+  for (int k = 0; k < 32; ++k) {
+    void* p = api.malloc(4 * kMiB);
+    if (p == nullptr) return 11;
+    std::memset(p, 2, 4 * kMiB);
+    blocks.push_back(p);
+  }
+  const std::uint64_t peak = resident_bytes();
+  for (void* p : blocks) api.free(p);
+  const std::uint64_t freed = resident_bytes();
+  usleep(static_cast<useconds_t>(idle_ms * 1000));
+  api.free(api.malloc(kMiB));  // one more call, through a slow path
+  const std::uint64_t after = resident_bytes();
+  // mallinfo2's free bytes: signal_safe counts its pooled blocks there, less released pages.
+  const std::uint64_t pooled_small = returns_small_block_memory() ? 0 : api.mallinfo2().fordblks;
+  std::fprintf(stderr, "start %llu MiB, peak %llu, after the frees %llu, after idling %llu, "
+               "pooled small blocks %llu MiB\n",
+               static_cast<unsigned long long>(start >> 20),
+               static_cast<unsigned long long>(peak >> 20),
+               static_cast<unsigned long long>(freed >> 20),
+               static_cast<unsigned long long>(after >> 20),
+               static_cast<unsigned long long>(pooled_small >> 20));
+  if (std::string_view(delay) == "-1") return after + 8 * kMiB >= freed ? 0 : 12;
+  return after <= start + 48 * kMiB + pooled_small ? 0 : 12;
+}
+
+TEST(ConformanceDeathTest, IdleFreeMemoryGoesBackAfterTheDelay) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(_exit(spike_then_idle("200", 400)), ::testing::ExitedWithCode(0), "");
+}
+
+TEST(ConformanceDeathTest, WithTheDelayAtMinusOneFreeMemoryStays) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(_exit(spike_then_idle("-1", 400)), ::testing::ExitedWithCode(0), "");
 }
 #endif
 

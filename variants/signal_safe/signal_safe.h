@@ -98,7 +98,12 @@ class StackPool {
     return chain;
   }
 
-  static void give(unsigned i, BlockChain chain) { pool_chain(i, chain); }
+  static void give(unsigned i, BlockChain chain) {
+    if (Map::block_size(i) >= kMinReleasableBlock) {
+      for (Block* b = chain.head; b != nullptr; b = next_of(b)) date(b);
+    }
+    pool_chain(i, chain);
+  }
 
   [[gnu::noinline]] static Block* allocate(unsigned i) {
     Block* b = stacks_.pop_one(i);
@@ -137,6 +142,7 @@ class StackPool {
     Block* b = own_block(p, call);
     const unsigned i = Map::class_of_block(b->size());
     mark_cached(b, i);
+    if (Map::block_size(i) >= kMinReleasableBlock) date(b);
     stacks_.push_one(i, b);
   }
 
@@ -154,6 +160,10 @@ class StackPool {
   }
 
   static bool large_blocks_enabled() { return mmap_enabled(); }
+  // No coalescing: blocks do not grow where they lie, and there is no heap for large blocks;
+  // a block that grows past its class moves into a cached mapping if there is one.
+  static constexpr bool kServesLargeBlocks = false;
+  static constexpr bool kGrowsIntoCachedMappings = true;
 
   // Gives back the inner pages of pooled free blocks of two pages or more (the blocks
   // themselves stay pooled: stacks need their memory mapped). Smaller blocks are never
@@ -176,6 +186,19 @@ class StackPool {
     return released;
   }
 
+  // Decay: pooled blocks of two pages or more that became free at or before `cutoff_ms` give
+  // their inner pages back (the blocks stay pooled: the stacks need their memory mapped).
+  static void release_aged(std::uint64_t cutoff_ms) {
+    for (unsigned i = 0; i < Map::kClasses; ++i) {
+      if (Map::block_size(i) < kMinReleasableBlock) continue;
+      BlockChain all = stacks_.take_all(i);
+      for (Block* b = all.head; b != nullptr; b = next_of(b)) {
+        if (freed_at(b) <= cutoff_ms) release_pages(b);
+      }
+      pool_chain(i, all);
+    }
+  }
+
   static void add_statistics(allocator::Statistics& s) {
     const std::size_t released = atomics::load_relaxed(&released_bytes_);
     std::size_t free_bytes = 0, free_blocks = 0;
@@ -188,6 +211,7 @@ class StackPool {
     s.heap_peak_committed_bytes = atomics::load_relaxed(&peak_committed_bytes_);
     s.heap_free_bytes = free_bytes > released ? free_bytes - released : 0;
     s.heap_free_blocks = free_blocks;
+    s.released_bytes = released;
   }
 
   // Every pooled block (taken off its stack and put back, so it is safe while other threads
@@ -351,11 +375,20 @@ class StackPool {
     }
   }
 
-  // The whole pages of a free block past its header and links, which trim may give back.
+  // A pooled block's dating word (decay), past its header and the stacks' links.
+  POLYMALLOC_UNCHECKED_BY_ASAN static std::uint64_t& freed_at(Block* b) {
+    return *reinterpret_cast<std::uint64_t*>(reinterpret_cast<unsigned char*>(b) + sizeof(Block));
+  }
+  POLYMALLOC_UNCHECKED_BY_ASAN static void date(Block* b) {
+    freed_at(b) = platform::os_monotonic_ms();
+  }
+
+  // The whole pages of a free block past its header, links and dating word, which trim and
+  // decay may give back.
   static std::pair<unsigned char*, std::size_t> inner_pages(Block* b) {
     const std::size_t page = platform::page_size();
     const auto start =
-        (reinterpret_cast<std::uintptr_t>(b) + sizeof(Block) + page - 1) & ~(page - 1);
+        (reinterpret_cast<std::uintptr_t>(b) + sizeof(Block) + 8 + page - 1) & ~(page - 1);
     const auto end = (reinterpret_cast<std::uintptr_t>(b) + b->size()) & ~(page - 1);
     return {reinterpret_cast<unsigned char*>(start), end > start ? end - start : 0};
   }

@@ -1,0 +1,79 @@
+// Timed release (decay): free memory the allocator keeps goes back to the OS once it has sat
+// unused for POLYMALLOC_RELEASE_DELAY_MS milliseconds (-1: never; 0: at once), in the spirit
+// of jemalloc's dirty_decay_ms and mimalloc's purge delay. There is no background thread: the
+// allocator's own slow paths tick the clock (a vDSO clock read, no system call), and a tick
+// that finds a release due runs it, so an idle process gives its memory back on its next call
+// that reaches a slow path. Free memory is dated when it becomes free (a heap's free block of
+// two pages or more, a cached mapping, a pooled block of two pages or more).
+#pragma once
+
+#include <cstdint>
+
+#include "allocator/report.h"
+#include "atomics/atomics.h"
+#include "platform/os.h"
+
+namespace polymalloc::allocator {
+
+class Decay {
+ public:
+  static constexpr const char* kVariable = "POLYMALLOC_RELEASE_DELAY_MS";
+  // The default: long enough that a program's steady churn reuses its free memory instead
+  // of faulting it in again, short enough that an idle service's RSS comes down within
+  // seconds (the README has the measurements behind it).
+  static constexpr std::int64_t kDefaultDelayMs = 1000;
+  static constexpr std::int64_t kNever = -1;
+  static constexpr std::int64_t kMaxDelayMs = std::int64_t{1} << 40;
+
+  // The delay, read from the environment once (a malformed value stops the process).
+  static std::int64_t delay_ms() {
+    std::int64_t delay = atomics::load_relaxed(&delay_ms_);
+    if (delay == kUnread) [[unlikely]]
+      delay = read_delay();
+    return delay;
+  }
+
+  // A slow path's tick: reads the clock, and returns true (and the time) when a release is
+  // due: a quarter of the delay has passed since the last one (at most a second), for one of
+  // the threads that tick then. Never with the delay at -1 or 0 (0 releases on free).
+  static bool due(std::uint64_t* now) {
+    const std::int64_t delay = delay_ms();
+    if (delay <= 0) return false;
+    const std::uint64_t t = platform::os_monotonic_ms();
+    std::uint64_t last = atomics::load_relaxed(&last_release_ms_);
+    const std::uint64_t interval = static_cast<std::uint64_t>(delay < 4000 ? delay / 4 : 1000);
+    if (t - last < interval) return false;
+    if (!atomics::cas_relaxed(&last_release_ms_, last, t)) return false;
+    *now = t;
+    return true;
+  }
+
+  // For tests: forget the delay read (so the next call reads the environment again).
+  static void reread_for_tests() { atomics::store_relaxed(&delay_ms_, kUnread); }
+
+ private:
+  static constexpr std::int64_t kUnread = -2;
+
+  static std::int64_t read_delay() {
+    std::int64_t delay = kDefaultDelayMs;
+    if (const char* text = platform::os_environment(kVariable)) delay = parse(text);
+    atomics::store_relaxed(&delay_ms_, delay);
+    return delay;
+  }
+
+  static std::int64_t parse(const char* text) {
+    if (text[0] == '-' && text[1] == '1' && text[2] == '\0') return kNever;
+    std::int64_t value = 0;
+    const char* c = text;
+    for (; *c >= '0' && *c <= '9' && value <= kMaxDelayMs; ++c) value = value * 10 + (*c - '0');
+    if (c == text || *c != '\0' || value > kMaxDelayMs) {
+      report_bad_setting(kVariable, text, "a delay in milliseconds (0: at once, -1: never)");
+    }
+    return value;
+  }
+
+  static inline constinit std::int64_t delay_ms_ = kUnread;
+  static inline constinit std::uint64_t last_release_ms_ = 0;
+};
+
+}  // namespace polymalloc::allocator

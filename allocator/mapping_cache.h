@@ -1,0 +1,163 @@
+// A bounded cache of freed mappings (large blocks), shared by every variant, so that a program
+// that keeps replacing big buffers reuses their pages instead of mapping (and faulting in)
+// fresh ones every time.
+//
+// Lock-free and async-signal-safe: a fixed table of slots, each one word (the mapping's
+// address, page-aligned, with its length class in the low bits), claimed and emptied with one
+// CAS. Nothing is read from a cached mapping's memory while it sits in the table, so whoever
+// takes a mapping out may unmap it or move pages into it at once; no other thread can still
+// be looking at it (which a linked stack through the mappings could not promise).
+//
+// Mapping lengths are classes: quarter powers of two, as the heaps' classes (at most 25 %
+// over the request, and the tail pages a block never touches cost no memory). A request takes
+// a cached mapping of its own class, so the waste is bounded by the class rounding; a block
+// that grows by realloc may take a bigger one (it is likely to go on growing into it).
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/size_class.h"
+#include "atomics/atomics.h"
+#include "platform/os.h"
+
+namespace polymalloc::allocator {
+
+class MappingCache {
+ public:
+  static constexpr unsigned kSlots = 64;
+  // The default bound on the bytes the cache holds (POLYMALLOC_MAPPING_CACHE_BYTES).
+  static constexpr std::size_t kDefaultBoundBytes = std::size_t{64} << 20;
+
+  struct Stats {
+    std::size_t bytes = 0;  // in cached mappings now
+    std::size_t mappings = 0;
+    std::size_t bound = 0;
+    std::size_t hits = 0;  // requests served from the cache
+    std::size_t misses = 0;
+  };
+
+  constexpr MappingCache() = default;
+  MappingCache(const MappingCache&) = delete;
+  MappingCache& operator=(const MappingCache&) = delete;
+
+  // The class length of a mapping that holds `bytes` (a multiple of the page size above it).
+  static std::size_t class_length(std::size_t bytes) {
+    return platform::round_up_to_page(QuarterPowerClasses::round_up(bytes));
+  }
+
+  // Sets the bound (bytes); mappings beyond it are not kept. 0 turns the cache off.
+  void set_bound(std::size_t bytes) { atomics::store_relaxed(&bound_, bytes); }
+  std::size_t bound() const { return atomics::load_relaxed(&bound_); }
+
+  // A cached mapping of exactly `length` (a class length), or nullptr: counted as a hit or a
+  // miss.
+  void* take(std::size_t length) {
+    void* found = take_between(length, length);
+    atomics::fetch_add_relaxed(found != nullptr ? &hits_ : &misses_, std::size_t{1});
+    return found;
+  }
+
+  // The smallest cached mapping of at least `length` and at most `most` bytes, or nullptr
+  // (not counted: a growing block's opportunistic look). *got is its length.
+  void* take_between(std::size_t length, std::size_t most, std::size_t* got = nullptr) {
+    for (;;) {
+      unsigned best = kSlots;
+      std::size_t best_length = 0;
+      std::uintptr_t best_value = 0;  // the CAS below may rewrite it
+      for (unsigned i = 0; i < kSlots; ++i) {
+        const std::uintptr_t value = atomics::load_relaxed(&slots_[i].value);
+        if (value == 0) continue;
+        const std::size_t l = length_of(value);
+        if (l < length || l > most || (best != kSlots && l >= best_length)) continue;
+        best = i, best_length = l, best_value = value;
+        if (l == length) break;
+      }
+      if (best == kSlots) return nullptr;
+      if (atomics::cas_acq_rel(&slots_[best].value, best_value, std::uintptr_t{0})) {
+        atomics::fetch_sub_relaxed(&bytes_, best_length);
+        atomics::fetch_sub_relaxed(&mappings_, std::size_t{1});
+        if (got != nullptr) *got = best_length;
+        return address_of(best_value);
+      }
+      // Another thread took or changed it: look again.
+    }
+  }
+
+  // Keeps mapping [address, address + length) (a class length, page-aligned) if the bound and
+  // a free slot allow; false otherwise (the caller unmaps it). `now_ms` dates it, for decay.
+  bool put(void* address, std::size_t length, std::uint64_t now_ms) {
+    const std::size_t bound = this->bound();
+    if (length > bound) return false;
+    if (atomics::fetch_add_relaxed(&bytes_, length) + length > bound) {
+      atomics::fetch_sub_relaxed(&bytes_, length);
+      return false;
+    }
+    const std::uintptr_t value = reinterpret_cast<std::uintptr_t>(address) | class_index(length);
+    for (unsigned i = 0; i < kSlots; ++i) {
+      std::uintptr_t empty = 0;
+      if (atomics::load_relaxed(&slots_[i].value) == 0 &&
+          atomics::cas_acq_rel(&slots_[i].value, empty, value)) {
+        atomics::store_relaxed(&slots_[i].cached_at_ms, now_ms);
+        atomics::fetch_add_relaxed(&mappings_, std::size_t{1});
+        return true;
+      }
+    }
+    atomics::fetch_sub_relaxed(&bytes_, length);
+    return false;
+  }
+
+  // Unmaps every mapping cached at or before `cutoff_ms` (all of them for UINT64_MAX), after
+  // calling forget(address, length) for each (the caller's registry); the bytes released.
+  template <class Forget>
+  std::size_t release_older_than(std::uint64_t cutoff_ms, Forget forget) {
+    std::size_t released = 0;
+    for (unsigned i = 0; i < kSlots; ++i) {
+      std::uintptr_t value = atomics::load_relaxed(&slots_[i].value);
+      if (value == 0 || atomics::load_relaxed(&slots_[i].cached_at_ms) > cutoff_ms) continue;
+      if (!atomics::cas_acq_rel(&slots_[i].value, value, std::uintptr_t{0})) continue;
+      const std::size_t length = length_of(value);
+      atomics::fetch_sub_relaxed(&bytes_, length);
+      atomics::fetch_sub_relaxed(&mappings_, std::size_t{1});
+      forget(address_of(value), length);
+      platform::os_unmap(address_of(value), length);
+      released += length;
+    }
+    return released;
+  }
+
+  Stats stats() const {
+    return {atomics::load_relaxed(&bytes_), atomics::load_relaxed(&mappings_), bound(),
+            atomics::load_relaxed(&hits_), atomics::load_relaxed(&misses_)};
+  }
+
+ private:
+  // Length classes: QuarterPowerClasses' sizes rounded to pages, numbered by their index in
+  // that policy (below 4096, so they fit in a page-aligned address's low bits).
+  static constexpr std::uintptr_t kClassMask = 0xfff;
+  static std::uintptr_t class_index(std::size_t length) {
+    return QuarterPowerClasses::index_of(QuarterPowerClasses::round_up(length));
+  }
+  static std::size_t length_of(std::uintptr_t value) {
+    return platform::round_up_to_page(
+        QuarterPowerClasses::size_of(static_cast<unsigned>(value & kClassMask)));
+  }
+  static void* address_of(std::uintptr_t value) {
+    return reinterpret_cast<void*>(value & ~kClassMask);
+  }
+
+  struct Slot {
+    std::uintptr_t value = 0;  // address | class index; 0: empty
+    std::uint64_t cached_at_ms = 0;
+  };
+
+  Slot slots_[kSlots] = {};
+  std::size_t bound_ = kDefaultBoundBytes;
+  std::size_t bytes_ = 0;
+  std::size_t mappings_ = 0;
+  std::size_t hits_ = 0;
+  std::size_t misses_ = 0;
+};
+
+}  // namespace polymalloc::allocator
