@@ -141,7 +141,11 @@ class ClassCore {
     Block* b = Block::of_payload(p);
     if (!Pool::owns(b)) [[unlikely]]
       return deallocate_unowned(b, call);
-    if constexpr (Caches::kBins == 0) return Pool::release(p, call);
+    if constexpr (Caches::kBins == 0) {  // no caches: the pool takes every block back itself
+      if (b->size_flags_unlocked() >= Decay::kDatedBlockBytes) [[unlikely]]
+        tick();  // (the flags do not reach the size's bits)
+      return Pool::release(p, call);
+    }
     const std::size_t header = b->size_flags_unlocked();
     const unsigned i = Map::class_of_block(Block::size_in(header));
     if (i < Caches::kBins && Pool::is_live(b, header)) [[likely]] {
@@ -311,6 +315,7 @@ class ClassCore {
   // Empties a cache into the pool (thread exit, trim, a fork child's dead threads).
   template <class Cache>
   static void flush(Cache& cache) {
+    tick();
     for (unsigned i = 0; i < Caches::kBins; ++i) Pool::give(i, cache.take_oldest(i, 0));
   }
 
@@ -322,12 +327,12 @@ class ClassCore {
   // A class the cache does not keep, an empty bin (refilled with a batch from the pool), no
   // cache yet, a large request.
   [[gnu::noinline]] static void* allocate_slow(std::size_t bytes) noexcept {
-    tick();
     const unsigned i = Map::class_or_large(bytes);
     if (i == Map::kClasses) return allocate_large(bytes, 16);
     if (i < Caches::kBins) {
       if (auto cache = Caches::enter_or_set_up()) {
         if (Block* b = cache->pop(i)) return Pool::hand_out(b, i);
+        tick();
         const BlockChain chain = Pool::take(i, Caches::batch(i));
         if (chain.head != nullptr) {
           Block* first = chain.head;
@@ -399,15 +404,17 @@ class ClassCore {
     if (reinterpret_cast<std::uintptr_t>(b) == 0 - Block::kHeaderBytes) return;
     large_.check_live(b, call);
     const ErrnoPreserved saved;
+    tick();  // first: the mapping may be cached, dated with the tick's time
     const std::size_t length = b->size();
     large_.release(b);
     if constexpr (Pool::kServesLargeBlocks) raise_heap_threshold(length);
-    tick();
   }
 
-  // Decay (decay.h): a slow path's tick; when a release is due, free memory that has sat
-  // unused past the delay goes back: the pools' (heap pages, pooled blocks) and the cached
-  // mappings. Keeps errno.
+  // Decay (decay.h): a tick, on the slow paths that free (first, so that what they free is
+  // dated with the time it took), refill a bin or map; allocation from a bin or a heap does
+  // not read the clock. When a release is due, free memory that has sat unused past the
+  // delay goes back: the pools' (heap pages, pooled blocks) and the cached mappings. Keeps
+  // errno.
   static void tick() noexcept {
     std::uint64_t now = 0;
     if (!Decay::due(&now)) [[likely]]
@@ -430,6 +437,7 @@ class ClassCore {
       errno = ENOMEM;
       return nullptr;
     }
+    tick();
     return payload_of(large_.allocate(bytes, alignment, fresh));
   }
 

@@ -1,10 +1,12 @@
 // Timed release (decay): free memory the allocator keeps goes back to the OS once it has sat
 // unused for POLYMALLOC_RELEASE_DELAY_MS milliseconds (-1: never; 0: at once), in the spirit
 // of jemalloc's dirty_decay_ms and mimalloc's purge delay. There is no background thread: the
-// allocator's own slow paths tick the clock (a vDSO clock read, no system call), and a tick
-// that finds a release due runs it, so an idle process gives its memory back on its next call
-// that reaches a slow path. Free memory is dated when it becomes free (a heap's free block of
-// two pages or more, a cached mapping, a pooled block of two pages or more).
+// allocator's slow paths that free, refill or map tick the clock, and a tick that finds a
+// release due runs it, so an idle process gives its memory back on its next such call. Free
+// memory is dated when it becomes free: a heap's free block of kDatedBlockBytes or more, a
+// cached mapping, a pooled block of two pages or more. Both read the vDSO's coarse clock (a
+// few loads, no system call; it lags by at most a scheduler tick, which a delay in
+// milliseconds can take); a fast path reads no clock at all.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +26,9 @@ class Decay {
   static constexpr std::int64_t kDefaultDelayMs = 1000;
   static constexpr std::int64_t kNever = -1;
   static constexpr std::int64_t kMaxDelayMs = std::int64_t{1} << 40;
+  // A heap's free blocks this big are dated (and their inner pages released when they age),
+  // and freeing one is a slow path that ticks: two pages.
+  static constexpr std::size_t kDatedBlockBytes = std::size_t{8} << 10;
 
   // The delay, read from the environment once (a malformed value stops the process).
   static std::int64_t delay_ms() {
@@ -39,7 +44,7 @@ class Decay {
   static bool due(std::uint64_t* now) {
     const std::int64_t delay = delay_ms();
     if (delay <= 0) return false;
-    const std::uint64_t t = platform::os_monotonic_ms();
+    const std::uint64_t t = platform::os_coarse_ms();
     std::uint64_t last = atomics::load_relaxed(&last_release_ms_);
     const std::uint64_t interval = static_cast<std::uint64_t>(delay < 4000 ? delay / 4 : 1000);
     if (t - last < interval) return false;

@@ -60,7 +60,7 @@ class FreeListHeap {
                                  : kMinClass;
   // Free blocks this big are dated when they become free (decay.h), in the word after their
   // links, and their inner pages (past that word) may be released.
-  static constexpr std::size_t kDatedBlock = std::size_t{8} << 10;
+  static constexpr std::size_t kDatedBlock = Decay::kDatedBlockBytes;
   // Blocks of a request's own list examined for the best fit before a larger list is split.
   static constexpr unsigned kFitScanLimit = 16;
   // A quick list holding this many bytes is consolidated before it takes another block.
@@ -187,6 +187,22 @@ class FreeListHeap {
     split_tail(b, new_bytes);
     unpoison_live(b->payload(), b->size() - Block::kHeaderBytes);
     return true;
+  }
+
+  // Makes `b` at least `new_bytes` when it ends the newest region (or only a free block lies
+  // between it and the region's end), by growing the region where the source can extend it
+  // in place: a growing buffer at the top stays put, as on glibc's sbrk heap, and only the
+  // pages it touches fault in. False (nothing changed) if the source cannot extend there.
+  POLYMALLOC_UNCHECKED_BY_ASAN bool grow_at_top(Block* b, std::size_t new_bytes) {
+    if (top_ == nullptr) return false;
+    const Block* fence = fence_of(top_);
+    Block* right = b->right();
+    const std::size_t right_free = right->in_use() ? 0 : right->size();
+    if (right != fence && (right_free == 0 || right->right() != fence)) return false;
+    const std::size_t missing = new_bytes - b->size() - right_free;
+    const std::uintptr_t end = top_->end;
+    if (!grow(missing) || top_->end == end) return false;  // a new region: b cannot use it
+    return grow_in_place(b, new_bytes);
   }
 
   // Makes room for `new_bytes` by merging `b` with a free left neighbour (and a free right
@@ -372,9 +388,10 @@ class FreeListHeap {
     const std::uintptr_t last = (address + b->size()) & ~(page - 1);
     return {first, last > first ? last - first : 0};
   }
-  // (A vDSO clock read: only blocks this big pay it, on their way into the free lists.)
+  // (A coarse clock read, a few loads: only blocks this big pay it, on their way into the
+  // free lists.)
   POLYMALLOC_UNCHECKED_BY_ASAN static void date(Block* b, std::size_t size) {
-    if (size >= kDatedBlock) freed_at(b) = platform::os_monotonic_ms();
+    if (size >= kDatedBlock) freed_at(b) = platform::os_coarse_ms();
   }
 
   // The free block just below the newest region's fence, or nullptr.
@@ -470,6 +487,10 @@ class FreeListHeap {
   // stays in the same list, `to` simply takes from's place: no bitmap or head change.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void refile(Block* from, Block* to,
                                                                std::size_t new_size) {
+    // A carved remainder keeps its date (its pages have been free since then); a merge
+    // holds memory just freed, and is dated now.
+    const bool carved = new_size < from->size();
+    const std::uint64_t freed = carved && new_size >= kDatedBlock ? freed_at(from) : 0;
     const unsigned k = list_of(from->size());
     if (list_of(new_size) != k) {
       unlink(from);
@@ -490,7 +511,11 @@ class FreeListHeap {
       if (next != nullptr) next->set_prev(to);
     }
     to->right()->prev_size = new_size;
-    date(to, new_size);
+    if (!carved) {
+      date(to, new_size);
+    } else if (new_size >= kDatedBlock) {
+      freed_at(to) = freed;
+    }
   }
 
   // Cuts an in-use block down to `bytes`, freeing the tail if it can be a block of its own.

@@ -88,6 +88,29 @@ TEST(FreeListHeapTest, GrowInPlaceAbsorbsAFreeRightNeighbourOnly) {
   EXPECT_HEAP_OK(heap);
 }
 
+TEST(FreeListHeapTest, GrowAtTopExtendsTheNewestRegionUnderTheBlockThatEndsIt) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  Block* low = heap.allocate(64);
+  Block* top = heap.allocate(std::size_t{64} << 10);
+  std::memset(top->payload(), 0x5a, top->size() - Block::kHeaderBytes);
+  EXPECT_FALSE(heap.grow_at_top(low, std::size_t{1} << 20)) << "a block in use lies above";
+  EXPECT_EQ(low->size(), 64u);
+  ASSERT_TRUE(heap.grow_at_top(top, std::size_t{4} << 20)) << "only free space lies above";
+  EXPECT_GE(top->size(), std::size_t{4} << 20);
+  EXPECT_EQ(static_cast<unsigned char*>(top->payload())[(std::size_t{64} << 10) - 32], 0x5a)
+      << "the block stayed where it was";
+  EXPECT_HEAP_OK(heap);
+  const std::size_t before = top->size();
+  FaultInjection::fail_all_requests();
+  EXPECT_FALSE(heap.grow_at_top(top, std::size_t{64} << 20)) << "the source refused";
+  FaultInjection::disarm();
+  EXPECT_EQ(top->size(), before);
+  EXPECT_HEAP_OK(heap);
+  heap.release(top);
+  heap.release(low);
+  EXPECT_HEAP_OK(heap);
+}
+
 TEST(FreeListHeapTest, AlignedBlocksFreeTheirLeadAndTail) {
   FreeListHeap<ReservedRange> heap(&pages, kTag);
   Block* skew = heap.allocate(48);  // so the next payload is not naturally aligned

@@ -129,7 +129,7 @@ class LargeObjects {
     mark(b, kFreedTag);  // before the unmap: a new block may be mapped here right after it
     count(-1, length);
     if (b->prev_size == 0 && MappingCache::class_length(length) == length &&
-        Decay::delay_ms() != 0 && cache_.put(b, length, platform::os_monotonic_ms())) {
+        Decay::delay_ms() != 0 && cache_.put(b, length, platform::os_coarse_ms())) {
       return;
     }
     platform::os_unmap(mapping_of(b), length);

@@ -98,9 +98,9 @@ class LockedHeap {
   }
 
   // Resizes live block b to `block` bytes in place (shrinking, or growing into a free
-  // neighbour on the right, then the left) and returns the payload's address, which moves
-  // when the left neighbour took part; nullptr if it cannot (or `block` is 0: a large
-  // block), and the caller moves it.
+  // neighbour on the right, or at the top of the heap by growing the heap, then into the
+  // left one) and returns the payload's address, which moves when the left neighbour took
+  // part; nullptr if it cannot (or `block` is 0: a large block), and the caller moves it.
   void* resize_in_place(Block* b, std::size_t block) {
     Guard guard(lock_);
     check_held(b, "realloc", "freed pointer", [&guard] { guard.unlock_now(); });
@@ -109,7 +109,7 @@ class LockedHeap {
       heap_.shrink_in_place(b, block);
       return b->payload();
     }
-    if (heap_.grow_in_place(b, block)) return b->payload();
+    if (heap_.grow_in_place(b, block) || heap_.grow_at_top(b, block)) return b->payload();
     if (Block* merged = heap_.grow_into_neighbours(b, block)) return merged->payload();
     return nullptr;
   }

@@ -168,9 +168,9 @@ bool os_write_all(int fd, const void* bytes, std::size_t length) {
   return true;
 }
 
-std::uint64_t os_monotonic_ms() {
+std::uint64_t os_coarse_ms() {
   struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
   return static_cast<std::uint64_t>(now.tv_sec) * 1000 +
          static_cast<std::uint64_t>(now.tv_nsec) / 1000000;
 }

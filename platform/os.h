@@ -47,8 +47,10 @@ bool os_break_set(std::uintptr_t new_break);
 // malloc_stats does. Retries a short write; false if the descriptor refused the rest.
 bool os_write_all(int fd, const void* bytes, std::size_t length);
 
-// Milliseconds of CLOCK_MONOTONIC (the vDSO's: no system call, async-signal-safe).
-std::uint64_t os_monotonic_ms();
+// Milliseconds of CLOCK_MONOTONIC_COARSE: the vDSO's copy of the time at the last scheduler
+// tick (1 to 10 ms behind), so a read is a few loads, with no system call and no clock
+// source read. Async-signal-safe.
+std::uint64_t os_coarse_ms();
 
 // A per-process random word from the kernel's AT_RANDOM bytes (a fixed constant if the
 // auxiliary vector has none); never 0. No system call, no lock: any thread may ask.

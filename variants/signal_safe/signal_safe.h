@@ -380,7 +380,7 @@ class StackPool {
     return *reinterpret_cast<std::uint64_t*>(reinterpret_cast<unsigned char*>(b) + sizeof(Block));
   }
   POLYMALLOC_UNCHECKED_BY_ASAN static void date(Block* b) {
-    freed_at(b) = platform::os_monotonic_ms();
+    freed_at(b) = platform::os_coarse_ms();
   }
 
   // The whole pages of a free block past its header, links and dating word, which trim and
