@@ -11,10 +11,11 @@
 //     (1024 by default; 0 turns it off).
 //   - Reports that name the damaged block, its size and what was wrong with it.
 //
-// Layout of an inner block: [inner links: 16][guard: size, offset][client bytes][tail: 8]
-// The first 16 bytes are left to the inner core, which keeps its free-list links there, so a
-// freed block's guard survives and marks it freed. Over-aligned blocks put the client's bytes
-// at the alignment instead (at least 32), with the guard just below.
+// Layout of an inner block: [inner bookkeeping: 24][pad: 8][guard: size, offset][client
+// bytes][tail: 8]. The first 24 bytes are left to the inner core, which keeps a free block's
+// list links and its decay date there, so a freed block's guard survives and marks it freed.
+// Over-aligned blocks put the client's bytes at the alignment instead (at least 64), with the
+// guard just below.
 #pragma once
 
 #include <bit>
@@ -23,6 +24,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "allocator/block.h"
 #include "allocator/core.h"
 #include "allocator/report.h"
 #include "atomics/atomics.h"
@@ -30,8 +32,13 @@
 
 namespace polymalloc::allocator {
 
-// Where the client's bytes start in a plain inner block under full checks.
-inline constexpr std::size_t kCheckedClientOffset = 32;
+// What the inner core keeps in the payload of a free block: its list links and the date it
+// was freed (decay); the guard must lie past it.
+inline constexpr std::size_t kInnerFreeBookkeeping =
+    sizeof(Block) - Block::kHeaderBytes + sizeof(std::uint64_t);
+// Where the client's bytes start in a plain inner block under full checks: past that and the
+// 16-byte guard, at a power of two (over-aligned blocks double it until it is the alignment).
+inline constexpr std::size_t kCheckedClientOffset = std::bit_ceil(kInnerFreeBookkeeping + 16);
 
 template <OwnershipAwareCore Inner>
 class CheckedCore {

@@ -238,7 +238,10 @@ class SeparateMappings {
     return false;
   }
   ~SeparateMappings() {
-    for (const auto& [start, bytes] : regions_) platform::os_unmap(start, bytes);
+    for (const auto& [start, bytes] : regions_) {
+      unpoison_live(start, bytes);  // the next mapping here is not this heap's free memory
+      platform::os_unmap(start, bytes);
+    }
   }
 
  private:

@@ -133,7 +133,9 @@ bool os_commit(void* address, std::size_t bytes) {
 
 bool os_decommit(void* address, std::size_t bytes) {
   // Replacing the pages with a fresh PROT_NONE mapping returns their memory and keeps the
-  // address range reserved, in one call.
+  // address range reserved, in one call. The range may later be unmapped and mapped again by
+  // anyone: the allocator's poison goes with its pages.
+  forget_poison(address, bytes);
   const long raw =
       raw_mmap(address, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED);
   return map_result(raw) == address;

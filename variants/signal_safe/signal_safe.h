@@ -376,11 +376,16 @@ class StackPool {
   }
 
   // A pooled block's dating word (decay), past its header and the stacks' links.
-  POLYMALLOC_UNCHECKED_BY_ASAN static std::uint64_t& freed_at(Block* b) {
-    return *reinterpret_cast<std::uint64_t*>(reinterpret_cast<unsigned char*>(b) + sizeof(Block));
+  // It lies in poisoned (free) memory: it is read and written only by these unchecked two.
+  POLYMALLOC_UNCHECKED_BY_ASAN static std::uint64_t freed_at(const Block* b) {
+    return *dating_word(b);
   }
   POLYMALLOC_UNCHECKED_BY_ASAN static void date(Block* b) {
-    freed_at(b) = platform::os_coarse_ms();
+    *dating_word(b) = platform::os_coarse_ms();
+  }
+  static std::uint64_t* dating_word(const Block* b) {
+    return reinterpret_cast<std::uint64_t*>(
+        reinterpret_cast<std::uintptr_t>(b) + sizeof(Block));
   }
 
   // The whole pages of a free block past its header, links and dating word, which trim and
