@@ -239,13 +239,20 @@ class LargeObjects {
     auto* destination = static_cast<unsigned char*>(platform::os_map(length));
     if (destination == nullptr) return nullptr;
     Block* moved = Block::at(destination + b->prev_size);
-    if (!registry_.prepare(moved, 1) ||
-        !platform::os_move(mapping_of(b), b->size(), length, destination)) {
+    if (!registry_.prepare(moved, 1)) {
       const ErrnoPreserved saved;
       platform::os_unmap(destination, length);
       return nullptr;
     }
+    // Marked freed before the move: the moment the old pages are gone another thread may map
+    // a block at that address and mark it live, and that mark must stay.
     mark(b, kFreedTag);
+    if (!platform::os_move(mapping_of(b), b->size(), length, destination)) {
+      const ErrnoPreserved saved;
+      mark(b, kLiveTag);
+      platform::os_unmap(destination, length);
+      return nullptr;
+    }
     moved->set_size_flags(length | kMapped | Block::kInUse | flags);
     mark(moved, kLiveTag);
     return moved;

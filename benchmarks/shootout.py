@@ -12,7 +12,11 @@ Every workload runs in a fresh process per allocator (glibc as is, every other a
 through LD_PRELOAD), round after round, allocators rotated each round (A B C, B C A, ...), so
 that a noisy machine does not decide the result. Reported: the median over rounds of each
 allocator's speed as a ratio to glibc's in the same round (higher is faster), and its median
-peak RSS.
+peak RSS. The generated traces end with an idle phase (memsim --idle-ms): every block freed,
+IDLE_MS of sleep, one more malloc and free of 1 MiB
+(a slow path in every allocator); the RSS after it shows what each allocator gives
+back once a spike is over (polymalloc's timed release, POLYMALLOC_RELEASE_DELAY_MS, is 1000 ms
+by default).
 """
 
 import argparse
@@ -42,6 +46,10 @@ TRACE_PROFILES = {
     "trace_large_blocks": ["--ops", "5k", "--slots", "256", "--min-size", "64k",
                            "--max-size", "4m"],
 }
+
+# The idle phase of the generated traces: longer than polymalloc's default release delay
+# (1000 ms) by more than the coarse clock's step.
+IDLE_MS = 1500
 
 # Seconds a single run may take before it counts as hung (and failed).
 RUN_TIMEOUT = 300
@@ -88,6 +96,7 @@ def memsim_result(path):
         raise ValueError("%d allocations were refused" % result["failures"])
     return {"rate": result["operations"] / result["seconds"],
             "peak_rss_bytes": result["peak_rss_bytes"],
+            "idle_rss_bytes": result.get("rss_after_idle_bytes"),
             "overhead": overhead(result["rss_growth_bytes"], result["peak_live_bytes"])}
 
 
@@ -231,9 +240,10 @@ def benchmark_workloads(binary, group, min_time):
     return workloads
 
 
-def trace_workload(name, group, memsim, trace, directory):
+def trace_workload(name, group, memsim, trace, directory, idle_ms=None):
     result = os.path.join(directory, name + ".result.json")
-    command = [memsim, "--allocator", "system", "--json", result, trace]
+    idle = ["--idle-ms", str(idle_ms)] if idle_ms is not None else []
+    command = [memsim, "--allocator", "system", "--json", result] + idle + [trace]
     return Workload(name, group, command, "ops/s", json_out=result)
 
 
@@ -246,7 +256,8 @@ def generate_traces(args, wanted, directory):
         progress_line("generating %s" % name)
         subprocess.run([args.genrandms, "--seed", "1"] + arguments + ["--output", path],
                        check=True, capture_output=True)
-        workloads.append(trace_workload(name, "trace", args.memsim, path, directory))
+        workloads.append(trace_workload(name, "trace", args.memsim, path, directory,
+                                        idle_ms=IDLE_MS))
     return workloads
 
 
@@ -441,11 +452,13 @@ def summarise(workloads, results, baseline):
             ratios = [r["rate"] / base[r["round"]] for r in good if r["round"] in base]
             rss = [r["peak_rss_bytes"] for r in good if r.get("peak_rss_bytes")]
             overheads = [r["overhead"] for r in good if r.get("overhead") is not None]
+            idle = [r["idle_rss_bytes"] for r in good if r.get("idle_rss_bytes")]
             summary[workload.name][name] = {
                 "rate": statistics.median([r["rate"] for r in good]) if good else None,
                 "ratio": statistics.median(ratios) if ratios else None,
                 "peak_rss_bytes": statistics.median(rss) if rss else None,
                 "overhead": statistics.median(overheads) if overheads else None,
+                "idle_rss_bytes": statistics.median(idle) if idle else None,
                 "runs": len(good),
                 "failed_runs": len(runs) - len(good),
             }
@@ -464,8 +477,8 @@ def table_rows(workloads, summary, names, key, best):
         row = summary[workload.name]
         values = {n: row[n][key] for n in names}
         present = [v for v in values.values() if v is not None]
-        if not present and key == "overhead":
-            continue  # the workload holds too little memory for the ratio to mean anything
+        if not present and key in ("overhead", "idle_rss_bytes"):
+            continue  # too little memory for the ratio to mean anything, or no idle phase
         winner = best(present) if present else None
         cells = []
         for n in names:
@@ -473,7 +486,7 @@ def table_rows(workloads, summary, names, key, best):
             if v is None:
                 cells.append("failed" if row[n]["failed_runs"] else "-")
             else:
-                text = "%.1f" % (v / MIB) if key == "peak_rss_bytes" else ratio_text(v)
+                text = "%.1f" % (v / MIB) if key.endswith("_bytes") else ratio_text(v)
                 cells.append(text + ("*" if v == winner and len(present) > 1 else " "))
         rows.append((workload.name, cells))
     return rows
@@ -535,7 +548,12 @@ def report(workloads, summary, allocators, args, started):
     overhead_title = ("Memory overhead: peak RSS growth / peak live bytes (median; * smallest; "
                       "workloads holding %d KiB or more)" % (MIN_LIVE_BYTES // 1024))
     overheads = table_rows(workloads, summary, names, "overhead", min)
+    idle_title = ("RSS after release: the trace's blocks all freed, %d ms idle, one more "
+                  "1 MiB malloc/free, MiB (median; * smallest)" % IDLE_MS)
+    idle = table_rows(workloads, summary, names, "idle_rss_bytes", min)
     tables = [(speed_title, speed), (memory_title, memory)]
+    if idle:
+        tables.append((idle_title, idle))
     if overheads:
         tables.append((overhead_title, overheads))
     print(header)
@@ -552,14 +570,15 @@ def write_outputs(out, workloads, summary, results, allocators, markdown, args, 
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["workload", "group", "threads", "allocator", "unit", "rate",
-                         "ratio_to_" + names[0], "peak_rss_bytes", "memory_overhead", "runs",
-                         "failed_runs"])
+                         "ratio_to_" + names[0], "peak_rss_bytes", "memory_overhead",
+                         "rss_after_idle_bytes", "runs", "failed_runs"])
         for w in workloads:
             for n in names:
                 s = summary[w.name][n]
                 writer.writerow([w.name, w.group, w.threads or "", n, w.unit, s["rate"] or "",
                                  s["ratio"] or "", s["peak_rss_bytes"] or "",
-                                 s["overhead"] or "", s["runs"], s["failed_runs"]])
+                                 s["overhead"] or "", s["idle_rss_bytes"] or "", s["runs"],
+                                 s["failed_runs"]])
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"started": started.isoformat(), "machine": machine_description(),
                    "rounds": args.rounds, "min_time": args.min_time,

@@ -593,6 +593,35 @@ TEST_F(ConformanceTest, BlocksFreedByAnotherThread) {
   consumer.join();
 }
 
+// Large blocks whose realloc moves their pages (mremap onto a fresh mapping) while other
+// threads map and unmap blocks of their own: the moment the old pages are gone, another
+// thread may get a mapping at that address, and it must stay that thread's live block (the
+// registry once marked it freed after the fact, and its free stopped the process as a double
+// free). Above the heaps' adaptive threshold (32 MiB), so that every variant maps them; only
+// a few bytes of each are touched.
+TEST_F(ConformanceTest, LargeBlocksMovedByReallocLeaveOtherThreadsBlocksAlone) {
+  constexpr int kThreads = 4, kRounds = 1500;
+  const auto work = [](int seed) {
+    std::uint64_t state = 0x9e3779b97f4a7c15u * (seed + 1);
+    for (int r = 0; r < kRounds; ++r) {
+      state = state * 6364136223846793005u + 1442695040888963407u;
+      const std::size_t bytes = 40 * kMiB + (state >> 40) % (8 * kMiB);
+      auto* p = static_cast<unsigned char*>(api.malloc(bytes));
+      ASSERT_NE(p, nullptr);
+      p[0] = static_cast<unsigned char>(seed + r);
+      p[bytes - 1] = static_cast<unsigned char>(seed - r);
+      auto* q = static_cast<unsigned char*>(api.realloc(p, 2 * bytes));
+      ASSERT_NE(q, nullptr);
+      ASSERT_EQ(q[0], static_cast<unsigned char>(seed + r));
+      ASSERT_EQ(q[bytes - 1], static_cast<unsigned char>(seed - r));
+      api.free(q);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) threads.emplace_back(work, t);
+  for (auto& t : threads) t.join();
+}
+
 TEST_F(ConformanceTest, ThreadsThatExitLeaveNothingStranded) {
   api.malloc_trim(0);
   const auto before = api.mallinfo2();

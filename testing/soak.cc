@@ -3,9 +3,13 @@
 // end. Threads replace random blocks in their own slot arrays (power-law sizes from 1 byte to
 // 1 MiB, by malloc, calloc, realloc and posix_memalign), hand every 64th block to another
 // thread to free, and check each block's tag bytes before freeing it. Once a second it
-// samples the resident memory.
+// samples the resident memory. Then the idle phase: with every block freed, the process
+// sleeps --idle-seconds (longer than the default release delay, POLYMALLOC_RELEASE_DELAY_MS),
+// makes one more malloc and free of 1 MiB (a slow path in every allocator, whose tick gives
+// memory back: fast paths read no clock), and reports the RSS
+// after the release beside the RSS right after the workload.
 //
-//   soak [--seconds N] [--threads N] [--slots N]
+//   soak [--seconds N] [--threads N] [--slots N] [--idle-seconds N]
 //
 // Fails (exit 1, with the reason) if a block's bytes changed, an allocation was refused, the
 // peak RSS exceeds 3 × the most the workload can hold + 64 MiB, the RSS over the last quarter
@@ -16,6 +20,7 @@
 #include <stdlib.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -34,19 +39,24 @@ struct Options {
   int seconds = 60;
   int threads = 4;
   std::size_t slots = 500;
+  int idle_seconds = 2;
 };
 
 [[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr, "soak: %s\nusage: soak [--seconds N] [--threads N] [--slots N]\n",
+  std::fprintf(stderr,
+               "soak: %s\nusage: soak [--seconds N] [--threads N] [--slots N] "
+               "[--idle-seconds N]\n",
                message.c_str());
   std::exit(2);
 }
 
-long parse_positive(const std::string& flag, const char* text) {
+long parse_number(const std::string& flag, const char* text, long least, long most) {
   char* end = nullptr;
+  errno = 0;
   const long value = std::strtol(text, &end, 10);
-  if (end == text || *end != '\0' || value < 1 || value > 1000000) {
-    usage_error(flag + " wants a whole number from 1 to 1000000, not '" + text + "'");
+  if (end == text || *end != '\0' || errno != 0 || value < least || value > most) {
+    usage_error(flag + " wants a whole number from " + std::to_string(least) + " to " +
+                std::to_string(most) + ", not '" + text + "'");
   }
   return value;
 }
@@ -55,11 +65,16 @@ Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
-    if (flag != "--seconds" && flag != "--threads" && flag != "--slots") {
+    if (flag != "--seconds" && flag != "--threads" && flag != "--slots" &&
+        flag != "--idle-seconds") {
       usage_error("unknown argument '" + flag + "'");
     }
     if (i + 1 >= argc) usage_error(flag + " needs a value");
-    const long value = parse_positive(flag, argv[++i]);
+    if (flag == "--idle-seconds") {
+      o.idle_seconds = static_cast<int>(parse_number(flag, argv[++i], 0, 3600));
+      continue;
+    }
+    const long value = parse_number(flag, argv[++i], 1, 1000000);
     if (flag == "--seconds") o.seconds = static_cast<int>(value);
     if (flag == "--threads") o.threads = static_cast<int>(value);
     if (flag == "--slots") o.slots = static_cast<std::size_t>(value);
@@ -192,6 +207,18 @@ void worker(int index, const Options& o, std::vector<Mailbox>& mailboxes,
 
 using CheckHeap = const char* (*)(const void**);
 
+// Everything is freed: the RSS now, and after the process sat idle and made one more call.
+void idle(const Options& o) {
+  const std::uint64_t after_workload = resident_bytes();
+  std::this_thread::sleep_for(std::chrono::seconds(o.idle_seconds));
+  void* volatile p = malloc(std::size_t{1} << 20);  // a slow path in every allocator
+  free(p);
+  const std::uint64_t after_idle = resident_bytes();
+  std::printf("soak: idle: RSS %.1f MiB with everything freed, %.1f MiB after %d s idle and "
+              "one 1 MiB malloc/free\n",
+              after_workload / 1048576.0, after_idle / 1048576.0, o.idle_seconds);
+}
+
 int run(const Options& o) {
   std::vector<Mailbox> mailboxes(static_cast<std::size_t>(o.threads));
   std::atomic<std::uint64_t> operations{0};
@@ -235,6 +262,7 @@ int run(const Options& o) {
     const void* where = nullptr;
     if (const char* problem = check_heap(&where)) fail(problem, where, 0);
   }
+  idle(o);
   if (g_failed) return 1;
   std::printf("soak: passed\n");
   return 0;

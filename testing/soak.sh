@@ -1,9 +1,10 @@
 #!/bin/bash
 # Soaks every variant (or those named) with testing/soak.cc's mixed multi-threaded workload
-# for a set time, one after another, each as the process's malloc through LD_PRELOAD. Not a
+# for a set time, one after another (each ending with an idle phase that reports the RSS after
+# the timed release), each as the process's malloc through LD_PRELOAD. Not a
 # CI step: a run takes minutes per variant.
 #
-#   testing/soak.sh [--seconds N] [--threads N] [--slots N] [VARIANT ...]
+#   testing/soak.sh [--seconds N] [--threads N] [--slots N] [--idle-seconds N] [VARIANT ...]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,7 +12,7 @@ soak_args=()
 variants=()
 while (($#)); do
   case "$1" in
-    --seconds | --threads | --slots)
+    --seconds | --threads | --slots | --idle-seconds)
       (($# >= 2)) || { echo "soak.sh: $1 needs a value" >&2; exit 2; }
       soak_args+=("$1" "$2")
       shift 2

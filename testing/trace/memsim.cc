@@ -5,17 +5,21 @@
 // every earlier operation on that slot (in trace order, on whatever thread) is done, so
 // cross-thread frees happen as recorded.
 //   memsim [--allocator VARIANT|system] [--json FILE]
-//          [--verify] TRACE
+//          [--verify] [--idle-ms N] TRACE
 // `system` is the process's own malloc: run memsim under LD_PRELOAD to measure any peer.
 // Each new block gets one byte written per page (so resident memory means something);
 // --verify also marks each block's first and last byte and checks them before it is freed
-// or resized.
+// or resized. --idle-ms N adds the idle phase: every block the trace left live is freed, the
+// process sleeps N ms, makes one more malloc and free of 1 MiB (a slow path in every
+// allocator: in a polymalloc variant, its tick gives back what sat unused past
+// POLYMALLOC_RELEASE_DELAY_MS; fast paths read no clock), and reports the RSS.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -46,7 +50,7 @@ std::string allocator_names(const char* separator) {
   std::fprintf(stderr,
                "memsim: %s\n"
                "usage: memsim [--allocator %s]\n"
-               "              [--json FILE] [--verify] TRACE\n",
+               "              [--json FILE] [--verify] [--idle-ms N] TRACE\n",
                message.c_str(), allocator_names("|").c_str());
   std::exit(2);
 }
@@ -70,7 +74,19 @@ struct Options {
   std::string json;
   std::string trace;
   bool verify = false;
+  long idle_ms = -1;  // no idle phase
 };
+
+// --idle-ms's value: a whole number of milliseconds up to an hour.
+long parse_idle_ms(const char* text) {
+  char* end = nullptr;
+  errno = 0;
+  const long value = std::strtol(text, &end, 10);
+  if (end == text || *end != '\0' || errno != 0 || value < 0 || value > 3600000) {
+    usage_error(std::string("--idle-ms wants milliseconds from 0 to 3600000, not '") + text + "'");
+  }
+  return value;
+}
 
 Options parse_options(int argc, char** argv) {
   Options o;
@@ -78,6 +94,9 @@ Options parse_options(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--verify") {
       o.verify = true;
+    } else if (arg == "--idle-ms") {
+      if (i + 1 >= argc) usage_error(arg + " needs a value");
+      o.idle_ms = parse_idle_ms(argv[++i]);
     } else if (arg == "--allocator" || arg == "--json") {
       if (i + 1 >= argc) usage_error(arg + " needs a value");
       (arg == "--json" ? o.json : o.allocator) = argv[++i];
@@ -328,6 +347,20 @@ struct Replay {
   }
 };
 
+// The idle phase: the blocks still live go, the process sleeps, one more malloc and free.
+// The RSS after it.
+std::uint64_t rss_after_idle(const Options& options, Slot* slots, std::uint64_t count) {
+  const allocator::ApiTable& api = *options.api;
+  for (std::uint64_t i = 0; i < count; ++i) {
+    if (slots[i].block != nullptr) api.free(slots[i].block);
+    slots[i].block = nullptr;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(options.idle_ms));
+  void* volatile p = api.malloc(std::size_t{1} << 20);  // a slow path in every allocator
+  api.free(p);
+  return resident_bytes();
+}
+
 int run(const Options& options) {
   const Trace trace = load(options.trace);
   Replay replay{trace, options, os_array<Slot>(trace.slots), os_array<std::uint64_t>(trace.slots)};
@@ -358,6 +391,9 @@ int run(const Options& options) {
   const double fragmentation =
       trace.peak_live_bytes == 0 ? 0 : static_cast<double>(growth) / trace.peak_live_bytes;
   const double ns_per_op = trace.count == 0 ? 0 : seconds * 1e9 / trace.count;
+  const std::uint64_t rss_done = resident_bytes();
+  const bool idled = options.idle_ms >= 0;
+  const std::uint64_t rss_idle = idled ? rss_after_idle(options, replay.slots, trace.slots) : 0;
   std::printf(
       "memsim: %s on %s: %llu operations on %u thread%s in %.3f s (%.1f ns/op)\n"
       "  peak RSS %llu bytes (grew %llu), peak live %llu bytes, RSS growth / live %.2f\n",
@@ -366,6 +402,11 @@ int run(const Options& options) {
       seconds, ns_per_op, static_cast<unsigned long long>(peak_rss),
       static_cast<unsigned long long>(growth),
       static_cast<unsigned long long>(trace.peak_live_bytes), fragmentation);
+  if (idled) {
+    std::printf("  RSS %llu bytes at the end, %llu after %ld ms idle and one 1 MiB malloc/free\n",
+                static_cast<unsigned long long>(rss_done),
+                static_cast<unsigned long long>(rss_idle), options.idle_ms);
+  }
   if (!options.json.empty()) {
     std::FILE* f = std::fopen(options.json.c_str(), "w");
     if (f == nullptr) {
@@ -378,12 +419,14 @@ int run(const Options& options) {
         "{\"trace\": \"%s\", \"allocator\": \"%s\", \"operations\": %llu, \"threads\": %u, "
         "\"seconds\": %.6f, \"ns_per_operation\": %.2f, \"peak_rss_bytes\": %llu, "
         "\"rss_growth_bytes\": %llu, \"peak_live_bytes\": %llu, \"fragmentation\": %.4f, "
-        "\"failures\": %llu}\n",
+        "\"failures\": %llu, \"rss_at_end_bytes\": %llu, \"rss_after_idle_bytes\": %s}\n",
         options.trace.c_str(), options.allocator.c_str(),
         static_cast<unsigned long long>(trace.count), trace.threads, seconds, ns_per_op,
         static_cast<unsigned long long>(peak_rss), static_cast<unsigned long long>(growth),
         static_cast<unsigned long long>(trace.peak_live_bytes), fragmentation,
-        static_cast<unsigned long long>(replay.failures.load()));
+        static_cast<unsigned long long>(replay.failures.load()),
+        static_cast<unsigned long long>(rss_done),
+        idled ? std::to_string(rss_idle).c_str() : "null");
     std::fclose(f);
   }
   if (replay.failures.load() != 0) {

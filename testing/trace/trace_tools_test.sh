@@ -43,6 +43,28 @@ for allocator in "${variants[@]}" system; do
   done
 done
 
+# The idle phase: with a short release delay, what the trace held goes back before memsim
+# reads the RSS after its idle time, so that figure is a number below the peak.
+"$genrandms" --seed 5 --ops 2000 --slots 64 --min-size 64k --max-size 2m >"$work/large.trace"
+for allocator in "${variants[@]}"; do
+  json="$work/$allocator.idle.json"
+  if out=$(POLYMALLOC_RELEASE_DELAY_MS=50 "$memsim" --allocator "$allocator" --idle-ms 300 \
+    --json "$json" "$work/large.trace" 2>&1); then
+    if python3 - "$json" <<'PY'; then
+import json, sys
+r = json.load(open(sys.argv[1]))
+idle = r["rss_after_idle_bytes"]
+sys.exit(0 if isinstance(idle, int) and 0 < idle < r["peak_rss_bytes"] else 1)
+PY
+      echo "ok   idle phase on $allocator: $(tail -1 <<<"$out")"
+    else
+      fail "idle phase on $allocator: RSS after idle is not below the peak: $(cat "$json")"
+    fi
+  else
+    fail "idle phase on $allocator: $out"
+  fi
+done
+
 # expect_error DESCRIPTION PATTERN COMMAND...: the command must fail and say PATTERN.
 expect_error() {
   local what=$1 pattern=$2
@@ -66,6 +88,7 @@ expect_error "calloc into an occupied slot" "occupied.trace:2: allocates into sl
   "$memsim" "$work/occupied.trace"
 expect_error "missing trace file" "cannot read" "$memsim" "$work/missing.trace"
 expect_error "unknown allocator" "is not ${variants[0]}" "$memsim" --allocator dlmalloc "$work/a.trace"
+expect_error "bad idle time" "--idle-ms wants milliseconds" "$memsim" --idle-ms -5 "$work/a.trace"
 expect_error "bad size suffix" "is not a size" "$genrandms" --max-size 12q
 expect_error "min above max" "larger than --max-size" "$genrandms" --min-size 10 --max-size 5
 expect_error "bad share" "fraction between 0 and 1" "$genrandms" --calloc-share 1.5
