@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <utility>
 
 #include "allocator/block.h"
@@ -159,14 +160,19 @@ class FreeListHeap {
     const std::size_t right_free = right->in_use() ? 0 : right->size();
     if (b->prev_free()) {
       Block* left = b->left();
+      const std::size_t total = left->size() + size + right_free;
+      const std::uint64_t freed =
+          merged_date(total, size, left, right_free != 0 ? right : nullptr);
       if (right_free != 0) unlink(right);
-      refile(left, left, left->size() + size + right_free);
+      refile(left, left, total, freed);
       left->right()->add_flags(Block::kPrevFree);
       poison_free(b, size + right_free);
       return left;
     }
     if (right_free != 0) {
-      refile(right, b, size + right_free);  // b takes over right's place on its list
+      const std::size_t total = size + right_free;
+      const std::uint64_t freed = merged_date(total, size, nullptr, right);
+      refile(right, b, total, freed);  // b takes right's place on its list
       poison_free(b->payload(), size + right_free - Block::kHeaderBytes);
       return b;
     }
@@ -377,8 +383,8 @@ class FreeListHeap {
   }
 
   // A free block's dating word, and the whole pages inside it past that word.
-  POLYMALLOC_UNCHECKED_BY_ASAN static std::uint64_t& freed_at(Block* b) {
-    return *reinterpret_cast<std::uint64_t*>(reinterpret_cast<unsigned char*>(b) + sizeof(Block));
+  POLYMALLOC_UNCHECKED_BY_ASAN static std::uint64_t& freed_at(const Block* b) {
+    return *reinterpret_cast<std::uint64_t*>(reinterpret_cast<std::uintptr_t>(b) + sizeof(Block));
   }
   POLYMALLOC_UNCHECKED_BY_ASAN static std::pair<std::uintptr_t, std::size_t> inner_pages(
       const Block* b) {
@@ -474,8 +480,9 @@ class FreeListHeap {
       f->set_size_flags(f->size() | Block::kInUse);  // a free block's kReleased goes with it
       f->right()->clear_flags(Block::kPrevFree);
     } else {
+      const std::uint64_t freed = rest >= kDatedBlock ? freed_at(f) : 0;  // before the header
       Block* tail = new_header_at(reinterpret_cast<unsigned char*>(f) + block_bytes, 0);
-      refile(f, tail, rest);
+      refile(f, tail, rest, freed);  // the remainder has been free since f was
       f->set_size_flags(block_bytes | Block::kInUse);  // the left of a free block is in use
     }
     unpoison_live(f->payload(), f->size() - Block::kHeaderBytes);
@@ -483,14 +490,12 @@ class FreeListHeap {
   }
 
   // Replaces free block `from` on the free lists by `to` (the same block, or one that now
-  // covers its memory) with `new_size` bytes, and writes to's boundary tag. When the size
-  // stays in the same list, `to` simply takes from's place: no bitmap or head change.
+  // covers its memory) with `new_size` bytes, dated `freed` if it is big enough to be dated,
+  // and writes to's boundary tag. When the size stays in the same list, `to` simply takes
+  // from's place: no bitmap or head change.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void refile(Block* from, Block* to,
-                                                               std::size_t new_size) {
-    // A carved remainder keeps its date (its pages have been free since then); a merge
-    // holds memory just freed, and is dated now.
-    const bool carved = new_size < from->size();
-    const std::uint64_t freed = carved && new_size >= kDatedBlock ? freed_at(from) : 0;
+                                                               std::size_t new_size,
+                                                               std::uint64_t freed) {
     const unsigned k = list_of(from->size());
     if (list_of(new_size) != k) {
       unlink(from);
@@ -511,11 +516,29 @@ class FreeListHeap {
       if (next != nullptr) next->set_prev(to);
     }
     to->right()->prev_size = new_size;
-    if (!carved) {
-      date(to, new_size);
-    } else if (new_size >= kDatedBlock) {
-      freed_at(to) = freed;
+    if (new_size >= kDatedBlock) freed_at(to) = freed;
+  }
+
+  // The date of a free block of `total` bytes merged from a block of `size` freed now and its
+  // free neighbours (either may be null): that of its biggest part, where the freed block and
+  // any part too small to carry a date count as freed now (0 for a whole too small to be
+  // dated). Most of the pages are that part's, and their age is what decay should see: a
+  // small block that joins a big one which has sat free leaves its age alone (otherwise a
+  // trickle of small frees would keep a big free block young for ever, and it would never go
+  // back), and a big block freed now makes the whole young. Reads the clock only when the
+  // biggest part was freed now.
+  POLYMALLOC_UNCHECKED_BY_ASAN static std::uint64_t merged_date(std::size_t total,
+                                                                std::size_t size,
+                                                                const Block* left,
+                                                                const Block* right) {
+    if (total < kDatedBlock) return 0;
+    const Block* biggest = nullptr;  // nullptr: the block freed now
+    std::size_t biggest_size = size;
+    for (const Block* part : {left, right}) {
+      if (part != nullptr && part->size() > biggest_size) biggest = part, biggest_size = part->size();
     }
+    if (biggest != nullptr && biggest_size >= kDatedBlock) return freed_at(biggest);
+    return platform::os_coarse_ms();
   }
 
   // Cuts an in-use block down to `bytes`, freeing the tail if it can be a block of its own.

@@ -3,6 +3,7 @@
 #include "allocator/free_list_heap.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -306,6 +307,35 @@ TEST(FreeListHeapTest, ABlockWhosePagesWentBackIsLiveOnceAllocatedAgain) {
   EXPECT_TRUE(again->live());
   EXPECT_EQ(static_cast<unsigned char*>(again->payload())[9000], 0) << "released pages read 0";
   heap.release(again);
+  heap.release(guard);
+  EXPECT_HEAP_OK(heap);
+}
+
+}  // namespace
+}  // namespace polymalloc::allocator
+
+namespace polymalloc::allocator {
+namespace {
+
+// A small block that joins a big free block which has sat free leaves its age alone: a
+// trickle of small frees must not keep the big block young for ever (it would never go back).
+// A big block freed now is what dates a merge to now.
+TEST(FreeListHeapTest, ASmallBlockJoiningAnAgedFreeBlockKeepsItsAge) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  Block* big = heap.allocate(64 << 10);
+  Block* small = heap.allocate(64);
+  Block* guard = heap.allocate(64);
+  ASSERT_NE(guard, nullptr);
+  heap.release(big);
+  usleep(60000);  // the coarse clock steps by a scheduler tick (at most 10 ms)
+  const std::uint64_t before_small_free = platform::os_coarse_ms();
+  heap.release(small);  // merges into big's free block
+  EXPECT_GE(heap.release_aged(before_small_free - 20), std::size_t{56} << 10)
+      << "the merged block is as old as the big free block it joined";
+  Block* again = heap.allocate(64 << 10);
+  ASSERT_NE(again, nullptr);
+  heap.release(again);  // a big block freed now: the merged block is young
+  EXPECT_EQ(heap.release_aged(platform::os_coarse_ms() - 20), 0u);
   heap.release(guard);
   EXPECT_HEAP_OK(heap);
 }
