@@ -111,13 +111,16 @@ class LargeObjects {
     return b->size() - b->prev_size - Block::kHeaderBytes;
   }
 
-  // A block of at least `bytes` in a cached mapping of any size, for a block growing by
-  // realloc that will likely go on growing into it; nullptr if the cache has none.
+  // A block of at least `bytes` in a cached mapping of up to kGrowthRoom times the length it
+  // needs, for a block growing by realloc that will likely go on growing into it; nullptr if
+  // the cache has none. (Bounded: the mapping's pages are resident, and a small block that
+  // took a big one would hold them all.)
+  static constexpr std::size_t kGrowthRoom = 4;
   Block* adopt_for_growth(std::size_t bytes) {
-    if (bytes > SIZE_MAX / 2) return nullptr;
+    if (bytes > SIZE_MAX / 2 / kGrowthRoom) return nullptr;
     std::size_t length = 0;
-    void* start = cache_.take_between(MappingCache::class_length(bytes + Block::kHeaderBytes),
-                                      SIZE_MAX, &length);
+    const std::size_t needed = MappingCache::class_length(bytes + Block::kHeaderBytes);
+    void* start = cache_.take_between(needed, kGrowthRoom * needed, &length);
     if (start == nullptr) return nullptr;
     return install(start, length, kGrowing);
   }
