@@ -78,7 +78,7 @@ TEST(LargeObjectsTest, TheCacheKeepsWithinItsBound) {
   large.release_cached(UINT64_MAX);
 }
 
-TEST(LargeObjectsTest, ResizeWithinTheMappingKeepsItAndAGrowingBlockMayTakeABigOne) {
+TEST(LargeObjectsTest, ResizeWithinTheMappingKeepsItAndAGrowingBlockMayTakeABiggerOne) {
   static LargeObjects large;
   Block* b = large.allocate(2 * kMiB);
   EXPECT_EQ(large.resize(b, kMiB), b) << "a size that fits keeps the mapping";
@@ -87,11 +87,13 @@ TEST(LargeObjectsTest, ResizeWithinTheMappingKeepsItAndAGrowingBlockMayTakeABigO
   EXPECT_FALSE(LargeObjects::keeps(b, 1000, false)) << "a small request moves to a class block";
   Block* spare = large.allocate(8 * kMiB);
   large.release(spare);  // cached
-  Block* grower = large.adopt_for_growth(10000);
-  ASSERT_NE(grower, nullptr) << "a block growing by realloc takes a cached mapping of any size";
+  EXPECT_EQ(large.adopt_for_growth(10000), nullptr)
+      << "a small block does not take a mapping many times its size (it would hold its pages)";
+  Block* grower = large.adopt_for_growth(3 * kMiB);
+  ASSERT_NE(grower, nullptr) << "a block growing by realloc takes a cached mapping up to 4x";
   EXPECT_GE(LargeObjects::usable_size(grower), 8 * kMiB);
-  EXPECT_TRUE(LargeObjects::keeps(grower, 20000, false)) << "and keeps it while it fits";
-  EXPECT_EQ(large.adopt_for_growth(10000), nullptr) << "the cache is empty now";
+  EXPECT_TRUE(LargeObjects::keeps(grower, 6 * kMiB, false)) << "and keeps it while it fits";
+  EXPECT_EQ(large.adopt_for_growth(3 * kMiB), nullptr) << "the cache is empty now";
   large.release(grower);
   large.release(b);
   large.release_cached(UINT64_MAX);
