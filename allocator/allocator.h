@@ -13,6 +13,7 @@
 #include "allocator/class_stacks.h"
 #include "allocator/configured_core.h"
 #include "allocator/core.h"
+#include "allocator/decay.h"
 #include "allocator/errno_preserved.h"
 #include "allocator/free_list_heap.h"
 #include "allocator/front_end.h"

@@ -64,7 +64,9 @@ class FreeListHeap {
   static constexpr std::size_t kDatedBlock = Decay::kDatedBlockBytes;
   // Blocks of a request's own list examined for the best fit before a larger list is split.
   static constexpr unsigned kFitScanLimit = 16;
-  // A quick list holding this many bytes is consolidated before it takes another block.
+  // A quick list holding this many bytes (or one block, for a class this big or bigger) is
+  // full: a small class's is consolidated before it takes another block, and a block of a
+  // big class that finds its list full coalesces at once.
   static constexpr std::size_t kQuickCapBytes = std::size_t{64} << 10;
 
   template <class... Args>
@@ -99,8 +101,10 @@ class FreeListHeap {
     const std::size_t size = b->size();
     if (size <= kQuickMaxBlock && is_power_of_two(size)) {
       const unsigned k = class_of(size);
-      if ((std::size_t{quick_count_[k]} << k) >= kQuickCapBytes) [[unlikely]]
-        return consolidate_then_park(b, k);
+      if (quick_list_full(k)) [[unlikely]] {
+        // A big class's list holds one block: another one simply coalesces.
+        return size < kQuickCapBytes ? consolidate_then_park(b, k) : release(b);
+      }
       park(b, k);
       return nullptr;
     }
@@ -113,7 +117,7 @@ class FreeListHeap {
     const std::size_t size = b->size();
     if (size > kQuickMaxBlock || !is_power_of_two(size)) return false;
     const unsigned k = class_of(size);
-    if ((std::size_t{quick_count_[k]} << k) >= kQuickCapBytes) [[unlikely]]
+    if (quick_list_full(k)) [[unlikely]]
       return false;
     park(b, k);
     return true;
@@ -426,6 +430,11 @@ class FreeListHeap {
     consolidate();
     park(b, k);
     return top_free_block();
+  }
+
+  // (For a class of kQuickCapBytes or more, one parked block fills the list.)
+  POLYMALLOC_HOT_PATH bool quick_list_full(unsigned k) const {
+    return (std::size_t{quick_count_[k]} << k) >= kQuickCapBytes;
   }
 
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* unpark(unsigned k) {

@@ -11,11 +11,14 @@
 
 namespace polymalloc::variants {
 
-// Every block comes from, and goes back to, the one heap.
+// Every block comes from, and goes back to, the one heap. Its quick lists take every class:
+// a program that frees and allocates a big block in a loop takes it straight back under the
+// lock, without coalescing it and carving it again (glibc's top chunk gives it the same), and
+// a big class parks one block at most, so they hold little (decay consolidates them).
 class OneHeap {
  public:
   using Map = allocator::SizeMap<allocator::PowerOfTwoClasses>;
-  using Heap = allocator::LockedHeap<platform::ReservedRange>;
+  using Heap = allocator::LockedHeap<platform::ReservedRange, Map::kMaxBlock>;
   static constexpr bool kCachesInFront = false;
 
   [[gnu::always_inline]] static Heap* owner_of(const void* p) {

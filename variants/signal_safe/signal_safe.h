@@ -100,7 +100,7 @@ class StackPool {
 
   static void give(unsigned i, BlockChain chain) {
     if (Map::block_size(i) >= kMinReleasableBlock) {
-      for (Block* b = chain.head; b != nullptr; b = next_of(b)) date(b);
+      for (Block* b = chain.head; b != nullptr; b = next_of(b)) date_or_release(b);
     }
     pool_chain(i, chain);
   }
@@ -142,7 +142,7 @@ class StackPool {
     Block* b = own_block(p, call);
     const unsigned i = Map::class_of_block(b->size());
     mark_cached(b, i);
-    if (Map::block_size(i) >= kMinReleasableBlock) date(b);
+    if (Map::block_size(i) >= kMinReleasableBlock) date_or_release(b);
     stacks_.push_one(i, b);
   }
 
@@ -376,6 +376,16 @@ class StackPool {
   }
 
   // A pooled block's dating word (decay), past its header and the stacks' links.
+  // A pooled block of two pages or more on its way into the pool: dated, for decay, or with
+  // the delay at 0 (decay at once), its inner pages given back now.
+  static void date_or_release(Block* b) {
+    if (allocator::Decay::delay_ms() == 0) [[unlikely]] {
+      release_pages(b);
+    } else {
+      date(b);
+    }
+  }
+
   // It lies in poisoned (free) memory: it is read and written only by these unchecked two.
   POLYMALLOC_UNCHECKED_BY_ASAN static std::uint64_t freed_at(const Block* b) {
     return *dating_word(b);
