@@ -116,6 +116,8 @@ class LargeObjects {
   // the cache has none. (Bounded: the mapping's pages are resident, and a small block that
   // took a big one would hold them all.)
   static constexpr std::size_t kGrowthRoom = 4;
+  // A plain request takes a cached mapping of up to this many times its length (best fit).
+  static constexpr std::size_t kReuseRoom = 2;
   Block* adopt_for_growth(std::size_t bytes) {
     if (bytes > SIZE_MAX / 2 / kGrowthRoom) return nullptr;
     std::size_t length = 0;
@@ -210,9 +212,16 @@ class LargeObjects {
   Block* allocate_plain(std::size_t bytes, bool* fresh) {
     if (bytes > SIZE_MAX / 2) return fail();
     const std::size_t length = MappingCache::class_length(bytes + Block::kHeaderBytes);
-    if (void* cached = cache_.take(length)) {
-      if (fresh != nullptr) *fresh = false;
-      return install(cached, length, 0);
+    std::size_t got = 0;
+    if (void* cached = cache_.take(length, kReuseRoom * length, &got)) {
+      // A bigger one gives its tail back (shrinking a mapping in place cannot fail): its
+      // head's pages are reused, and the block is a plain one of its own class.
+      if (got != length && !platform::os_resize_in_place(cached, got, length)) {
+        platform::os_unmap(cached, got);
+      } else {
+        if (fresh != nullptr) *fresh = false;
+        return install(cached, length, 0);
+      }
     }
     void* start = platform::os_map(length);
     if (start == nullptr) return nullptr;

@@ -62,6 +62,31 @@ TEST(LargeObjectsTest, AFreedMappingServesTheNextRequestOfItsClassWithItsPages) 
   EXPECT_EQ(large.stats().cache.bytes, 0u);
 }
 
+// A request takes the smallest cached mapping of up to twice its class length (best fit), and
+// the mapping's tail goes back: the block is a plain one of its own class, on the same pages.
+TEST(LargeObjectsTest, ARequestReusesTheHeadOfABiggerCachedMapping) {
+  static LargeObjects large;
+  Block* big = large.allocate(4 * kMiB);
+  ASSERT_NE(big, nullptr);
+  std::memset(big->payload(), 0x3a, 4 * kMiB);
+  void* address = big->payload();
+  large.release(big);
+  bool fresh = true;
+  Block* smaller = large.allocate(3 * kMiB, 16, &fresh);
+  ASSERT_NE(smaller, nullptr);
+  EXPECT_EQ(smaller->payload(), address) << "the cached mapping, within 2x";
+  EXPECT_FALSE(fresh);
+  EXPECT_EQ(smaller->size(), MappingCache::class_length(3 * kMiB + Block::kHeaderBytes))
+      << "its tail went back";
+  EXPECT_EQ(static_cast<unsigned char*>(smaller->payload())[2 * kMiB], 0x3a);
+  large.release(smaller);
+  Block* small = large.allocate(kMiB, 16, &fresh);  // the 3.5 MiB mapping is over 2x: the OS
+  EXPECT_TRUE(fresh);
+  large.release(small);
+  large.release_cached(UINT64_MAX);
+  EXPECT_EQ(large.stats().cache.bytes, 0u);
+}
+
 TEST(LargeObjectsTest, TheCacheKeepsWithinItsBound) {
   static LargeObjects large;
   large.cache().set_bound(3 * kMiB);

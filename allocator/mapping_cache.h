@@ -51,10 +51,10 @@ class MappingCache {
   void set_bound(std::size_t bytes) { atomics::store_relaxed(&bound_, bytes); }
   std::size_t bound() const { return atomics::load_relaxed(&bound_); }
 
-  // A cached mapping of exactly `length` (a class length), or nullptr: counted as a hit or a
-  // miss.
-  void* take(std::size_t length) {
-    void* found = take_between(length, length);
+  // The smallest cached mapping of `length` (a class length) to `most` bytes, or nullptr:
+  // counted as a hit or a miss. *got is its length.
+  void* take(std::size_t length, std::size_t most, std::size_t* got) {
+    void* found = take_between(length, most, got);
     atomics::fetch_add_relaxed(found != nullptr ? &hits_ : &misses_, std::size_t{1});
     return found;
   }
