@@ -26,6 +26,7 @@
 #include "allocator/errno_preserved.h"
 #include "allocator/mapping_cache.h"
 #include "allocator/report.h"
+#include "allocator/size_map.h"
 #include "atomics/atomics.h"
 #include "platform/page_map.h"
 #include "platform/platform.h"
@@ -36,6 +37,12 @@ class LargeObjects {
  public:
   static constexpr std::size_t kMapped = Block::kMapped;
   static constexpr std::size_t kGrowing = Block::kGrowing;
+  // How much bigger than its class length a cached mapping may be: for a plain request (best
+  // fit; the tail goes back), and for a block growing by realloc, below kLargeBlockBytes and
+  // from there on (adopt_for_growth).
+  static constexpr std::size_t kReuseRoom = 2;
+  static constexpr std::size_t kGrowthRoom = 4;
+  static constexpr std::size_t kLargeGrowthRoom = 16;
 
   struct Stats {
     std::size_t mapped_bytes = 0;
@@ -111,18 +118,19 @@ class LargeObjects {
     return b->size() - b->prev_size - Block::kHeaderBytes;
   }
 
-  // A block of at least `bytes` in a cached mapping of up to kGrowthRoom times the length it
-  // needs, for a block growing by realloc that will likely go on growing into it; nullptr if
-  // the cache has none. (Bounded: the mapping's pages are resident, and a small block that
-  // took a big one would hold them all.)
-  static constexpr std::size_t kGrowthRoom = 4;
-  // A plain request takes a cached mapping of up to this many times its length (best fit).
-  static constexpr std::size_t kReuseRoom = 2;
+  // A block of at least `bytes` in a cached mapping, for a block growing by realloc that will
+  // likely go on growing into it; nullptr if the cache has none that fits. How much bigger
+  // than it needs: kGrowthRoom times for a block below half kLargeBlockBytes (a small block that
+  // took a big mapping would hold its resident pages for nothing, and many of them would
+  // keep far more than they use), kLargeGrowthRoom times for a large one (a buffer already
+  // that big, like a doubling vector's, will likely fill it, and the pages were resident in
+  // the cache already, within its bound).
   Block* adopt_for_growth(std::size_t bytes) {
-    if (bytes > SIZE_MAX / 2 / kGrowthRoom) return nullptr;
+    if (bytes > SIZE_MAX / 2 / kLargeGrowthRoom) return nullptr;
     std::size_t length = 0;
     const std::size_t needed = MappingCache::class_length(bytes + Block::kHeaderBytes);
-    void* start = cache_.take_between(needed, kGrowthRoom * needed, &length);
+    const std::size_t room = needed >= kLargeBlockBytes / 2 ? kLargeGrowthRoom : kGrowthRoom;
+    void* start = cache_.take_between(needed, room * needed, &length);
     if (start == nullptr) return nullptr;
     return install(start, length, kGrowing);
   }
