@@ -165,8 +165,7 @@ class FreeListHeap {
     if (b->prev_free()) {
       Block* left = b->left();
       const std::size_t total = left->size() + size + right_free;
-      const std::uint64_t freed =
-          merged_date(total, size, left, right_free != 0 ? right : nullptr);
+      const std::uint64_t freed = merged_date(total, size, left, right_free != 0 ? right : nullptr);
       if (right_free != 0) unlink(right);
       refile(left, left, total, freed);
       left->right()->add_flags(Block::kPrevFree);
@@ -425,8 +424,8 @@ class FreeListHeap {
 
   // A full quick list: everything parked goes into the coalescing lists, then b is parked.
   // Returns the top block if consolidation freed one (so the caller can trim), else nullptr.
-  [[gnu::noinline]] POLYMALLOC_UNCHECKED_BY_ASAN Block* consolidate_then_park(
-      Block* b, unsigned k) noexcept {
+  [[gnu::noinline]] POLYMALLOC_UNCHECKED_BY_ASAN Block* consolidate_then_park(Block* b,
+                                                                              unsigned k) noexcept {
     consolidate();
     park(b, k);
     return top_free_block();
@@ -491,7 +490,7 @@ class FreeListHeap {
     } else {
       const std::uint64_t freed = rest >= kDatedBlock ? freed_at(f) : 0;  // before the header
       Block* tail = new_header_at(reinterpret_cast<unsigned char*>(f) + block_bytes, 0);
-      refile(f, tail, rest, freed);  // the remainder has been free since f was
+      refile(f, tail, rest, freed);                    // the remainder has been free since f was
       f->set_size_flags(block_bytes | Block::kInUse);  // the left of a free block is in use
     }
     unpoison_live(f->payload(), f->size() - Block::kHeaderBytes);
@@ -536,15 +535,15 @@ class FreeListHeap {
   // trickle of small frees would keep a big free block young for ever, and it would never go
   // back), and a big block freed now makes the whole young. Reads the clock only when the
   // biggest part was freed now.
-  POLYMALLOC_UNCHECKED_BY_ASAN static std::uint64_t merged_date(std::size_t total,
-                                                                std::size_t size,
+  POLYMALLOC_UNCHECKED_BY_ASAN static std::uint64_t merged_date(std::size_t total, std::size_t size,
                                                                 const Block* left,
                                                                 const Block* right) {
     if (total < kDatedBlock) return 0;
     const Block* biggest = nullptr;  // nullptr: the block freed now
     std::size_t biggest_size = size;
     for (const Block* part : {left, right}) {
-      if (part != nullptr && part->size() > biggest_size) biggest = part, biggest_size = part->size();
+      if (part != nullptr && part->size() > biggest_size)
+        biggest = part, biggest_size = part->size();
     }
     if (biggest != nullptr && biggest_size >= kDatedBlock) return freed_at(biggest);
     return platform::os_coarse_ms();

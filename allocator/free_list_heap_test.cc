@@ -3,8 +3,8 @@
 #include "allocator/free_list_heap.h"
 
 #include <errno.h>
-#include <unistd.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <random>

@@ -214,9 +214,10 @@ void idle(const Options& o) {
   void* volatile p = malloc(std::size_t{1} << 20);  // a slow path in every allocator
   free(p);
   const std::uint64_t after_idle = resident_bytes();
-  std::printf("soak: idle: RSS %.1f MiB with everything freed, %.1f MiB after %d s idle and "
-              "one 1 MiB malloc/free\n",
-              after_workload / 1048576.0, after_idle / 1048576.0, o.idle_seconds);
+  std::printf(
+      "soak: idle: RSS %.1f MiB with everything freed, %.1f MiB after %d s idle and "
+      "one 1 MiB malloc/free\n",
+      after_workload / 1048576.0, after_idle / 1048576.0, o.idle_seconds);
 }
 
 int run(const Options& o) {

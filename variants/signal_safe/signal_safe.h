@@ -394,8 +394,7 @@ class StackPool {
     *dating_word(b) = platform::os_coarse_ms();
   }
   static std::uint64_t* dating_word(const Block* b) {
-    return reinterpret_cast<std::uint64_t*>(
-        reinterpret_cast<std::uintptr_t>(b) + sizeof(Block));
+    return reinterpret_cast<std::uint64_t*>(reinterpret_cast<std::uintptr_t>(b) + sizeof(Block));
   }
 
   // The whole pages of a free block past its header, links and dating word, which trim and
@@ -448,8 +447,7 @@ struct SignalSafeConfig {
   static constexpr const char* kName = "signal_safe";
   using Pool = StackPool<Stack, Arena>;
   using Map = typename Pool::Map;
-  using Cache =
-      allocator::ReentrantCache<Map, Map::classes_up_to(kSignalSafeMaxCachedBlock)>;
+  using Cache = allocator::ReentrantCache<Map, Map::classes_up_to(kSignalSafeMaxCachedBlock)>;
   using Caches = allocator::ReentrantCaches<Cache, allocator::ClassCore<SignalSafeConfig>>;
 };
 
