@@ -27,7 +27,7 @@ namespace polymalloc::allocator {
 class MappingCache {
  public:
   static constexpr unsigned kSlots = 64;
-  // The default bound on the bytes the cache holds (POLYMALLOC_MAPPING_CACHE_BYTES).
+  // The bound on the bytes the cache holds (set_bound() changes it; no setting reads it yet).
   static constexpr std::size_t kDefaultBoundBytes = std::size_t{64} << 20;
 
   struct Stats {
