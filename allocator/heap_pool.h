@@ -145,7 +145,7 @@ class HeapPool {
   // this is free()'s whole path after the owner check.
   [[gnu::always_inline]] static void release(void* p, const char* call) {
     Block* b = Block::of_payload(p);
-    if constexpr (Placement::kCachesInFront) check_not_cached(b, call, freed_block_problem(call));
+    if constexpr (Placement::kCachesInFront) check_not_cached(b, call);
     Placement::heap_of_owned(b).release(b, call);
   }
 
@@ -158,7 +158,7 @@ class HeapPool {
 
   static void* resize(void* p, std::size_t block) {
     Block* b = Block::of_payload(p);
-    check_not_cached(b, "realloc", "freed pointer");
+    check_not_cached(b, "realloc");
     return Placement::heap_of_owned(b).resize_in_place(b, block);
   }
 
@@ -207,9 +207,10 @@ class HeapPool {
     return process_secret() ^ reinterpret_cast<std::uintptr_t>(b);
   }
 
-  static void check_not_cached(const Block* b, const char* call, const char* problem) {
+  // (The report's wording is chosen only when there is one: it compares call names.)
+  static void check_not_cached(const Block* b, const char* call) {
     if (Block::live_in(b->size_flags_unlocked()) && is_cached(b)) [[unlikely]] {
-      report_misuse(call, problem, const_cast<Block*>(b)->payload());
+      report_misuse(call, freed_block_problem(call), const_cast<Block*>(b)->payload());
     }
   }
 };
