@@ -285,12 +285,6 @@ TEST(FreeListHeapTest, RandomizedWorkloadOverSeveralRegionsStaysConsistent) {
   EXPECT_HEAP_OK(heap);
 }
 
-}  // namespace
-}  // namespace polymalloc::allocator
-
-namespace polymalloc::allocator {
-namespace {
-
 // Decay marks a free block whose pages went back (kReleased); a block allocated from it, whole
 // or in part, is an ordinary live block again.
 TEST(FreeListHeapTest, ABlockWhosePagesWentBackIsLiveOnceAllocatedAgain) {
@@ -310,12 +304,6 @@ TEST(FreeListHeapTest, ABlockWhosePagesWentBackIsLiveOnceAllocatedAgain) {
   heap.release(guard);
   EXPECT_HEAP_OK(heap);
 }
-
-}  // namespace
-}  // namespace polymalloc::allocator
-
-namespace polymalloc::allocator {
-namespace {
 
 // A small block that joins a big free block which has sat free leaves its age alone: a
 // trickle of small frees must not keep the big block young for ever (it would never go back).
