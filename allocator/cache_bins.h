@@ -1,7 +1,7 @@
 // The bins of a per-thread cache: one LIFO list of free blocks per cached class, with a
 // count and a capacity, in front of a shared pool. Both caches are these bins behind a
 // different guard: ThreadCaches (thread_cache.h, a thread-local state) for the locked heaps,
-// ReentrantCaches (reentrant_cache.h, a busy bracket a nested signal handler respects) for
+// ReentrantCaches (reentrant_cache.h: an operation holds the cache, a nested handler finds none) for
 // the lock-free pool. A bin's blocks are chained through Block::next_in_list (safe-linked),
 // so a bin's oldest blocks leave as a ready-made BlockChain.
 #pragma once
@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "allocator/block.h"
+#include "allocator/size_map.h"
 #include "atomics/atomics.h"
 
 namespace polymalloc::allocator {
@@ -23,19 +24,49 @@ enum class CacheState : std::uint32_t {
   kRetired,  // its thread's exit handlers ran, or it could not be set up: calls go around it
 };
 
+// Whether bins start able to take blocks (open), or take none until open() (closed: a
+// thread's cache before it is set up and after its thread retired it, so that the fast paths
+// need no test of the cache's state; a push fails, a pop finds nothing, and both go slow).
+enum class BinsStart { kOpen, kClosed };
+
 // Bins for the first kBins classes of size map Map. A bin holds at most kBinBytes (and at
 // most kMaxBinCount blocks, at least 2), and moves half of that to or from the pool at a time:
 // a program that holds a batch of 32 blocks of up to 2 KiB at a time runs in its cache.
+//
+// Behind them is one spare bin, index kBins, whose capacity is always 0: bin_of_block() sends
+// a block whose size is no cached class there, so free() pushes without testing the index
+// and the failed push is its slow path.
 template <class Map, unsigned kBins>
 class CacheBins {
  public:
   static constexpr std::size_t kBinBytes = std::size_t{64} << 10;
   static constexpr std::uint32_t kMaxBinCount = 64;
   static constexpr unsigned kBinCount = kBins;
-  static_assert(kBins <= Map::kClasses);
+  static_assert(kBins >= 1 && kBins <= Map::kClasses);
+  // The largest block the bins keep.
+  static constexpr std::size_t kMaxBlock = Map::block_size(kBins - 1);
+  static_assert(kMaxBlock <= kTableBlockBytes, "bin_of_block() is one table load");
 
   static constexpr std::uint32_t capacity(unsigned i) { return kCapacity[i]; }
   static constexpr std::uint32_t batch(unsigned i) { return capacity(i) / 2; }
+
+  // The bin of a block of `size` bytes (at most kMaxBlock): its class, or the spare bin.
+  [[gnu::always_inline]] static unsigned bin_of_block(std::size_t size) {
+    return kBinOfGranule[size >> 4];
+  }
+
+  constexpr CacheBins() = default;
+  constexpr explicit CacheBins(BinsStart start)
+      : bins_(start == BinsStart::kOpen ? kOpenBins : std::array<Bin, kBins + 1>{}) {}
+
+  // Lets the bins take blocks (capacities as the table says), or stops them (capacity 0; the
+  // blocks they hold stay until taken).
+  void open() {
+    for (unsigned i = 0; i < kBins; ++i) bins_[i].capacity = kCapacity[i];
+  }
+  void close() {
+    for (unsigned i = 0; i < kBins; ++i) bins_[i].capacity = 0;
+  }
 
   // A block of class i, or nullptr if the bin is empty.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* pop(unsigned i) {
@@ -51,11 +82,13 @@ class CacheBins {
   // Caches b (a free block of class i); false if the bin is full.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool push(unsigned i, Block* b) {
     Bin& bin = bins_[i];
-    if (bin.count >= bin.capacity) [[unlikely]]
+    const std::uint32_t count = bin.count;
+    if (count >= bin.capacity) [[unlikely]]
       return false;
-    b->set_next(bin.head);
+    Block* const head = bin.head;
     bin.head = b;
-    atomics::store_relaxed(&bin.count, bin.count + 1);
+    atomics::store_relaxed(&bin.count, count + 1);
+    b->set_next(head);  // last: a store into b could alias the bin, as the compiler sees it
     return true;
   }
 
@@ -132,13 +165,24 @@ class CacheBins {
     return capacity;
   }();
 
-  static constexpr auto kEmptyBins = [] {
-    std::array<Bin, kBins> bins{};
+  // By granule size / 16 of a block's size: its class if the bins keep it, else kBins.
+  static constexpr auto kBinOfGranule = [] {
+    std::array<std::uint8_t, kMaxBlock / 16 + 1> table{};
+    for (std::size_t g = 0; g < table.size(); ++g) {
+      const unsigned i = Map::class_of_block(16 * g);
+      table[g] = static_cast<std::uint8_t>(i < kBins ? i : kBins);
+    }
+    return table;
+  }();
+  static_assert(kBins < 0xff);
+
+  static constexpr auto kOpenBins = [] {
+    std::array<Bin, kBins + 1> bins{};
     for (unsigned i = 0; i < kBins; ++i) bins[i].capacity = kCapacity[i];
     return bins;
   }();
 
-  std::array<Bin, kBins> bins_ = kEmptyBins;
+  std::array<Bin, kBins + 1> bins_ = kOpenBins;  // and the spare, always empty and full
 };
 
 }  // namespace polymalloc::allocator

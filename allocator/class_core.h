@@ -8,7 +8,8 @@
 //   kName    the variant's name
 //   Map      its size map (size_map.h): SizeMap<its class policy>
 //   Caches   the caches in front, or NoCaches: ThreadCaches (a thread-local state) or
-//            ReentrantCaches (a busy bracket that a nested signal handler respects)
+//            ReentrantCaches (an operation holds the thread's cache: a nested signal
+//            handler finds none)
 //   Pool     where blocks come from and go back to: locked heaps (heap_pool.h) or lock-free
 //            class stacks (signal_safe); it owns what a block's header means
 //
@@ -106,6 +107,7 @@ class ClassCore {
   using Map = typename Config::Map;
   using Caches = typename Config::Caches;
   using Pool = typename Config::Pool;
+  using Bins = typename Caches::Bins;
   static_assert(ClassPool<Pool>);
 
  public:
@@ -147,8 +149,9 @@ class ClassCore {
       return Pool::release(p, call);
     }
     const std::size_t header = b->size_flags_unlocked();
-    const unsigned i = Map::class_of_block(Block::size_in(header));
-    if (i < Caches::kBins && Pool::is_live(b, header)) [[likely]] {
+    const std::size_t size = Block::size_in(header);
+    if (size <= Bins::kMaxBlock && Pool::is_live(b, header)) [[likely]] {
+      const unsigned i = Bins::bin_of_block(size);  // a size between classes: the spare bin
       if (auto cache = Caches::enter()) [[likely]] {
         if (cache->push(i, b)) [[likely]] {
           Pool::mark_cached(b, i);  // inside the cache's bracket: no handler sees b meanwhile

@@ -76,11 +76,10 @@ class HeapPool {
   // Up to n blocks of exactly class i from one heap under one lock, marked cached. Running
   // short after the first block is not a failure (errno is kept).
   [[gnu::noinline]] static BlockChain take(unsigned i, std::uint32_t n) {
-    choose_process_secret();  // before the first block is marked
     const std::size_t block = Map::block_size(i);
     BlockChain chain;
     Block* last = nullptr;
-    Placement::with_some_heap([&](auto& heap) -> Block* {
+    from_some_heap([&](auto& heap) -> Block* {
       const int saved_errno = errno;
       while (chain.count < n) {
         Block* b = heap.allocate(block);
@@ -130,12 +129,12 @@ class HeapPool {
 
   [[gnu::always_inline]] static Block* allocate(unsigned i) {
     const std::size_t block = Map::block_size(i);
-    return Placement::with_some_heap([block](auto& heap) { return heap.allocate(block); });
+    return from_some_heap([block](auto& heap) { return heap.allocate(block); });
   }
 
   static void* allocate_aligned(std::size_t alignment, std::size_t bytes) {
     const std::size_t block = Map::block_for(bytes);
-    Block* b = Placement::with_some_heap(
+    Block* b = from_some_heap(
         [block, alignment](auto& heap) { return heap.allocate_aligned(block, alignment); });
     return b != nullptr ? b->payload() : nullptr;
   }
@@ -168,7 +167,7 @@ class HeapPool {
 
   // A live block of `block` bytes (a multiple of 16, any size), or nullptr with ENOMEM.
   static Block* allocate_bytes(std::size_t block) {
-    return Placement::with_some_heap([block](auto& heap) { return heap.allocate(block); });
+    return from_some_heap([block](auto& heap) { return heap.allocate(block); });
   }
 
   // Decay: every heap's free memory freed at or before `cutoff_ms` goes back.
@@ -200,12 +199,22 @@ class HeapPool {
 
  private:
   // Reads the payload of a block that may be poisoned, hence unchecked.
+  // Every block leaves the heaps through here. With caches in front, the key (the secret)
+  // is chosen first: unchosen it reads 0, which a fresh block's word holds.
+  template <class F>
+  [[gnu::always_inline]] static Block* from_some_heap(F f) {
+    if constexpr (Placement::kCachesInFront) choose_process_secret();
+    return Placement::with_some_heap(f);
+  }
+
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH static bool is_cached(const Block* b) {
     return Placement::kCachesInFront && b->aux_word() == key_of(b);
   }
-  POLYMALLOC_HOT_PATH static std::uintptr_t key_of(const Block* b) {
-    return process_secret() ^ reinterpret_cast<std::uintptr_t>(b);
-  }
+  // The secret itself: mixing in b's address would cost two instructions per free and buy
+  // nothing (whoever reads a cached block's key knows its address, so learns the secret
+  // either way), and a stale key cannot outlive its block's stay in a cache (hand_out() and
+  // give() clear it).
+  POLYMALLOC_HOT_PATH static std::uintptr_t key_of(const Block*) { return process_secret(); }
 
   // (The report's wording is chosen only when there is one: it compares call names.)
   static void check_not_cached(const Block* b, const char* call) {

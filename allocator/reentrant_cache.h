@@ -1,9 +1,11 @@
 // Per-thread caches of free blocks that a signal handler may interrupt at any instruction:
 // the thread cache of an allocator whose malloc is async-signal-safe. A cache is owned by
 // one thread; the only code that can run on that thread in the middle of a cache operation
-// is a signal handler, and handlers nest strictly. So a cache needs no atomics, only a
-// `busy` word that an operation sets around its work: a handler that finds it set leaves
-// the cache alone and uses the shared pool. No lock, no waiting, nothing to undo.
+// is a signal handler, and handlers nest strictly. So a cache needs no atomics: an operation
+// takes the cache out of its thread's hands (the thread-local pointer to it reads null) for
+// its length, and a handler that interrupts it finds no cache and uses the shared pool. No
+// lock, no waiting, nothing to undo, and on the fast path no more than the pointer's load,
+// test, clearing and restoring.
 //
 // Caches live in a fixed table of slots claimed with one CAS (no allocation, so a thread's
 // first malloc may be in a signal handler), which statistics and checks walk. A thread's
@@ -23,31 +25,11 @@
 
 namespace polymalloc::allocator {
 
-// One thread's bins for classes 0 … kBins-1 of size map Map (CacheBins), behind the busy
-// bracket.
+// One thread's bins for classes 0 … kBins-1 of size map Map (CacheBins).
 template <class Map, unsigned Bins>
 class ReentrantCache : public CacheBins<Map, Bins> {
  public:
   static constexpr unsigned kBins = Bins;
-
-  // Brackets an operation on the cache. Between begin() returning true and end(), a signal
-  // handler on this thread sees the cache busy. The compiler must not move the cache's
-  // loads and stores across these (a signal fence: the handler runs on this thread).
-  POLYMALLOC_HOT_PATH bool begin() {
-    if (atomics::load_relaxed(&busy_) != 0) [[unlikely]]
-      return false;
-    atomics::store_relaxed(&busy_, std::uint32_t{1});
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    return true;
-  }
-  POLYMALLOC_HOT_PATH void end() {
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    atomics::store_relaxed(&busy_, std::uint32_t{0});
-  }
-  bool busy() const { return atomics::load_relaxed(&busy_) != 0; }
-
- private:
-  std::uint32_t busy_ = 0;
 };
 
 // The calling thread's cache and the table of them. Backend::flush(Cache&) empties a cache
@@ -56,17 +38,24 @@ class ReentrantCache : public CacheBins<Map, Bins> {
 template <class Cache, class Backend, unsigned kSlots = 256>
 class ReentrantCaches {
  public:
+  using Bins = Cache;
   static constexpr unsigned kBins = Cache::kBins;
   static constexpr std::uint32_t batch(unsigned i) { return Cache::batch(i); }
 
-  // The caller's cache inside its busy bracket, for the length of a scope: empty when the
-  // thread has none, or when a handler finds the operation it interrupted inside it.
+  // The caller's cache, taken out of its hands for the length of a scope (a signal handler
+  // that interrupts the scope finds none): empty when the thread has none, or when a handler
+  // interrupted an operation that holds it.
   class Entry {
    public:
-    POLYMALLOC_HOT_PATH explicit Entry(Cache* c)
-        : cache_(c != nullptr && c->begin() ? c : nullptr) {}
+    POLYMALLOC_HOT_PATH explicit Entry(Cache* c) : cache_(c) {
+      if (c == nullptr) return;
+      atomics::store_relaxed(&mine_.cache, static_cast<Cache*>(nullptr));
+      __atomic_signal_fence(__ATOMIC_SEQ_CST);  // the cache's loads and stores stay inside
+    }
     POLYMALLOC_HOT_PATH ~Entry() {
-      if (cache_ != nullptr) cache_->end();
+      if (cache_ == nullptr) return;
+      __atomic_signal_fence(__ATOMIC_SEQ_CST);
+      atomics::store_relaxed(&mine_.cache, cache_);
     }
     Entry(const Entry&) = delete;
     Entry& operator=(const Entry&) = delete;
@@ -83,14 +72,15 @@ class ReentrantCaches {
   static Entry enter_or_set_up() { return Entry(mine()); }
 
   // The caller's cache, set up on first use; nullptr when the thread has none (no slot
-  // free, its exit handlers already ran, or set-up was interrupted by this very call).
+  // free, its exit handlers already ran, or set-up was interrupted by this very call) or an
+  // operation that this call interrupted holds it.
   POLYMALLOC_HOT_PATH static Cache* mine() {
     if (Cache* c = atomics::load_relaxed(&mine_.cache)) [[likely]]
       return c;
     return activate();
   }
 
-  // The caller's cache if it has one, without setting one up.
+  // The caller's cache if it has one and no operation holds it, without setting one up.
   POLYMALLOC_HOT_PATH static Cache* current() { return atomics::load_relaxed(&mine_.cache); }
 
   // Calls f(Cache&) for each claimed slot (other threads' caches: read their counts only).
@@ -106,14 +96,14 @@ class ReentrantCaches {
   static void prepare_fork() {}
   static void after_fork_in_parent() {}
 
-  // In a fork child only the forking thread lives on. The others' caches go back to the
-  // pool, except one whose thread was inside a cache operation: its bins may be half
-  // changed, so its blocks are abandoned (as glibc abandons other threads' tcaches).
+  // In a fork child only the forking thread lives on. Any other thread may have been inside
+  // a cache operation, its bins half changed, and nothing tells which (their operations
+  // leave no mark outside their own thread), so their blocks are abandoned, as glibc
+  // abandons other threads' tcaches; their slots go back to the table, emptied.
   static void after_fork_in_child() {
     for (Slot& s : slots_) {
-      if (atomics::load_relaxed(&s.claimed) == 0 || &s.cache == mine_.cache) continue;
-      if (s.cache.busy()) continue;
-      Backend::flush(s.cache);
+      if (atomics::load_relaxed(&s.claimed) == 0 || &s.cache == mine_.own) continue;
+      s.cache = Cache{};
       atomics::store_release(&s.claimed, std::uint32_t{0});
     }
   }
@@ -124,7 +114,8 @@ class ReentrantCaches {
     Cache cache;
   };
   struct ThreadState {
-    Cache* cache = nullptr;
+    Cache* cache = nullptr;  // the thread's cache while no operation holds it
+    Cache* own = nullptr;    // the thread's cache, from set-up to exit
     CacheState state = CacheState::kUnused;
   };
 
@@ -139,10 +130,11 @@ class ReentrantCaches {
       me.state = CacheState::kRetired;  // without a cache for good: no slot, or no exit hook
       return nullptr;
     }
-    me.cache = &slot->cache;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    me.own = &slot->cache;
     me.state = CacheState::kActive;
-    return me.cache;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    atomics::store_relaxed(&me.cache, me.own);
+    return me.own;
   }
 
   // The pthread key whose destructor retires a thread's cache, created by the first thread
@@ -178,6 +170,7 @@ class ReentrantCaches {
     ThreadState& me = mine_;
     me.state = CacheState::kRetired;
     atomics::store_relaxed(&me.cache, static_cast<Cache*>(nullptr));
+    me.own = nullptr;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     Backend::flush(slot->cache);
     atomics::store_release(&slot->claimed, std::uint32_t{0});

@@ -1,5 +1,6 @@
-// ReentrantCache and its table: the busy bracket a signal handler respects, LIFO bins with
-// a capacity, oldest-first draining, one cache per thread, and the exit flush.
+// ReentrantCache and its table: an operation holds the thread's cache (a signal handler
+// finds none), LIFO bins with a capacity, oldest-first draining, one cache per thread, and
+// the exit flush.
 #include "allocator/reentrant_cache.h"
 
 #include <gtest/gtest.h>
@@ -35,40 +36,6 @@ TEST(ReentrantCacheTest, BinsHoldAboutSixtyFourKibibytesWithinBounds) {
   EXPECT_EQ((ReentrantCache<Map, 11>::capacity(8)), 8u);   // 8 KiB
   EXPECT_EQ((ReentrantCache<Map, 11>::capacity(10)), 2u);  // 32 KiB: at least 2
   EXPECT_EQ((ReentrantCache<Map, 11>::batch(10)), 1u);
-}
-
-TEST(ReentrantCacheTest, BeginRefusesWhileAnOperationIsUnderway) {
-  static Cache cache;
-  ASSERT_TRUE(cache.begin());
-  EXPECT_TRUE(cache.busy());
-  EXPECT_FALSE(cache.begin()) << "a handler interrupting the operation must keep out";
-  cache.end();
-  EXPECT_FALSE(cache.busy());
-  EXPECT_TRUE(cache.begin());
-  cache.end();
-}
-
-Cache* interrupted_cache = nullptr;
-bool handler_got_in = true;
-void try_from_handler(int) {
-  handler_got_in = interrupted_cache->begin();
-  if (handler_got_in) interrupted_cache->end();
-}
-
-TEST(ReentrantCacheTest, ASignalHandlerSeesTheCacheBusyMidOperation) {
-  static Cache cache;
-  interrupted_cache = &cache;
-  struct sigaction action = {};
-  action.sa_handler = &try_from_handler;
-  struct sigaction old;
-  ASSERT_EQ(sigaction(SIGUSR1, &action, &old), 0);
-  ASSERT_TRUE(cache.begin());
-  pthread_kill(pthread_self(), SIGUSR1);  // delivered before pthread_kill returns
-  cache.end();
-  EXPECT_FALSE(handler_got_in);
-  pthread_kill(pthread_self(), SIGUSR1);
-  EXPECT_TRUE(handler_got_in) << "outside an operation the handler may use the cache";
-  sigaction(SIGUSR1, &old, nullptr);
 }
 
 TEST(ReentrantCacheTest, BinsAreLastInFirstOutUpToTheirCapacity) {
@@ -118,6 +85,37 @@ struct CountingBackend {
   }
 };
 using Caches = ReentrantCaches<Cache, CountingBackend, 4>;
+
+TEST(ReentrantCachesTest, AnOperationHoldsTheCacheUntilItEnds) {
+  {
+    const auto entry = Caches::enter_or_set_up();
+    ASSERT_TRUE(entry);
+    EXPECT_FALSE(Caches::enter()) << "a handler interrupting the operation must keep out";
+    EXPECT_FALSE(Caches::enter_or_set_up()) << "and must not set up another cache";
+  }
+  const auto again = Caches::enter();
+  EXPECT_TRUE(again) << "the cache is the thread's again once the operation ends";
+}
+
+bool handler_got_in = true;
+void try_from_handler(int) { handler_got_in = static_cast<bool>(Caches::enter()); }
+
+TEST(ReentrantCachesTest, ASignalHandlerFindsNoCacheMidOperation) {
+  ASSERT_NE(Caches::mine(), nullptr);
+  struct sigaction action = {};
+  action.sa_handler = &try_from_handler;
+  struct sigaction old;
+  ASSERT_EQ(sigaction(SIGUSR1, &action, &old), 0);
+  {
+    const auto entry = Caches::enter();
+    ASSERT_TRUE(entry);
+    pthread_kill(pthread_self(), SIGUSR1);  // delivered before pthread_kill returns
+  }
+  EXPECT_FALSE(handler_got_in);
+  pthread_kill(pthread_self(), SIGUSR1);
+  EXPECT_TRUE(handler_got_in) << "outside an operation the handler may use the cache";
+  sigaction(SIGUSR1, &old, nullptr);
+}
 
 TEST(ReentrantCachesTest, EachThreadHasItsOwnCacheAndExitFlushesIt) {
   Cache* main_cache = Caches::mine();

@@ -72,7 +72,7 @@ class SizeMap {
   }
 
   // The class whose block size `size` is exactly (a header's size), or kNotAClass.
-  [[gnu::always_inline]] static unsigned class_of_block(std::size_t size) {
+  [[gnu::always_inline]] static constexpr unsigned class_of_block(std::size_t size) {
     if (size <= kTableBlockBytes) [[likely]]
       return kByBlockGranule[size >> 4];
     if (size > kMaxBlock || !Classes::is_class_size(size)) return kNotAClass;

@@ -5,9 +5,8 @@
 // by another thread than its allocator's simply joins the freeing thread's cache.
 //
 // A cached block stays "in use" as far as its heap is concerned (its neighbours do not
-// coalesce with it). Its payload holds the cache's link and a key derived from a per-process
-// secret and the block's address, which is how free() recognises a double free of a cached
-// block without a lock. Caches register themselves so that statistics see every cache, and
+// coalesce with it). Its payload holds the cache's link and a key, the per-process secret,
+// which is how free() recognises a double free of a cached block without a lock. Caches register themselves so that statistics see every cache, and
 // hand everything back when their thread exits (a pthread key destructor).
 #pragma once
 
@@ -29,9 +28,11 @@ namespace polymalloc::allocator {
 inline constexpr std::size_t kCacheMaxBlock = std::size_t{32} << 10;
 
 // A thread's bins (one per class of size map Map up to kCacheMaxBlock), its state, and its
-// place in the registry.
+// place in the registry. The bins are closed except while the state is kActive, so the fast
+// paths use them without reading the state.
 template <class Map>
 struct ThreadCache : CacheBins<Map, Map::classes_up_to(kCacheMaxBlock)> {
+  constexpr ThreadCache() : CacheBins<Map, Map::classes_up_to(kCacheMaxBlock)>(BinsStart::kClosed) {}
   CacheState state = CacheState::kUnused;
   ThreadCache* next_registered = nullptr;
   ThreadCache* prev_registered = nullptr;
@@ -43,12 +44,14 @@ template <class Backend, class Map>
 class ThreadCaches {
  public:
   using ThreadCache = allocator::ThreadCache<Map>;
+  using Bins = ThreadCache;
   static constexpr unsigned kBins = Map::classes_up_to(kCacheMaxBlock);
   static constexpr std::uint32_t batch(unsigned i) { return ThreadCache::batch(i); }
 
-  // The caller's cache if it is in use (the fast paths), and the same set up on first use
-  // (the slow paths).
-  POLYMALLOC_HOT_PATH static ThreadCache* enter() { return current(); }
+  // The caller's bins for the fast paths, whatever its state (closed unless in use: a push
+  // fails and a pop finds nothing, so the call goes to its slow path), and the caller's cache
+  // if it is in use, set up on first use (the slow paths).
+  POLYMALLOC_HOT_PATH static ThreadCache* enter() { return &mine_; }
   static ThreadCache* enter_or_set_up() { return mine(); }
 
   // The caller's cache, or nullptr while it is being set up or after its thread's exit
@@ -57,11 +60,6 @@ class ThreadCaches {
     if (mine_.state == CacheState::kActive) [[likely]]
       return &mine_;
     return activate();
-  }
-
-  // The caller's cache if it is in use, without setting one up.
-  static ThreadCache* current() {
-    return mine_.state == CacheState::kActive ? &mine_ : nullptr;
   }
 
   // Calls f(const ThreadCache&) for every registered cache, under the registry lock.
@@ -98,6 +96,7 @@ class ThreadCaches {
     }
     pthread_setspecific(exit_key_, &mine_);  // the value only has to be non-null
     mine_.state = CacheState::kActive;
+    mine_.open();
     return &mine_;
   }
 
@@ -105,6 +104,7 @@ class ThreadCaches {
   // exit handlers) bypass the cache.
   static void retire(void*) {
     mine_.state = CacheState::kRetired;
+    mine_.close();
     Backend::flush(mine_);
     atomics::LockGuard guard(registry_lock_);
     if (mine_.prev_registered != nullptr) {

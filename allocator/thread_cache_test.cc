@@ -1,4 +1,4 @@
-// ThreadCaches through its backend seam: no cache until a slow path sets one up, one cache per
+// ThreadCaches through its backend seam: closed bins until a slow path sets one up, one cache per
 // thread, statistics see every registered cache, a thread's exit hands its blocks to the
 // backend, and a fork child keeps only the forking thread's cache.
 #include "allocator/thread_cache.h"
@@ -38,14 +38,34 @@ using Caches = ThreadCaches<CountingBackend, Map>;
 
 Block* fresh_block() { return Block::at(std::aligned_alloc(16, 64)); }
 
-TEST(ThreadCachesTest, NoCacheUntilASlowPathSetsOneUp) {
+TEST(ThreadCachesTest, TheBinsAreClosedUntilASlowPathSetsTheCacheUp) {
   std::thread([] {
-    EXPECT_EQ(Caches::enter(), nullptr) << "the fast paths never set one up";
+    Block* b = fresh_block();
+    auto* bins = Caches::enter();  // the fast paths' view: the bins, whatever the state
+    EXPECT_FALSE(bins->push(2, b)) << "the fast paths never set a cache up: a push fails";
+    EXPECT_EQ(bins->pop(2), nullptr);
     auto* cache = Caches::enter_or_set_up();
     ASSERT_NE(cache, nullptr);
     EXPECT_EQ(Caches::enter(), cache);
     EXPECT_EQ(Caches::enter_or_set_up(), cache);
+    EXPECT_TRUE(cache->push(2, b)) << "open once set up";
+    EXPECT_EQ(cache->pop(2), b);
+    std::free(b);
   }).join();
+}
+
+TEST(ThreadCachesTest, ABlockBetweenClassesGoesToTheSpareBinWhichTakesNothing) {
+  using Bins = Caches::Bins;
+  const std::size_t between = Map::block_size(20) + 16;  // realloc may leave such a block
+  ASSERT_EQ(Map::class_of_block(between), Map::kNotAClass);
+  EXPECT_EQ(Bins::bin_of_block(between), Caches::kBins);
+  EXPECT_EQ(Bins::bin_of_block(Map::block_size(20)), 20u);
+  EXPECT_EQ(Bins::bin_of_block(Bins::kMaxBlock), Caches::kBins - 1);
+  auto* cache = Caches::enter_or_set_up();
+  ASSERT_NE(cache, nullptr);
+  Block* b = fresh_block();
+  EXPECT_FALSE(cache->push(Caches::kBins, b));
+  std::free(b);
 }
 
 TEST(ThreadCachesTest, EachThreadHasItsOwnCacheAndItsExitFlushesIt) {

@@ -70,18 +70,18 @@ class StackPool {
     return (header & Block::kFlags) == H::kInUse && b->prev_size == check_of(b, header);
   }
 
-  // Marks a block live and returns its payload. A block whose pages trim released has been
-  // reclaimed before it got here (take(), allocate()).
+  // Marks a block live and returns its payload. Its check word is in place already: sealed
+  // when it left the pool (take(), allocate()), and kept while it sits in a cache (the cache
+  // links through the payload, mark_cached() clears kInUse only). A block whose pages trim
+  // released has been reclaimed before it got here.
   POLYMALLOC_HOT_PATH static void* hand_out(Block* b, unsigned i) {
-    const std::size_t header = Map::block_size(i) | H::kInUse;
-    b->set_size_flags(header);
-    b->prev_size = check_of(b, header);  // the secret is set: every block was carved first
+    b->set_size_flags(b->size_flags_unlocked() | H::kInUse);  // (mark_cached() wrote the size)
     allocator::unpoison_live(b->payload(), Map::block_size(i) - Block::kHeaderBytes);
     return b->payload();
   }
 
   POLYMALLOC_HOT_PATH static void mark_cached(Block* b, unsigned i) {
-    b->set_size_flags(Map::block_size(i));
+    b->set_size_flags(Map::block_size(i));  // the check word stays, for hand_out()
     allocator::poison_free(b->payload(), Map::block_size(i) - Block::kHeaderBytes);
   }
 
@@ -92,8 +92,10 @@ class StackPool {
     BlockChain chain = stacks_.pop_batch(i, n);
     if (chain.head == nullptr) chain = carve(i);
     chain = keep_first(i, chain, n);
-    if (Map::block_size(i) >= kMinReleasableBlock) {
-      for (Block* b = chain.head; b != nullptr; b = next_of(b)) reclaim_if_released(b);
+    const bool releasable = Map::block_size(i) >= kMinReleasableBlock;
+    for (Block* b = chain.head; b != nullptr; b = next_of(b)) {
+      if (releasable) reclaim_if_released(b);
+      seal(b, i);
     }
     return chain;
   }
@@ -113,6 +115,7 @@ class StackPool {
       b = keep_first(i, chain, 1).head;
     }
     reclaim_if_released(b);
+    seal(b, i);
     hand_out(b, i);
     return b;
   }
@@ -322,6 +325,12 @@ class StackPool {
   // told from a live block.
   POLYMALLOC_HOT_PATH static std::size_t check_of(const Block* b, std::size_t header) {
     return reinterpret_cast<std::uintptr_t>(b) ^ header ^ allocator::process_secret();
+  }
+
+  // Writes the check word a live block of class i will have (over the pool's stack link),
+  // before the block leaves the pool. The secret is set: every block was carved first.
+  POLYMALLOC_UNCHECKED_BY_ASAN static void seal(Block* b, unsigned i) {
+    b->prev_size = check_of(b, Map::block_size(i) | H::kInUse);
   }
 
   static bool is_live_class_block(const Block* b, std::size_t header) {
