@@ -20,7 +20,8 @@
 namespace polymalloc::allocator {
 
 // The C API as a table of functions, so one test or benchmark body can run against any
-// variant or the system malloc. check_heap is nullptr for allocators that have none.
+// variant or the system malloc. check_heap and statistics are nullptr for allocators that
+// have none.
 struct ApiTable {
   const char* name;
   void* (*malloc)(size_t) noexcept;
@@ -38,6 +39,8 @@ struct ApiTable {
   struct mallinfo2 (*mallinfo2)() noexcept;
   void (*malloc_stats)() noexcept;
   const char* (*check_heap)(const void** where) noexcept;
+  // *out = the variant's statistics, with the breakdown if `breakdown` is non-zero.
+  void (*statistics)(Statistics* out, int breakdown) noexcept;
 };
 
 // Registers the core's fork handlers once per process, however many API forms link it.
@@ -82,11 +85,12 @@ void register_fork_handlers_once() {
   extern "C" {                                                 \
   POLYMALLOC_FOR_EACH_C_FUNCTION(POLYMALLOC_DECLARE_ONE, P, _) \
   const char* P##check_heap(const void** where) noexcept;      \
+  void P##statistics(::polymalloc::allocator::Statistics* out, int breakdown) noexcept; \
   }
 
 // The ApiTable of a prefixed API.
 #define POLYMALLOC_PREFIXED_API_TABLE(name, P) \
-  ::polymalloc::allocator::ApiTable { name, POLYMALLOC_FOR_EACH_C_FUNCTION(POLYMALLOC_TABLE_ENTRY, P, _) &P##check_heap }
+  ::polymalloc::allocator::ApiTable { name, POLYMALLOC_FOR_EACH_C_FUNCTION(POLYMALLOC_TABLE_ENTRY, P, _) &P##check_heap, &P##statistics }
 
 // The C API of Core under prefix P, and the fork handlers it needs.
 #define POLYMALLOC_DEFINE_C_API(P, Core)                                         \
@@ -97,11 +101,16 @@ void register_fork_handlers_once() {
     ::polymalloc::allocator::register_fork_handlers_once<Core>();                \
   }
 
-// A variant's prefixed API: polymalloc_<variant>_malloc … and _check_heap.
+// A variant's prefixed API: polymalloc_<variant>_malloc …, _check_heap and _statistics.
 #define POLYMALLOC_DEFINE_PREFIXED_API(P, Core)                                         \
   POLYMALLOC_DEFINE_C_API(P, Core)                                                      \
   extern "C" POLYMALLOC_EXPORT const char* P##check_heap(const void** where) noexcept { \
     return Core::check_heap(where);                                                     \
+  }                                                                                     \
+  extern "C" POLYMALLOC_EXPORT void P##statistics(::polymalloc::allocator::Statistics* out, \
+                                                  int breakdown) noexcept {             \
+    *out = Core::statistics(breakdown != 0 ? ::polymalloc::allocator::Detail::kBreakdown  \
+                                           : ::polymalloc::allocator::Detail::kTotals);   \
   }
 
 // The process's malloc: the unprefixed C API, glibc's extras and __libc_* aliases,

@@ -39,7 +39,7 @@ struct MappingCore {
     return large.freed(Block::of_payload(const_cast<void*>(p)));
   }
   static bool trim(std::size_t) { return false; }
-  static Statistics statistics() { return {}; }
+  static Statistics statistics(Detail = Detail::kTotals) { return {}; }
   static const char* check_heap(const void** where) {
     if (planted_problem != nullptr && where != nullptr) *where = &planted_problem;
     return planted_problem;

@@ -82,6 +82,8 @@ concept ClassPool = requires(Block* b, const Block* cb, const void* p, void* q, 
   // Decay (decay.h): free memory that became free at or before a time goes back.
   { P::release_aged(std::uint64_t{0}) } -> std::same_as<void>;
   { P::add_statistics(s) } -> std::same_as<void>;
+  // Where the pool's memory goes (statistics.h): blocks in caches count as live here.
+  { P::add_breakdown(s.breakdown) } -> std::same_as<void>;
   { P::check(where) } -> std::same_as<const char*>;
   { P::prepare_fork() } -> std::same_as<void>;
   { P::after_fork_in_parent() } -> std::same_as<void>;
@@ -263,15 +265,21 @@ class ClassCore {
   }
 
   // Blocks in caches count as free (to the client they are).
-  static Statistics statistics() {
+  static Statistics statistics(Detail detail = Detail::kTotals) {
     Statistics s;
     s.variant = kName;
     Pool::add_statistics(s);
-    Caches::for_each([&s](const auto& cache) {
-      s.heap_free_bytes += cache.cached_bytes();
-      s.heap_free_blocks += cache.cached_blocks();
+    std::size_t cached_bytes = 0, cached_blocks = 0;
+    Caches::for_each([&](const auto& cache) {
+      cached_bytes += cache.cached_bytes();
+      cached_blocks += cache.cached_blocks();
     });
+    s.heap_free_bytes += cached_bytes;
+    s.heap_free_blocks += cached_blocks;
     const auto large = large_.stats();
+    if (detail == Detail::kBreakdown) {
+      add_breakdown(s, large, cached_bytes, cached_blocks);
+    }
     s.mapped_bytes = large.mapped_bytes;
     s.mapped_objects = large.mapped_objects;
     s.peak_mapped_bytes = large.peak_mapped_bytes;
@@ -323,6 +331,25 @@ class ClassCore {
   }
 
  private:
+  // The pool's parts, less what the caches hold (live to the pool, free to the client), and
+  // the large blocks' and the mapping cache's.
+  static void add_breakdown(Statistics& s, const LargeObjects::Stats& large,
+                            std::size_t cached_bytes, std::size_t cached_blocks) {
+    MemoryBreakdown& b = s.breakdown;
+    Pool::add_breakdown(b);
+    const std::size_t cached_headers = cached_blocks * Block::kHeaderBytes;
+    b.live_bytes -= cached_bytes - cached_headers;
+    b.header_bytes -= cached_headers;
+    b.live_blocks -= cached_blocks;
+    b.cached_bytes += cached_bytes;
+    const std::size_t large_headers = large.mapped_objects * Block::kHeaderBytes;
+    b.live_bytes += large.mapped_bytes - large_headers;
+    b.header_bytes += large_headers;
+    b.live_blocks += large.mapped_objects;
+    b.kept_mapping_bytes = large.cache.bytes;
+    s.has_breakdown = true;
+  }
+
   [[gnu::always_inline]] static void* payload_of(Block* b) {
     return b != nullptr ? b->payload() : nullptr;
   }

@@ -29,7 +29,8 @@ concept AllocatorCore = requires(void* p, const void* cp, const void** where, st
   { Core::usable_size(cp) } -> std::same_as<std::size_t>;
   // Gives free memory back to the OS, keeping `n` bytes of slack; true if any went back.
   { Core::trim(n) } -> std::same_as<bool>;
-  { Core::statistics() } -> std::same_as<Statistics>;
+  // The figures; with Detail::kBreakdown, also where the memory goes (a walk of the heaps).
+  { Core::statistics(Detail::kTotals) } -> std::same_as<Statistics>;
   // nullptr if the heap is consistent, else what is wrong (and *where, where).
   { Core::check_heap(where) } -> std::same_as<const char*>;
   // fork(): take every lock before, release after in the parent, reset in the child.

@@ -131,7 +131,7 @@ struct FrontEnd {
     return info;
   }
 
-  static void malloc_stats() { print_malloc_stats(Core::statistics(), 2); }
+  static void malloc_stats() { print_malloc_stats(Core::statistics(Detail::kBreakdown), 2); }
 
   // C++: operator new retries through the new-handler and throws std::bad_alloc; the
   // nothrow forms return nullptr where the throwing ones would throw.
@@ -169,7 +169,7 @@ struct FrontEnd {
   // Statistics at exit, when POLYMALLOC_STATS asks for them (runs as a destructor function,
   // which needs no allocation to register, unlike atexit()).
   static void print_statistics_if_requested() {
-    if (statistics_requested_at_exit()) print_statistics(Core::statistics(), 2);
+    if (statistics_requested_at_exit()) print_statistics(Core::statistics(Detail::kBreakdown), 2);
   }
 
  private:

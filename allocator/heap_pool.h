@@ -185,6 +185,10 @@ class HeapPool {
     Placement::for_each_heap([&](Heap& heap) { heap.add_statistics(s); });
   }
 
+  static void add_breakdown(MemoryBreakdown& b) {
+    Placement::for_each_heap([&](Heap& heap) { heap.add_breakdown(b); });
+  }
+
   static const char* check(const void** where) {
     const char* wrong = nullptr;
     Placement::for_each_heap([&](Heap& heap) {

@@ -142,6 +142,11 @@ class LockedHeap {
     s.released_bytes += heap_.released_bytes();
   }
 
+  void add_breakdown(MemoryBreakdown& b) {
+    Guard guard(lock_);
+    heap_.add_breakdown(b);
+  }
+
   const char* check(const void** where) {
     Guard guard(lock_);
     return heap_.check(where);

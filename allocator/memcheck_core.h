@@ -56,8 +56,8 @@ class MemcheckCore {
   static bool trim(std::size_t pad) {
     return quietly([pad] { return Inner::trim(pad); });
   }
-  static Statistics statistics() {
-    return quietly([] { return Inner::statistics(); });
+  static Statistics statistics(Detail detail = Detail::kTotals) {
+    return quietly([detail] { return Inner::statistics(detail); });
   }
   static const char* check_heap(const void** where) {
     return quietly([where] { return Inner::check_heap(where); });

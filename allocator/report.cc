@@ -111,6 +111,28 @@ void report_bad_setting(const char* variable, const char* value, const char* exp
   abort();
 }
 
+// Where the memory goes (statistics.h), one part a line.
+static void print_breakdown(const MemoryBreakdown& b, int fd) {
+  auto part = [fd](const char* label, std::size_t bytes) {
+    LineWriter().text("    ").text(label).bytes(bytes).text("\n").write_to(fd);
+  };
+  LineWriter().text("  where it goes: ").bytes(b.held_bytes()).text(" held\n").write_to(fd);
+  LineWriter()
+      .text("    live blocks:      ")
+      .bytes(b.live_bytes)
+      .text(" usable in ")
+      .decimal(b.live_blocks)
+      .text(" blocks\n")
+      .write_to(fd);
+  part("headers:          ", b.header_bytes);
+  part("free, reusable:   ", b.reusable_bytes);
+  part("free, holes:      ", b.hole_bytes);
+  part("cached:           ", b.cached_bytes);
+  part("heap structure:   ", b.structure_bytes);
+  part("released:         ", b.released_bytes);
+  part("kept mappings:    ", b.kept_mapping_bytes);
+}
+
 void print_statistics(const Statistics& s, int fd) {
   LineWriter().text("polymalloc ").text(s.variant).text(" statistics\n").write_to(fd);
   LineWriter()
@@ -151,6 +173,7 @@ void print_statistics(const Statistics& s, int fd) {
       .text(" misses\n")
       .write_to(fd);
   LineWriter().text("  total in use: ").bytes(s.in_use_bytes()).text("\n").write_to(fd);
+  if (s.has_breakdown) print_breakdown(s.breakdown, fd);
 }
 
 void print_malloc_stats(const Statistics& s, int fd) {

@@ -7,6 +7,37 @@
 
 namespace polymalloc::allocator {
 
+// A free block smaller than this is a hole: too small to serve a request of a page or to
+// give a page back, so it is reusable only by a request that happens to fit it.
+inline constexpr std::size_t kHoleBytes = 4096;
+
+// Where the memory a variant holds goes, part by part (each byte in exactly one part):
+//   live + headers + reusable + holes + cached + structure + released
+//       = heap_committed_bytes + mapped_bytes
+// and kept mappings (the mapping cache) besides. What the client asked for is not known to
+// the allocator (free() is not told); a replay that knows it (memsim) splits `live` into the
+// request and the rounding to the block.
+struct MemoryBreakdown {
+  std::size_t live_bytes = 0;       // usable bytes of the blocks the client holds
+  std::size_t live_blocks = 0;
+  std::size_t header_bytes = 0;     // those blocks' headers
+  std::size_t reusable_bytes = 0;   // free blocks of kHoleBytes or more, resident
+  std::size_t hole_bytes = 0;       // free blocks under kHoleBytes (fragmentation)
+  std::size_t cached_bytes = 0;     // free to the client but parked: thread caches, quick lists
+  std::size_t structure_bytes = 0;  // a heap's region blocks and fences
+  std::size_t released_bytes = 0;   // pages inside free blocks given back (not resident)
+  std::size_t kept_mapping_bytes = 0;  // freed mappings kept for reuse
+
+  std::size_t held_bytes() const {
+    return live_bytes + header_bytes + reusable_bytes + hole_bytes + cached_bytes +
+           structure_bytes + released_bytes;
+  }
+};
+
+// statistics() with or without the breakdown (which walks every heap block under its
+// heap's lock: for reports, not for polling).
+enum class Detail { kTotals, kBreakdown };
+
 struct Statistics {
   const char* variant = "";
   std::size_t heap_committed_bytes = 0;  // taken from page sources and not given back
@@ -26,6 +57,9 @@ struct Statistics {
   std::size_t mapping_cache_bound = 0;
   std::size_t mapping_cache_hits = 0;
   std::size_t mapping_cache_misses = 0;
+  // Filled only for statistics(Detail::kBreakdown).
+  bool has_breakdown = false;
+  MemoryBreakdown breakdown;
 
   std::size_t heap_in_use_bytes() const { return heap_committed_bytes - heap_free_bytes; }
   std::size_t in_use_bytes() const { return heap_in_use_bytes() + mapped_bytes; }

@@ -45,7 +45,11 @@ class AoMallocCore {
   // AO_malloc keeps no statistics, has no heap check and never gives memory back; it takes
   // no locks that a fork could orphan.
   static bool trim(std::size_t) { return false; }
-  static allocator::Statistics statistics() { return {.variant = kName}; }
+  static allocator::Statistics statistics(allocator::Detail = allocator::Detail::kTotals) {
+    allocator::Statistics s;
+    s.variant = kName;
+    return s;
+  }
   static const char* check_heap(const void**) { return nullptr; }
   static void prepare_fork() {}
   static void after_fork_in_parent() {}

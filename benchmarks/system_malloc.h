@@ -13,7 +13,7 @@ inline constexpr allocator::ApiTable kSystemMalloc = {
     "glibc",        &::malloc,       &::free,           &::calloc,
     &::realloc,     &::reallocarray, &::posix_memalign, &::aligned_alloc,
     &::memalign,    &::valloc,       &::pvalloc,        &::malloc_usable_size,
-    &::malloc_trim, &::mallinfo2,    &::malloc_stats,   nullptr,
+    &::malloc_trim, &::mallinfo2,    &::malloc_stats,   nullptr, /*statistics=*/nullptr,
 };
 
 }  // namespace polymalloc::benchmarks

@@ -529,6 +529,45 @@ TEST_F(ConformanceTest, MallinfoCountsLargeAndSmallBlocks) {
   EXPECT_EQ(after.uordblks, before.uordblks);
 }
 
+// The breakdown (issue 19): every byte the variant holds is in exactly one part, the blocks
+// the test holds are live, and blocks it frees leave the live part.
+allocator::Statistics breakdown() {
+  allocator::Statistics s;
+  api.statistics(&s, 1);
+  EXPECT_TRUE(s.has_breakdown);
+  EXPECT_EQ(s.breakdown.held_bytes(), s.heap_committed_bytes + s.mapped_bytes)
+      << "each byte held is in exactly one part";
+  EXPECT_EQ(s.breakdown.kept_mapping_bytes, s.mapping_cache_bytes);
+  EXPECT_EQ(s.breakdown.released_bytes, s.released_bytes);
+  return s;
+}
+
+TEST_F(ConformanceTest, TheBreakdownAccountsForEveryByteHeld) {
+  const allocator::Statistics before = breakdown();
+  std::vector<void*> blocks;
+  std::size_t usable = 0;
+  for (std::size_t n : {16, 100, 1000, 5000, 40000, 200000, 3000000}) {
+    for (int k = 0; k < 20; ++k) {
+      blocks.push_back(api.malloc(n));
+      usable += api.malloc_usable_size(blocks.back());
+    }
+  }
+  const allocator::Statistics during = breakdown();
+  EXPECT_GE(during.breakdown.live_bytes, before.breakdown.live_bytes + usable - 2 * kMiB)
+      << "the blocks held are live (less what other parts of the process freed meanwhile)";
+  EXPECT_GE(during.breakdown.live_blocks, blocks.size());
+  EXPECT_GE(during.breakdown.header_bytes, blocks.size() * 16);
+  for (void* p : blocks) api.free(p);
+  const allocator::Statistics after = breakdown();
+  EXPECT_LE(after.breakdown.live_bytes + usable, during.breakdown.live_bytes + 2 * kMiB)
+      << "freed blocks leave the live part";
+  const allocator::MemoryBreakdown& a = after.breakdown;
+  EXPECT_GT(a.reusable_bytes + a.hole_bytes + a.cached_bytes + a.released_bytes +
+                a.kept_mapping_bytes,
+            0u)
+      << "what was freed is kept somewhere, or the heap gave it back";
+}
+
 TEST_F(ConformanceTest, MallocTrimGivesFreedMemoryBack) {
   std::vector<void*> blocks;
   for (int i = 0; i < 200; ++i) blocks.push_back(api.malloc(100 * kKiB));

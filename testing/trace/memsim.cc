@@ -148,6 +148,7 @@ struct Trace {
   std::uint64_t slots = 0;
   std::uint32_t threads = 1;
   std::uint64_t peak_live_bytes = 0;  // of requested sizes, in trace order
+  std::uint64_t peak_op = 0;          // the operation after which live bytes peak
 };
 
 [[noreturn]] void trace_error(const std::string& file, std::uint64_t line,
@@ -229,7 +230,10 @@ Trace load(const std::string& file) {
         size[s] = bytes + 1;
     }
     o.slot_turn = turns[s]++;
-    if (live > t.peak_live_bytes) t.peak_live_bytes = live;
+    if (live > t.peak_live_bytes) {
+      t.peak_live_bytes = live;
+      t.peak_op = i;
+    }
   }
   munmap(size, t.slots * sizeof(std::uint64_t));
   munmap(turns, t.slots * sizeof(std::uint64_t));
@@ -268,6 +272,9 @@ struct Replay {
   std::atomic<std::uint64_t> failures{0};
   std::atomic<std::uint64_t> first_failure_line{~std::uint64_t{0}};
   std::atomic<const char*> first_failure{nullptr};
+  // The allocator's statistics with their breakdown, taken right after the operation at which
+  // live bytes peak (by whichever thread runs it; others run on meanwhile).
+  allocator::Statistics at_peak{};
 
   void failed(const Op& o, const char* what) {
     failures.fetch_add(1);
@@ -290,6 +297,7 @@ struct Replay {
       Slot& s = slots[o.op.slot];
       while (s.turn.load(std::memory_order_acquire) != o.slot_turn) std::this_thread::yield();
       execute(api, o, s);
+      if (i == trace.peak_op && api.statistics != nullptr) api.statistics(&at_peak, 1);
       s.turn.store(o.slot_turn + 1, std::memory_order_release);
       done.fetch_add(1, std::memory_order_relaxed);
     }
@@ -361,6 +369,62 @@ std::uint64_t rss_after_idle(const Options& options, Slot* slots, std::uint64_t 
   return resident_bytes();
 }
 
+// Where the memory went at peak live, as the variant accounts for it, with its live bytes
+// split into what the trace asked for and the rounding (negative when other threads freed
+// more than they allocated while the statistics were taken).
+struct PeakBreakdown {
+  bool known = false;
+  allocator::MemoryBreakdown parts;
+  std::uint64_t requested = 0;
+  std::int64_t rounding = 0;
+};
+
+PeakBreakdown peak_breakdown(const Replay& replay) {
+  const allocator::Statistics& s = replay.at_peak;
+  if (!s.has_breakdown) return {};
+  return PeakBreakdown{true, s.breakdown, replay.trace.peak_live_bytes,
+                       static_cast<std::int64_t>(s.breakdown.live_bytes) -
+                           static_cast<std::int64_t>(replay.trace.peak_live_bytes)};
+}
+
+void print_breakdown(const PeakBreakdown& b) {
+  const allocator::MemoryBreakdown& p = b.parts;
+  std::printf(
+      "  at peak live: requested %llu, rounding %lld, headers %llu (%llu blocks), free "
+      "reusable %llu, holes %llu, cached %llu, heap structure %llu, released %llu, kept "
+      "mappings %llu\n",
+      static_cast<unsigned long long>(b.requested), static_cast<long long>(b.rounding),
+      static_cast<unsigned long long>(p.header_bytes),
+      static_cast<unsigned long long>(p.live_blocks),
+      static_cast<unsigned long long>(p.reusable_bytes),
+      static_cast<unsigned long long>(p.hole_bytes),
+      static_cast<unsigned long long>(p.cached_bytes),
+      static_cast<unsigned long long>(p.structure_bytes),
+      static_cast<unsigned long long>(p.released_bytes),
+      static_cast<unsigned long long>(p.kept_mapping_bytes));
+}
+
+std::string breakdown_json(const PeakBreakdown& b) {
+  if (!b.known) return "null";
+  const allocator::MemoryBreakdown& p = b.parts;
+  char text[512];
+  std::snprintf(text, sizeof text,
+                "{\"requested_bytes\": %llu, \"rounding_bytes\": %lld, \"header_bytes\": %llu, "
+                "\"live_blocks\": %llu, \"reusable_bytes\": %llu, \"hole_bytes\": %llu, "
+                "\"cached_bytes\": %llu, \"structure_bytes\": %llu, \"released_bytes\": %llu, "
+                "\"kept_mapping_bytes\": %llu}",
+                static_cast<unsigned long long>(b.requested), static_cast<long long>(b.rounding),
+                static_cast<unsigned long long>(p.header_bytes),
+                static_cast<unsigned long long>(p.live_blocks),
+                static_cast<unsigned long long>(p.reusable_bytes),
+                static_cast<unsigned long long>(p.hole_bytes),
+                static_cast<unsigned long long>(p.cached_bytes),
+                static_cast<unsigned long long>(p.structure_bytes),
+                static_cast<unsigned long long>(p.released_bytes),
+                static_cast<unsigned long long>(p.kept_mapping_bytes));
+  return text;
+}
+
 int run(const Options& options) {
   const Trace trace = load(options.trace);
   Replay replay{trace, options, os_array<Slot>(trace.slots), os_array<std::uint64_t>(trace.slots)};
@@ -391,6 +455,7 @@ int run(const Options& options) {
   const double fragmentation =
       trace.peak_live_bytes == 0 ? 0 : static_cast<double>(growth) / trace.peak_live_bytes;
   const double ns_per_op = trace.count == 0 ? 0 : seconds * 1e9 / trace.count;
+  const PeakBreakdown breakdown = peak_breakdown(replay);
   const std::uint64_t rss_done = resident_bytes();
   const bool idled = options.idle_ms >= 0;
   const std::uint64_t rss_idle = idled ? rss_after_idle(options, replay.slots, trace.slots) : 0;
@@ -402,6 +467,7 @@ int run(const Options& options) {
       seconds, ns_per_op, static_cast<unsigned long long>(peak_rss),
       static_cast<unsigned long long>(growth),
       static_cast<unsigned long long>(trace.peak_live_bytes), fragmentation);
+  if (breakdown.known) print_breakdown(breakdown);
   if (idled) {
     std::printf("  RSS %llu bytes at the end, %llu after %ld ms idle and one 1 MiB malloc/free\n",
                 static_cast<unsigned long long>(rss_done),
@@ -419,14 +485,15 @@ int run(const Options& options) {
         "{\"trace\": \"%s\", \"allocator\": \"%s\", \"operations\": %llu, \"threads\": %u, "
         "\"seconds\": %.6f, \"ns_per_operation\": %.2f, \"peak_rss_bytes\": %llu, "
         "\"rss_growth_bytes\": %llu, \"peak_live_bytes\": %llu, \"fragmentation\": %.4f, "
-        "\"failures\": %llu, \"rss_at_end_bytes\": %llu, \"rss_after_idle_bytes\": %s}\n",
+        "\"failures\": %llu, \"rss_at_end_bytes\": %llu, \"rss_after_idle_bytes\": %s, "
+        "\"breakdown_at_peak\": %s}\n",
         options.trace.c_str(), options.allocator.c_str(),
         static_cast<unsigned long long>(trace.count), trace.threads, seconds, ns_per_op,
         static_cast<unsigned long long>(peak_rss), static_cast<unsigned long long>(growth),
         static_cast<unsigned long long>(trace.peak_live_bytes), fragmentation,
         static_cast<unsigned long long>(replay.failures.load()),
         static_cast<unsigned long long>(rss_done),
-        idled ? std::to_string(rss_idle).c_str() : "null");
+        idled ? std::to_string(rss_idle).c_str() : "null", breakdown_json(breakdown).c_str());
     std::fclose(f);
   }
   if (replay.failures.load() != 0) {

@@ -217,6 +217,32 @@ class StackPool {
     s.released_bytes = released;
   }
 
+  // Pooled blocks are free: under kHoleBytes they are holes (bound to their class, never
+  // merged), bigger ones reusable except for their released pages. Everything else carved is
+  // live (the caches' blocks included, as the core expects).
+  static void add_breakdown(allocator::MemoryBreakdown& parts) {
+    for (unsigned i = 0; i < Map::kClasses; ++i) {
+      const std::size_t size = Map::block_size(i);
+      const std::size_t carved = atomics::load_relaxed(&carved_blocks_[i]);
+      std::size_t free = stacks_.free_blocks(i);
+      if (free > carved) free = carved;  // (counts read while other threads run)
+      (size < allocator::kHoleBytes ? parts.hole_bytes : parts.reusable_bytes) += free * size;
+      parts.live_blocks += carved - free;
+      parts.header_bytes += (carved - free) * Block::kHeaderBytes;
+      parts.live_bytes += (carved - free) * (size - Block::kHeaderBytes);
+    }
+    std::size_t released = atomics::load_relaxed(&released_bytes_);
+    if (released > parts.reusable_bytes) released = parts.reusable_bytes;
+    parts.reusable_bytes -= released;
+    parts.released_bytes += released;
+    const std::size_t carved_bytes_now = carved_bytes();
+    std::size_t in_blocks = 0;
+    for (unsigned i = 0; i < Map::kClasses; ++i) {
+      in_blocks += atomics::load_relaxed(&carved_blocks_[i]) * Map::block_size(i);
+    }
+    parts.structure_bytes += carved_bytes_now > in_blocks ? carved_bytes_now - in_blocks : 0;
+  }
+
   // Every pooled block (taken off its stack and put back, so it is safe while other threads
   // run; they may meanwhile carve a little more).
   static const char* check(const void** where) {
@@ -307,6 +333,7 @@ class StackPool {
     }
     note_committed();
     const auto count = static_cast<std::uint32_t>(chunk / size);
+    atomics::fetch_add_relaxed(&carved_blocks_[i], std::size_t{count});
     Block* head = nullptr;
     for (std::uint32_t k = count; k-- > 0;) {
       Block* b = Block::at(base + k * size);
@@ -441,6 +468,8 @@ class StackPool {
   POLYMALLOC_UNCHECKED_BY_ASAN static void set_next(Block* b, Block* next) { b->set_next(next); }
 
   static inline constinit allocator::ClassStacks<Stack, Map::kClasses> stacks_{};
+  // Blocks carved for each class so far (carving is the only way blocks come to be).
+  static inline constinit std::size_t carved_blocks_[Map::kClasses]{};
   static inline constinit Arena arena_{};
   static inline constinit platform::MappedRegions regions_{};
   static inline constinit std::uint32_t mmap_state_ = kMmapUnknown;
