@@ -65,6 +65,29 @@ class FreeListHeap {
   static constexpr std::size_t kDatedBlock = Decay::kDatedBlockBytes;
   // Blocks of a request's own list examined for the best fit before a larger list is split.
   static constexpr unsigned kFitScanLimit = 16;
+
+  // The free lists: one per size up to kExactListMax (every block on such a list is the same
+  // size, so the smallest non-empty list that fits is the best fit and no small request
+  // splits a bigger block while a hole of its own size is free: the holes that a trace of
+  // mixed small sizes leaves are reused as glibc's small bins reuse them), then one per power
+  // of two. A bitmap of the non-empty lists finds the next one in a word or two.
+  static constexpr std::size_t kExactListMax = 1024;
+  static constexpr unsigned kExactLists = (kExactListMax - kMinBlock) / 16 + 1;
+  static constexpr unsigned kFirstPowerShift = std::bit_width(kExactListMax);  // 2^10: 1040 up
+  static constexpr unsigned kListCount = kExactLists + 64 - (kFirstPowerShift - 1);
+  static constexpr unsigned kBitmapWords = (kListCount + 63) / 64;
+
+  // The list of a free block of `size` bytes (a multiple of 16, >= kMinBlock).
+  static constexpr unsigned list_of(std::size_t size) {
+    if (size <= kExactListMax) return static_cast<unsigned>((size - kMinBlock) >> 4);
+    return kExactLists + static_cast<unsigned>(std::bit_width(size)) - kFirstPowerShift;
+  }
+  // The smallest block list k holds.
+  static constexpr std::size_t list_floor(unsigned k) {
+    if (k < kExactLists) return kMinBlock + 16 * std::size_t{k};
+    const std::size_t power = std::size_t{1} << (k - kExactLists + kFirstPowerShift - 1);
+    return power > kExactListMax ? power : kExactListMax + 16;
+  }
   // A quick list holding this many bytes (or one block, for a class this big or bigger) is
   // full: a small class's is consolidated before it takes another block, and a block of a
   // big class that finds its list full coalesces at once.
@@ -261,7 +284,7 @@ class FreeListHeap {
                                                         std::size_t min_bytes = kDatedBlock) {
     consolidate();
     std::size_t released = 0;
-    for (unsigned k = list_of(min_bytes > kMinBlock ? min_bytes : kMinBlock); k < kClassCount;
+    for (unsigned k = list_of(min_bytes > kMinBlock ? min_bytes : kMinBlock); k < kListCount;
          ++k) {
       for (Block* b = lists_[k]; b != nullptr; b = b->next()) {
         if (b->size_flags & Block::kReleased) continue;
@@ -275,7 +298,7 @@ class FreeListHeap {
   // The bytes of free blocks whose inner pages went back (and have not been used since).
   POLYMALLOC_UNCHECKED_BY_ASAN std::size_t released_bytes() const {
     std::size_t released = 0;
-    for (unsigned k = list_of(2 * kMinBlock); k < kClassCount; ++k) {
+    for (unsigned k = list_of(2 * kMinBlock); k < kListCount; ++k) {
       for (const Block* b = lists_[k]; b != nullptr; b = b->next()) {
         if (b->size_flags & Block::kReleased) released += inner_pages(b).second;
       }
@@ -463,25 +486,34 @@ class FreeListHeap {
 
   // A free block of at least `block_bytes` (still on its list), or nullptr.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* find_free(std::size_t block_bytes) const {
-    // Every block on list k or above is at least 2^k; a request that is not a power of two
-    // may also fit a block of its own list: the best of the first few there that fit (an
-    // exact fit ends the search) is taken first, which keeps holes from piling up when
-    // many sizes share a list.
-    const unsigned own = list_of(block_bytes | kMinBlock);  // the same list for >= kMinBlock
-    Block* best = nullptr;
-    unsigned scanned = 0;
-    for (Block* b = lists_[own]; b != nullptr && scanned < kFitScanLimit;
-         b = b->next(), ++scanned) {
-      const std::size_t size = b->size();
-      if (size < block_bytes || (best != nullptr && size >= best->size())) continue;
-      best = b;
-      if (size == block_bytes) break;
+    // Every block on a list above the request's own is big enough, and on an exact list so is
+    // every block of its own. A power-of-two list may also hold blocks that fit: the best of
+    // the first few there that fit (an exact fit ends the search) is taken first, which keeps
+    // holes from piling up when many sizes share a list.
+    const unsigned own = list_of(block_bytes > kMinBlock ? block_bytes : kMinBlock);
+    if (list_floor(own) < block_bytes) {
+      Block* best = nullptr;
+      unsigned scanned = 0;
+      for (Block* b = lists_[own]; b != nullptr && scanned < kFitScanLimit;
+           b = b->next(), ++scanned) {
+        const std::size_t size = b->size();
+        if (size < block_bytes || (best != nullptr && size >= best->size())) continue;
+        best = b;
+        if (size == block_bytes) break;
+      }
+      if (best != nullptr) return best;
+      return first_nonempty_from(own + 1);
     }
-    if (best != nullptr) return best;
-    const unsigned above = class_of(block_bytes) == own ? own : own + 1;
-    const std::uint64_t candidates = above < 64 ? nonempty_ >> above << above : 0;
-    if (candidates == 0) return nullptr;
-    return lists_[std::countr_zero(candidates)];
+    return first_nonempty_from(own);
+  }
+
+  // The head of the first non-empty list from k on, or nullptr.
+  POLYMALLOC_HOT_PATH Block* first_nonempty_from(unsigned k) const {
+    for (unsigned w = k / 64; w < kBitmapWords; ++w) {
+      const std::uint64_t bits = w == k / 64 ? nonempty_[w] >> (k % 64) << (k % 64) : nonempty_[w];
+      if (bits != 0) return lists_[64 * w + static_cast<unsigned>(std::countr_zero(bits))];
+    }
+    return nullptr;
   }
 
   // Turns the front of free block `f` into an in-use block of `block_bytes`; the rest stays
@@ -591,7 +623,7 @@ class FreeListHeap {
     b->set_next(lists_[k]);
     if (lists_[k] != nullptr) lists_[k]->set_prev(b);
     lists_[k] = b;
-    nonempty_ |= std::uint64_t{1} << k;
+    nonempty_[k / 64] |= std::uint64_t{1} << (k % 64);
     stats_.free_bytes += b->size();
     ++stats_.free_blocks;
   }
@@ -602,7 +634,7 @@ class FreeListHeap {
       b->prev()->set_next(b->next());
     } else {
       lists_[k] = b->next();
-      if (lists_[k] == nullptr) nonempty_ &= ~(std::uint64_t{1} << k);
+      if (lists_[k] == nullptr) nonempty_[k / 64] &= ~(std::uint64_t{1} << (k % 64));
     }
     if (b->next() != nullptr) b->next()->set_prev(b->prev());
     stats_.free_bytes -= b->size();
@@ -655,10 +687,10 @@ class FreeListHeap {
   }
 
   Source source_;
-  Block* lists_[kClassCount] = {};
+  Block* lists_[kListCount] = {};
   Block* quick_[kQuickMaxClass + 1] = {};
   std::uint32_t quick_count_[kQuickMaxClass + 1] = {};
-  std::uint64_t nonempty_ = 0;
+  std::uint64_t nonempty_[kBitmapWords] = {};
   RegionInfo* top_ = nullptr;
   Stats stats_;
 };
@@ -720,8 +752,8 @@ POLYMALLOC_UNCHECKED_BY_ASAN const char* FreeListHeap<Source, QuickMaxBlock>::ch
     if (!fence->in_use() || fence->prev_free() != left_free) return fail("damaged fence", fence);
   }
   std::size_t listed = 0;
-  for (unsigned k = 0; k < kClassCount; ++k) {
-    if ((lists_[k] != nullptr) != ((nonempty_ >> k) & 1))
+  for (unsigned k = 0; k < kListCount; ++k) {
+    if ((lists_[k] != nullptr) != ((nonempty_[k / 64] >> (k % 64)) & 1))
       return fail("bitmap disagrees", lists_[k]);
     for (Block* b = lists_[k]; b != nullptr; b = b->next()) {
       if (b->in_use()) return fail("in-use block on a free list", b);

@@ -375,6 +375,7 @@ std::uint64_t rss_after_idle(const Options& options, Slot* slots, std::uint64_t 
 struct PeakBreakdown {
   bool known = false;
   allocator::MemoryBreakdown parts;
+  std::uint64_t peak_committed = 0;  // the heaps' most committed at once, up to then
   std::uint64_t requested = 0;
   std::int64_t rounding = 0;
 };
@@ -382,7 +383,8 @@ struct PeakBreakdown {
 PeakBreakdown peak_breakdown(const Replay& replay) {
   const allocator::Statistics& s = replay.at_peak;
   if (!s.has_breakdown) return {};
-  return PeakBreakdown{true, s.breakdown, replay.trace.peak_live_bytes,
+  return PeakBreakdown{true, s.breakdown, s.heap_peak_committed_bytes + s.peak_mapped_bytes,
+                       replay.trace.peak_live_bytes,
                        static_cast<std::int64_t>(s.breakdown.live_bytes) -
                            static_cast<std::int64_t>(replay.trace.peak_live_bytes)};
 }
@@ -392,7 +394,7 @@ void print_breakdown(const PeakBreakdown& b) {
   std::printf(
       "  at peak live: requested %llu, rounding %lld, headers %llu (%llu blocks), free "
       "reusable %llu, holes %llu, cached %llu, heap structure %llu, released %llu, kept "
-      "mappings %llu\n",
+      "mappings %llu; the heaps' peak so far %llu\n",
       static_cast<unsigned long long>(b.requested), static_cast<long long>(b.rounding),
       static_cast<unsigned long long>(p.header_bytes),
       static_cast<unsigned long long>(p.live_blocks),
@@ -401,7 +403,8 @@ void print_breakdown(const PeakBreakdown& b) {
       static_cast<unsigned long long>(p.cached_bytes),
       static_cast<unsigned long long>(p.structure_bytes),
       static_cast<unsigned long long>(p.released_bytes),
-      static_cast<unsigned long long>(p.kept_mapping_bytes));
+      static_cast<unsigned long long>(p.kept_mapping_bytes),
+      static_cast<unsigned long long>(b.peak_committed));
 }
 
 std::string breakdown_json(const PeakBreakdown& b) {
