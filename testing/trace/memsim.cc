@@ -148,7 +148,6 @@ struct Trace {
   std::uint64_t slots = 0;
   std::uint32_t threads = 1;
   std::uint64_t peak_live_bytes = 0;  // of requested sizes, in trace order
-  std::uint64_t peak_op = 0;          // the operation after which live bytes peak
 };
 
 [[noreturn]] void trace_error(const std::string& file, std::uint64_t line,
@@ -230,10 +229,7 @@ Trace load(const std::string& file) {
         size[s] = bytes + 1;
     }
     o.slot_turn = turns[s]++;
-    if (live > t.peak_live_bytes) {
-      t.peak_live_bytes = live;
-      t.peak_op = i;
-    }
+    if (live > t.peak_live_bytes) t.peak_live_bytes = live;
   }
   munmap(size, t.slots * sizeof(std::uint64_t));
   munmap(turns, t.slots * sizeof(std::uint64_t));
@@ -272,9 +268,24 @@ struct Replay {
   std::atomic<std::uint64_t> failures{0};
   std::atomic<std::uint64_t> first_failure_line{~std::uint64_t{0}};
   std::atomic<const char*> first_failure{nullptr};
-  // The allocator's statistics with their breakdown, taken right after the operation at which
-  // live bytes peak (by whichever thread runs it; others run on meanwhile).
+  // Live bytes as the replay runs (threads run ahead of each other, so this may exceed the
+  // trace-order peak), and the allocator's statistics with their breakdown, taken whenever
+  // they reach a new high by 1/32 (by one thread at a time; the others run on meanwhile).
+  std::atomic<std::int64_t> live_now{0};
+  std::int64_t live_at_snapshot = 0;
+  std::atomic_flag snapshotting = ATOMIC_FLAG_INIT;
   allocator::Statistics at_peak{};
+
+  void maybe_snapshot(const allocator::ApiTable& api) {
+    const std::int64_t live = live_now.load(std::memory_order_relaxed);
+    if (api.statistics == nullptr || live <= live_at_snapshot + live_at_snapshot / 32) return;
+    if (snapshotting.test_and_set(std::memory_order_acquire)) return;
+    if (live > live_at_snapshot + live_at_snapshot / 32) {
+      api.statistics(&at_peak, 1);
+      live_at_snapshot = live;
+    }
+    snapshotting.clear(std::memory_order_release);
+  }
 
   void failed(const Op& o, const char* what) {
     failures.fetch_add(1);
@@ -297,7 +308,7 @@ struct Replay {
       Slot& s = slots[o.op.slot];
       while (s.turn.load(std::memory_order_acquire) != o.slot_turn) std::this_thread::yield();
       execute(api, o, s);
-      if (i == trace.peak_op && api.statistics != nullptr) api.statistics(&at_peak, 1);
+      maybe_snapshot(api);
       s.turn.store(o.slot_turn + 1, std::memory_order_release);
       done.fetch_add(1, std::memory_order_relaxed);
     }
@@ -309,10 +320,12 @@ struct Replay {
     if (options.verify && s.block != nullptr && !marked(s.block, s.size, *slot_tag)) {
       failed(o, "the block's contents changed");
     }
+    const auto held_before = static_cast<std::int64_t>(s.block != nullptr ? s.size : 0);
     switch (o.op.kind) {
       case TraceOp::Kind::kFree:
         api.free(s.block);
         s.block = nullptr;
+        live_now.fetch_sub(held_before, std::memory_order_relaxed);
         return;
       case TraceOp::Kind::kMalloc:
         if (s.block != nullptr) {
@@ -346,6 +359,8 @@ struct Replay {
       failed(o, "the allocation was refused");
       s.size = 0;
     }
+    live_now.fetch_add(static_cast<std::int64_t>(s.block != nullptr ? s.size : 0) - held_before,
+                       std::memory_order_relaxed);
     if (s.block == nullptr) return;
     touch(s.block, s.size);
     if (options.verify) {
@@ -369,24 +384,24 @@ std::uint64_t rss_after_idle(const Options& options, Slot* slots, std::uint64_t 
   return resident_bytes();
 }
 
-// Where the memory went at peak live, as the variant accounts for it, with its live bytes
-// split into what the trace asked for and the rounding (negative when other threads freed
-// more than they allocated while the statistics were taken).
+// Where the memory went at the replay's peak live bytes (within 1/32), as the variant accounts
+// for it, with its live bytes split into what the trace asked for and the rounding (which
+// other threads' operations while the statistics were taken blur a little).
 struct PeakBreakdown {
   bool known = false;
   allocator::MemoryBreakdown parts;
   std::uint64_t peak_committed = 0;  // the heaps' most committed at once, up to then
   std::uint64_t requested = 0;
   std::int64_t rounding = 0;
+  std::uint64_t final_peak_committed = 0;  // the heaps' most by the end of the replay
 };
 
 PeakBreakdown peak_breakdown(const Replay& replay) {
   const allocator::Statistics& s = replay.at_peak;
   if (!s.has_breakdown) return {};
   return PeakBreakdown{true, s.breakdown, s.heap_peak_committed_bytes + s.peak_mapped_bytes,
-                       replay.trace.peak_live_bytes,
-                       static_cast<std::int64_t>(s.breakdown.live_bytes) -
-                           static_cast<std::int64_t>(replay.trace.peak_live_bytes)};
+                       static_cast<std::uint64_t>(replay.live_at_snapshot),
+                       static_cast<std::int64_t>(s.breakdown.live_bytes) - replay.live_at_snapshot};
 }
 
 void print_breakdown(const PeakBreakdown& b) {
@@ -394,7 +409,7 @@ void print_breakdown(const PeakBreakdown& b) {
   std::printf(
       "  at peak live: requested %llu, rounding %lld, headers %llu (%llu blocks), free "
       "reusable %llu, holes %llu, cached %llu, heap structure %llu, released %llu, kept "
-      "mappings %llu; the heaps' peak so far %llu\n",
+      "mappings %llu; the heaps' peak so far %llu, by the end %llu\n",
       static_cast<unsigned long long>(b.requested), static_cast<long long>(b.rounding),
       static_cast<unsigned long long>(p.header_bytes),
       static_cast<unsigned long long>(p.live_blocks),
@@ -404,7 +419,8 @@ void print_breakdown(const PeakBreakdown& b) {
       static_cast<unsigned long long>(p.structure_bytes),
       static_cast<unsigned long long>(p.released_bytes),
       static_cast<unsigned long long>(p.kept_mapping_bytes),
-      static_cast<unsigned long long>(b.peak_committed));
+      static_cast<unsigned long long>(b.peak_committed),
+      static_cast<unsigned long long>(b.final_peak_committed));
 }
 
 std::string breakdown_json(const PeakBreakdown& b) {
@@ -458,7 +474,12 @@ int run(const Options& options) {
   const double fragmentation =
       trace.peak_live_bytes == 0 ? 0 : static_cast<double>(growth) / trace.peak_live_bytes;
   const double ns_per_op = trace.count == 0 ? 0 : seconds * 1e9 / trace.count;
-  const PeakBreakdown breakdown = peak_breakdown(replay);
+  PeakBreakdown breakdown = peak_breakdown(replay);
+  if (breakdown.known) {
+    allocator::Statistics end;
+    options.api->statistics(&end, 0);
+    breakdown.final_peak_committed = end.heap_peak_committed_bytes + end.peak_mapped_bytes;
+  }
   const std::uint64_t rss_done = resident_bytes();
   const bool idled = options.idle_ms >= 0;
   const std::uint64_t rss_idle = idled ? rss_after_idle(options, replay.slots, trace.slots) : 0;
