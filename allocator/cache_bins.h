@@ -1,9 +1,9 @@
 // The bins of a per-thread cache: one LIFO list of free blocks per cached class, with a
 // count and a capacity, in front of a shared pool. Both caches are these bins behind a
 // different guard: ThreadCaches (thread_cache.h, a thread-local state) for the locked heaps,
-// ReentrantCaches (reentrant_cache.h: an operation holds the cache, a nested handler finds none) for
-// the lock-free pool. A bin's blocks are chained through Block::next_in_list (safe-linked),
-// so a bin's oldest blocks leave as a ready-made BlockChain.
+// ReentrantCaches (reentrant_cache.h: an operation holds the cache, a nested handler finds none)
+// for the lock-free pool. A bin's blocks are chained through Block::next_in_list (safe-linked), so
+// a bin's oldest blocks leave as a ready-made BlockChain.
 #pragma once
 
 #include <array>

@@ -95,7 +95,9 @@ class CheckedCore {
   }
 
   static bool trim(std::size_t pad) { return Inner::trim(pad); }
-  static Statistics statistics(Detail detail = Detail::kTotals) { return Inner::statistics(detail); }
+  static Statistics statistics(Detail detail = Detail::kTotals) {
+    return Inner::statistics(detail);
+  }
   static const char* check_heap(const void** where) { return Inner::check_heap(where); }
   static void prepare_fork() { Inner::prepare_fork(); }
   static void after_fork_in_parent() { Inner::after_fork_in_parent(); }

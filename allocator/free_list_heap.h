@@ -29,8 +29,8 @@
 #include "allocator/block.h"
 #include "allocator/decay.h"
 #include "allocator/sanitizer.h"
-#include "allocator/statistics.h"
 #include "allocator/size_class.h"
+#include "allocator/statistics.h"
 #include "platform/platform.h"
 
 namespace polymalloc::allocator {
@@ -284,8 +284,7 @@ class FreeListHeap {
                                                         std::size_t min_bytes = kDatedBlock) {
     consolidate();
     std::size_t released = 0;
-    for (unsigned k = list_of(min_bytes > kMinBlock ? min_bytes : kMinBlock); k < kListCount;
-         ++k) {
+    for (unsigned k = list_of(min_bytes > kMinBlock ? min_bytes : kMinBlock); k < kListCount; ++k) {
       for (Block* b = lists_[k]; b != nullptr; b = b->next()) {
         if (b->size_flags & Block::kReleased) continue;
         if (b->size() >= kDatedBlock && freed_at(b) > cutoff_ms) continue;
@@ -701,7 +700,8 @@ POLYMALLOC_UNCHECKED_BY_ASAN void FreeListHeap<Source, QuickMaxBlock>::add_break
   std::size_t in_blocks = 0;
   for (const RegionInfo* r = top_; r != nullptr; r = r->previous) {
     const Block* fence = fence_of(r);
-    for (const Block* b = first_block_of(const_cast<RegionInfo*>(r)); b != fence; b = const_cast<Block*>(b)->right()) {
+    for (const Block* b = first_block_of(const_cast<RegionInfo*>(r)); b != fence;
+         b = const_cast<Block*>(b)->right()) {
       const std::size_t size = b->size();
       in_blocks += size;
       if (!b->in_use()) {

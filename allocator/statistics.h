@@ -18,14 +18,14 @@ inline constexpr std::size_t kHoleBytes = 4096;
 // the allocator (free() is not told); a replay that knows it (memsim) splits `live` into the
 // request and the rounding to the block.
 struct MemoryBreakdown {
-  std::size_t live_bytes = 0;       // usable bytes of the blocks the client holds
+  std::size_t live_bytes = 0;  // usable bytes of the blocks the client holds
   std::size_t live_blocks = 0;
-  std::size_t header_bytes = 0;     // those blocks' headers
-  std::size_t reusable_bytes = 0;   // free blocks of kHoleBytes or more, resident
-  std::size_t hole_bytes = 0;       // free blocks under kHoleBytes (fragmentation)
-  std::size_t cached_bytes = 0;     // free to the client but parked: thread caches, quick lists
-  std::size_t structure_bytes = 0;  // a heap's region blocks and fences
-  std::size_t released_bytes = 0;   // pages inside free blocks given back (not resident)
+  std::size_t header_bytes = 0;        // those blocks' headers
+  std::size_t reusable_bytes = 0;      // free blocks of kHoleBytes or more, resident
+  std::size_t hole_bytes = 0;          // free blocks under kHoleBytes (fragmentation)
+  std::size_t cached_bytes = 0;        // free to the client but parked: thread caches, quick lists
+  std::size_t structure_bytes = 0;     // a heap's region blocks and fences
+  std::size_t released_bytes = 0;      // pages inside free blocks given back (not resident)
   std::size_t kept_mapping_bytes = 0;  // freed mappings kept for reuse
 
   std::size_t held_bytes() const {

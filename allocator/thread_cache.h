@@ -6,8 +6,9 @@
 //
 // A cached block stays "in use" as far as its heap is concerned (its neighbours do not
 // coalesce with it). Its payload holds the cache's link and a key, the per-process secret,
-// which is how free() recognises a double free of a cached block without a lock. Caches register themselves so that statistics see every cache, and
-// hand everything back when their thread exits (a pthread key destructor).
+// which is how free() recognises a double free of a cached block without a lock. Caches register
+// themselves so that statistics see every cache, and hand everything back when their thread exits
+// (a pthread key destructor).
 #pragma once
 
 #include <pthread.h>
@@ -32,7 +33,8 @@ inline constexpr std::size_t kCacheMaxBlock = std::size_t{32} << 10;
 // paths use them without reading the state.
 template <class Map>
 struct ThreadCache : CacheBins<Map, Map::classes_up_to(kCacheMaxBlock)> {
-  constexpr ThreadCache() : CacheBins<Map, Map::classes_up_to(kCacheMaxBlock)>(BinsStart::kClosed) {}
+  constexpr ThreadCache()
+      : CacheBins<Map, Map::classes_up_to(kCacheMaxBlock)>(BinsStart::kClosed) {}
   CacheState state = CacheState::kUnused;
   ThreadCache* next_registered = nullptr;
   ThreadCache* prev_registered = nullptr;

@@ -10,10 +10,23 @@
 namespace polymalloc::benchmarks {
 
 inline constexpr allocator::ApiTable kSystemMalloc = {
-    "glibc",        &::malloc,       &::free,           &::calloc,
-    &::realloc,     &::reallocarray, &::posix_memalign, &::aligned_alloc,
-    &::memalign,    &::valloc,       &::pvalloc,        &::malloc_usable_size,
-    &::malloc_trim, &::mallinfo2,    &::malloc_stats,   nullptr, /*statistics=*/nullptr,
+    "glibc",
+    &::malloc,
+    &::free,
+    &::calloc,
+    &::realloc,
+    &::reallocarray,
+    &::posix_memalign,
+    &::aligned_alloc,
+    &::memalign,
+    &::valloc,
+    &::pvalloc,
+    &::malloc_usable_size,
+    &::malloc_trim,
+    &::mallinfo2,
+    &::malloc_stats,
+    nullptr,
+    /*statistics=*/nullptr,
 };
 
 }  // namespace polymalloc::benchmarks

@@ -562,9 +562,9 @@ TEST_F(ConformanceTest, TheBreakdownAccountsForEveryByteHeld) {
   EXPECT_LE(after.breakdown.live_bytes + usable, during.breakdown.live_bytes + 2 * kMiB)
       << "freed blocks leave the live part";
   const allocator::MemoryBreakdown& a = after.breakdown;
-  EXPECT_GT(a.reusable_bytes + a.hole_bytes + a.cached_bytes + a.released_bytes +
-                a.kept_mapping_bytes,
-            0u)
+  EXPECT_GT(
+      a.reusable_bytes + a.hole_bytes + a.cached_bytes + a.released_bytes + a.kept_mapping_bytes,
+      0u)
       << "what was freed is kept somewhere, or the heap gave it back";
 }
 
