@@ -65,6 +65,8 @@ class FreeListHeap {
   static constexpr std::size_t kDatedBlock = Decay::kDatedBlockBytes;
   // Blocks of a request's own list examined for the best fit before a larger list is split.
   static constexpr unsigned kFitScanLimit = 16;
+  // Free blocks examined for one that holds an aligned payload where it lies.
+  static constexpr unsigned kAlignedFitScanLimit = 256;
 
   // The free lists: one per size up to kExactListMax (every block on such a list is the same
   // size, so the smallest non-empty list that fits is the best fit and no small request
@@ -162,12 +164,14 @@ class FreeListHeap {
       errno = ENOMEM;
       return nullptr;
     }
-    Block* b = allocate(block_bytes + alignment + kMinBlock);
+    // A free block that holds an aligned payload where it lies, else one big enough to hold
+    // one wherever it lies (which a fragmented heap may have to grow for).
+    Block* b = find_aligned_fit(block_bytes, alignment);
+    b = b != nullptr ? carve(b, b->size()) : allocate(block_bytes + alignment + kMinBlock);
     if (b == nullptr) return nullptr;
     const auto payload = reinterpret_cast<std::uintptr_t>(b->payload());
     if (payload % alignment != 0) {
-      // The lead must be a block of its own: at least kMinBlock before the aligned payload.
-      const std::uintptr_t aligned = (payload + kMinBlock + alignment - 1) & ~(alignment - 1);
+      const std::uintptr_t aligned = aligned_payload_in(b, alignment);
       const std::size_t lead = aligned - payload;
       Block* moved = new_header_at(reinterpret_cast<unsigned char*>(b) + lead,
                                    (b->size() - lead) | Block::kInUse);
@@ -481,6 +485,34 @@ class FreeListHeap {
     }
     if (!grow(block_bytes)) return nullptr;
     return find_free(block_bytes);
+  }
+
+  // Where an aligned payload starts in block b: its own payload if aligned, else the first
+  // aligned address that leaves a lead of at least kMinBlock (a block of its own) before it.
+  static std::uintptr_t aligned_payload_in(const Block* b, std::size_t alignment) {
+    const auto payload = reinterpret_cast<std::uintptr_t>(b) + Block::kHeaderBytes;
+    if (payload % alignment == 0) return payload;
+    return (payload + kMinBlock + alignment - 1) & ~(alignment - 1);
+  }
+
+  // A free block (still on its list) that holds a payload of `block_bytes` aligned to
+  // `alignment` where it lies, among the first kAlignedFitScanLimit blocks big enough to
+  // hold one with a lead, smallest lists first; nullptr if none of them does. An aligned
+  // request then reuses the holes a fragmented heap has, rather than growing it for a block
+  // of the request plus the alignment (which every aligned request that misses costs a
+  // growth step, kGrowthBytes, of memory that fragments in turn).
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* find_aligned_fit(std::size_t block_bytes,
+                                                       std::size_t alignment) const {
+    unsigned scanned = 0;
+    for (unsigned k = list_of(block_bytes + kMinBlock + Block::kHeaderBytes); k < kListCount;
+         ++k) {
+      for (Block* f = lists_[k]; f != nullptr; f = f->next()) {
+        if (++scanned > kAlignedFitScanLimit) return nullptr;
+        const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(f) + f->size();
+        if (aligned_payload_in(f, alignment) - Block::kHeaderBytes + block_bytes <= end) return f;
+      }
+    }
+    return nullptr;
   }
 
   // A free block of at least `block_bytes` (still on its list), or nullptr.

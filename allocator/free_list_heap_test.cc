@@ -130,6 +130,43 @@ TEST(FreeListHeapTest, AlignedBlocksFreeTheirLeadAndTail) {
   EXPECT_EQ(heap.stats().free_blocks, 1u);
 }
 
+// A fragmented heap serves an aligned request from a hole that holds an aligned payload,
+// instead of growing for a block of the request plus the alignment.
+TEST(FreeListHeapTest, AnAlignedRequestReusesAHoleThatHoldsAnAlignedPayload) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  std::vector<Block*> blocks;
+  for (int i = 0; i < 24; ++i) blocks.push_back(heap.allocate(512));
+  constexpr std::size_t kAlignment = 4096, kHole = 3 * 512;
+  // Three neighbours whose joint hole holds a 4096-aligned payload of 512 with a lead of
+  // kMinBlock or none.
+  auto holds = [](std::uintptr_t start) {
+    std::uintptr_t payload = start + Block::kHeaderBytes;
+    if (payload % kAlignment != 0) payload = (payload + kMinBlock + kAlignment - 1) & ~(kAlignment - 1);
+    return payload - Block::kHeaderBytes + 512 <= start + kHole;
+  };
+  std::size_t first = 1;
+  while (first + 4 < blocks.size() && !holds(reinterpret_cast<std::uintptr_t>(blocks[first]))) {
+    ++first;
+  }
+  ASSERT_LT(first + 4, blocks.size()) << "24 blocks of 512 B span a page boundary that fits";
+  for (std::size_t i = first; i < first + 3; ++i) heap.release(blocks[i]);
+  EXPECT_HEAP_OK(heap);
+  const std::size_t committed = heap.stats().committed_bytes;
+  Block* b = heap.allocate_aligned(512, kAlignment);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b->payload()) % kAlignment, 0u);
+  const auto hole = reinterpret_cast<std::uintptr_t>(blocks[first]);
+  EXPECT_GE(reinterpret_cast<std::uintptr_t>(b), hole) << "placed in the hole";
+  EXPECT_LE(reinterpret_cast<std::uintptr_t>(b) + b->size(), hole + kHole);
+  EXPECT_EQ(heap.stats().committed_bytes, committed) << "no growth for it";
+  EXPECT_HEAP_OK(heap);
+  heap.release(b);
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    if (i < first || i >= first + 3) heap.release(blocks[i]);
+  }
+  EXPECT_HEAP_OK(heap);
+}
+
 TEST(FreeListHeapTest, GrowIntoNeighboursMovesThePayloadDown) {
   FreeListHeap<ReservedRange> heap(&pages, kTag);
   Block* left = heap.allocate(256);
