@@ -26,6 +26,7 @@ struct OneCachedHeap {
   using Map = SizeMap<Classes>;
   using Heap = LockedHeap<platform::ReservedRange, kNoQuickLists>;
   static constexpr bool kCachesInFront = true;
+  static constexpr bool kOneHeap = true;
 
   static Heap* owner_of(const void* p) { return heap.contains(p) ? &heap : nullptr; }
   static Heap& heap_of_owned(const void*) { return heap; }

@@ -40,6 +40,10 @@ namespace polymalloc::allocator {
 inline constexpr std::size_t kNoQuickLists = 0;
 inline constexpr std::size_t kDefaultQuickMaxBlock = std::size_t{8} << 10;
 
+// Whether an allocation may grow the heap, or must fit in the free memory it has (a caller
+// with several heaps tries them all that way before it grows one).
+enum class Growth { kAllowed, kNone };
+
 template <platform::PageSource Source, std::size_t QuickMaxBlock = kDefaultQuickMaxBlock>
 class FreeListHeap {
  public:
@@ -100,21 +104,27 @@ class FreeListHeap {
   FreeListHeap(const FreeListHeap&) = delete;
   FreeListHeap& operator=(const FreeListHeap&) = delete;
 
-  // An in-use block of at least `block_bytes` (a multiple of 16, >= kMinBlock), or nullptr
-  // with errno = ENOMEM when the source cannot grow.
-  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* allocate(std::size_t block_bytes) {
+  // An in-use block of at least `block_bytes` (a multiple of 16, >= kMinBlock), or nullptr:
+  // with errno = ENOMEM when the source cannot grow, untouched when growth was not allowed.
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* allocate(
+      std::size_t block_bytes, Growth growth = Growth::kAllowed) {
     if (block_bytes <= kQuickMaxBlock && is_power_of_two(block_bytes)) {
       if (Block* cached = unpark(class_of(block_bytes))) return cached;
     }
-    return allocate_from_lists(block_bytes);
+    return allocate_from_lists(block_bytes, growth);
   }
 
-  // allocate() without the quick lists: first fit from the coalescing lists, then growth.
+  // allocate() without the quick lists: first fit from the coalescing lists (after the quick
+  // lists are consolidated, if that is what it takes), then growth.
   [[gnu::noinline]] POLYMALLOC_UNCHECKED_BY_ASAN Block* allocate_from_lists(
-      std::size_t block_bytes) noexcept {
+      std::size_t block_bytes, Growth growth = Growth::kAllowed) noexcept {
     if (block_bytes < kMinBlock) block_bytes = kMinBlock;  // keeps list_of() in range
     Block* b = find_free(block_bytes);
-    if (b == nullptr) [[unlikely]]
+    if (b == nullptr && stats().cached_blocks != 0) [[unlikely]] {
+      consolidate();
+      b = find_free(block_bytes);
+    }
+    if (b == nullptr && growth == Growth::kAllowed) [[unlikely]]
       b = find_free_after_growing(block_bytes);
     return b != nullptr ? carve(b, block_bytes) : nullptr;
   }
@@ -159,7 +169,8 @@ class FreeListHeap {
   // An in-use block of at least `block_bytes` whose payload is `alignment`-aligned (a power
   // of two above 16), or nullptr with errno = ENOMEM. The unused lead and tail are freed.
   POLYMALLOC_UNCHECKED_BY_ASAN Block* allocate_aligned(std::size_t block_bytes,
-                                                       std::size_t alignment) {
+                                                       std::size_t alignment,
+                                                       Growth growth = Growth::kAllowed) {
     if (block_bytes > SIZE_MAX / 4 || alignment > SIZE_MAX / 4) {
       errno = ENOMEM;
       return nullptr;
@@ -167,7 +178,8 @@ class FreeListHeap {
     // A free block that holds an aligned payload where it lies, else one big enough to hold
     // one wherever it lies (which a fragmented heap may have to grow for).
     Block* b = find_aligned_fit(block_bytes, alignment);
-    b = b != nullptr ? carve(b, b->size()) : allocate(block_bytes + alignment + kMinBlock);
+    b = b != nullptr ? carve(b, b->size())
+                     : allocate(block_bytes + alignment + kMinBlock, growth);
     if (b == nullptr) return nullptr;
     const auto payload = reinterpret_cast<std::uintptr_t>(b->payload());
     if (payload % alignment != 0) {
@@ -477,12 +489,8 @@ class FreeListHeap {
     return b;
   }
 
-  // The slow path of allocate(): consolidate the quick lists, then grow the source.
+  // The slow path of allocate(): grow the source.
   POLYMALLOC_UNCHECKED_BY_ASAN Block* find_free_after_growing(std::size_t block_bytes) {
-    if (stats().cached_blocks != 0) {
-      consolidate();
-      if (Block* b = find_free(block_bytes)) return b;
-    }
     if (!grow(block_bytes)) return nullptr;
     return find_free(block_bytes);
   }

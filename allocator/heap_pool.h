@@ -30,6 +30,8 @@ concept HeapPlacement = requires(const void* p) {
   typename P::Heap;
   // Whether thread caches stand in front (so that a live block may be a cached one).
   { P::kCachesInFront } -> std::convertible_to<bool>;
+  // Whether there is one heap only (then nothing is tried before it grows).
+  { P::kOneHeap } -> std::convertible_to<bool>;
   // The heap whose committed memory holds p, or nullptr: constant time, no lock; and the
   // same for a p known to be some heap's.
   { P::owner_of(p) } -> std::same_as<typename P::Heap*>;
@@ -79,10 +81,10 @@ class HeapPool {
     const std::size_t block = Map::block_size(i);
     BlockChain chain;
     Block* last = nullptr;
-    from_some_heap([&](auto& heap) -> Block* {
+    from_some_heap([&](auto& heap, Growth growth) -> Block* {
       const int saved_errno = errno;
       while (chain.count < n) {
-        Block* b = heap.allocate(block);
+        Block* b = heap.allocate(block, growth);
         if (b == nullptr) break;
         if (b->size() != block) {  // a block a little too big: not for a bin
           heap.release(b);
@@ -129,13 +131,14 @@ class HeapPool {
 
   [[gnu::always_inline]] static Block* allocate(unsigned i) {
     const std::size_t block = Map::block_size(i);
-    return from_some_heap([block](auto& heap) { return heap.allocate(block); });
+    return from_some_heap([block](auto& heap, Growth g) { return heap.allocate(block, g); });
   }
 
   static void* allocate_aligned(std::size_t alignment, std::size_t bytes) {
     const std::size_t block = Map::block_for(bytes);
-    Block* b = from_some_heap(
-        [block, alignment](auto& heap) { return heap.allocate_aligned(block, alignment); });
+    Block* b = from_some_heap([block, alignment](auto& heap, Growth g) {
+      return heap.allocate_aligned(block, alignment, g);
+    });
     return b != nullptr ? b->payload() : nullptr;
   }
 
@@ -167,7 +170,7 @@ class HeapPool {
 
   // A live block of `block` bytes (a multiple of 16, any size), or nullptr with ENOMEM.
   static Block* allocate_bytes(std::size_t block) {
-    return from_some_heap([block](auto& heap) { return heap.allocate(block); });
+    return from_some_heap([block](auto& heap, Growth g) { return heap.allocate(block, g); });
   }
 
   // Decay: every heap's free memory freed at or before `cutoff_ms` goes back.
@@ -203,12 +206,19 @@ class HeapPool {
 
  private:
   // Reads the payload of a block that may be poisoned, hence unchecked.
-  // Every block leaves the heaps through here. With caches in front, the key (the secret)
-  // is chosen first: unchosen it reads 0, which a fresh block's word holds.
+  // Every block leaves the heaps through here: f(heap, growth) allocates from a heap under
+  // its lock. It runs first without growth on each heap in turn (the caller's first), so that
+  // no heap grows while another holds free memory that fits, then with growth. With caches in
+  // front, the key (the secret) is chosen first: unchosen it reads 0, which a fresh block's
+  // word holds.
   template <class F>
   [[gnu::always_inline]] static Block* from_some_heap(F f) {
     if constexpr (Placement::kCachesInFront) choose_process_secret();
-    return Placement::with_some_heap(f);
+    if constexpr (!Placement::kOneHeap) {
+      auto fitting = [&f](auto& heap) { return f(heap, Growth::kNone); };
+      if (Block* b = Placement::with_some_heap(fitting)) return b;
+    }
+    return Placement::with_some_heap([&f](auto& heap) { return f(heap, Growth::kAllowed); });
   }
 
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH static bool is_cached(const Block* b) {

@@ -20,6 +20,7 @@ class OneHeap {
   using Map = allocator::SizeMap<allocator::PowerOfTwoClasses>;
   using Heap = allocator::LockedHeap<platform::ReservedRange, Map::kMaxBlock>;
   static constexpr bool kCachesInFront = false;
+  static constexpr bool kOneHeap = true;
 
   [[gnu::always_inline]] static Heap* owner_of(const void* p) {
     return heap_.contains(p) ? &heap_ : nullptr;

@@ -48,6 +48,7 @@ class Partitions {
   using Map = allocator::SizeMap<allocator::QuarterPowerClasses>;
   using Heap = PartitionHeap;
   static constexpr bool kCachesInFront = true;
+  static constexpr bool kOneHeap = false;
   // A free area of address space found for all partitions together and shared out among
   // them as places to grow into (nothing is reserved there until a partition grows).
   static constexpr std::size_t kAreaBytes = std::size_t{64} << 30;

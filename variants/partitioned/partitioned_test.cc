@@ -97,6 +97,31 @@ TEST(PartitionedTest, WhenEveryPartitionIsBusyTheCallerWaitsForItsHome) {
   Partitioned::deallocate(got.load(), "free");
 }
 
+TEST(PartitionedTest, AHomeWithoutRoomBorrowsAnotherPartitionsFreeMemoryBeforeGrowing) {
+  if (Partitions::partition_count() < 2) GTEST_SKIP() << "one CPU: there is no other partition";
+  Partitioned::deallocate(Partitioned::allocate(1), "free");  // set up
+  const unsigned home = Partitions::home_partition();
+  const unsigned other = (home + 1) % Partitions::partition_count();
+  auto stats_of = [](unsigned i) {
+    return Partitions::partition(i).locked([](auto& heap) { return heap.stats(); });
+  };
+  constexpr std::size_t kRequest = 600 * 1024;  // a class block (640 KiB), from the heaps
+  const auto before = stats_of(home);
+  if (before.free_bytes + before.cached_bytes >= kRequest) {
+    GTEST_SKIP() << "the home partition has room of its own: nothing to borrow";
+  }
+  // Free memory in the other partition that fits the request.
+  Partitions::partition(other).locked([](auto& heap) {
+    heap.release(heap.allocate(kRequest + (64 << 10)));
+    return 0;
+  });
+  void* p = Partitioned::allocate(kRequest);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(index_of(Partitions::owner_of(p)), other) << "served from the other's free memory";
+  EXPECT_EQ(stats_of(home).committed_bytes, before.committed_bytes) << "the home did not grow";
+  Partitioned::deallocate(p, "free");
+}
+
 TEST(PartitionedTest, FreesFromAnotherThreadCoalesceInTheOwningPartition) {
   void* x = nullptr;
   void* y = nullptr;
