@@ -272,17 +272,18 @@ struct Replay {
   // trace-order peak), and the allocator's statistics with their breakdown, taken whenever
   // they reach a new high by 1/32 (by one thread at a time; the others run on meanwhile).
   std::atomic<std::int64_t> live_now{0};
-  std::int64_t live_at_snapshot = 0;
+  std::atomic<std::int64_t> live_at_snapshot{0};
   std::atomic_flag snapshotting = ATOMIC_FLAG_INIT;
   allocator::Statistics at_peak{};
 
   void maybe_snapshot(const allocator::ApiTable& api) {
     const std::int64_t live = live_now.load(std::memory_order_relaxed);
-    if (api.statistics == nullptr || live <= live_at_snapshot + live_at_snapshot / 32) return;
+    const std::int64_t last = live_at_snapshot.load(std::memory_order_relaxed);
+    if (api.statistics == nullptr || live <= last + last / 32) return;
     if (snapshotting.test_and_set(std::memory_order_acquire)) return;
-    if (live > live_at_snapshot + live_at_snapshot / 32) {
+    if (live > live_at_snapshot.load(std::memory_order_relaxed) * 33 / 32) {
       api.statistics(&at_peak, 1);
-      live_at_snapshot = live;
+      live_at_snapshot.store(live, std::memory_order_relaxed);
     }
     snapshotting.clear(std::memory_order_release);
   }
@@ -400,8 +401,9 @@ PeakBreakdown peak_breakdown(const Replay& replay) {
   const allocator::Statistics& s = replay.at_peak;
   if (!s.has_breakdown) return {};
   return PeakBreakdown{true, s.breakdown, s.heap_peak_committed_bytes + s.peak_mapped_bytes,
-                       static_cast<std::uint64_t>(replay.live_at_snapshot),
-                       static_cast<std::int64_t>(s.breakdown.live_bytes) - replay.live_at_snapshot};
+                       static_cast<std::uint64_t>(replay.live_at_snapshot.load()),
+                       static_cast<std::int64_t>(s.breakdown.live_bytes) -
+                           replay.live_at_snapshot.load()};
 }
 
 void print_breakdown(const PeakBreakdown& b) {
