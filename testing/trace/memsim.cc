@@ -5,11 +5,13 @@
 // every earlier operation on that slot (in trace order, on whatever thread) is done, so
 // cross-thread frees happen as recorded.
 //   memsim [--allocator VARIANT|system] [--json FILE]
-//          [--verify] [--idle-ms N] TRACE
+//          [--verify] [--idle-ms N] [--breakdown] TRACE
 // `system` is the process's own malloc: run memsim under LD_PRELOAD to measure any peer.
 // Each new block gets one byte written per page (so resident memory means something);
 // --verify also marks each block's first and last byte and checks them before it is freed
-// or resized. --idle-ms N adds the idle phase: every block the trace left live is freed, the
+// or resized. --breakdown reports where a variant's memory goes at the replay's peak live
+// bytes (its statistics' breakdown, taken as live bytes near the peak reach new highs: a walk
+// of the heaps each time, which the reported time includes). --idle-ms N adds the idle phase: every block the trace left live is freed, the
 // process sleeps N ms, makes one more malloc and free of 1 MiB (a slow path in every
 // allocator: in a polymalloc variant, its tick gives back what sat unused past
 // POLYMALLOC_RELEASE_DELAY_MS; fast paths read no clock), and reports the RSS.
@@ -50,7 +52,7 @@ std::string allocator_names(const char* separator) {
   std::fprintf(stderr,
                "memsim: %s\n"
                "usage: memsim [--allocator %s]\n"
-               "              [--json FILE] [--verify] [--idle-ms N] TRACE\n",
+               "              [--json FILE] [--verify] [--idle-ms N] [--breakdown] TRACE\n",
                message.c_str(), allocator_names("|").c_str());
   std::exit(2);
 }
@@ -74,6 +76,7 @@ struct Options {
   std::string json;
   std::string trace;
   bool verify = false;
+  bool breakdown = false;
   long idle_ms = -1;  // no idle phase
 };
 
@@ -94,6 +97,8 @@ Options parse_options(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--verify") {
       o.verify = true;
+    } else if (arg == "--breakdown") {
+      o.breakdown = true;
     } else if (arg == "--idle-ms") {
       if (i + 1 >= argc) usage_error(arg + " needs a value");
       o.idle_ms = parse_idle_ms(argv[++i]);
@@ -277,9 +282,13 @@ struct Replay {
   allocator::Statistics at_peak{};
 
   void maybe_snapshot(const allocator::ApiTable& api) {
+    if (!options.breakdown || api.statistics == nullptr) return;
     const std::int64_t live = live_now.load(std::memory_order_relaxed);
     const std::int64_t last = live_at_snapshot.load(std::memory_order_relaxed);
-    if (api.statistics == nullptr || live <= last + last / 32) return;
+    // (only from half the trace-order peak on: the walks are not free)
+    if (live <= last + last / 32 || 2 * static_cast<std::uint64_t>(live) < trace.peak_live_bytes) {
+      return;
+    }
     if (snapshotting.test_and_set(std::memory_order_acquire)) return;
     if (live > live_at_snapshot.load(std::memory_order_relaxed) * 33 / 32) {
       api.statistics(&at_peak, 1);

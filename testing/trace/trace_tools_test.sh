@@ -43,6 +43,33 @@ for allocator in "${variants[@]}" system; do
   done
 done
 
+# --breakdown: where a variant's memory goes at the replay's peak live bytes (taken within 1/32
+# of that peak), with the request and the rounding split; none for the system malloc, and
+# none without the option.
+for allocator in "${variants[@]}" system; do
+  json="$work/$allocator.breakdown.json"
+  if ! out=$("$memsim" --allocator "$allocator" --breakdown --json "$json" "$work/a.trace" 2>&1); then
+    fail "breakdown on $allocator: $out"
+  fi
+  if python3 - "$json" "$allocator" <<'PY'; then
+import json, sys
+r = json.load(open(sys.argv[1]))
+b = r["breakdown_at_peak"]
+if sys.argv[2] == "system":
+    sys.exit(0 if b is None else 1)
+peak = r["peak_live_bytes"]
+ok = (peak * 31 // 32 <= b["requested_bytes"] <= peak and b["live_blocks"] > 0
+      and b["header_bytes"] == 16 * b["live_blocks"] and b["requested_bytes"] + b["rounding_bytes"] > 0)
+sys.exit(0 if ok else 1)
+PY
+    echo "ok   breakdown on $allocator: $(grep 'at peak live' <<<"$out" || echo none)"
+  else
+    fail "breakdown on $allocator: $(cat "$json")"
+  fi
+done
+grep -q '"breakdown_at_peak": null' "$work/${variants[0]}.a.json" ||
+  fail "a breakdown without --breakdown: $(cat "$work/${variants[0]}.a.json")"
+
 # The idle phase: with a short release delay, what the trace held goes back before memsim
 # reads the RSS after its idle time, so that figure is a number below the peak.
 "$genrandms" --seed 5 --ops 2000 --slots 64 --min-size 64k --max-size 2m >"$work/large.trace"
