@@ -14,8 +14,8 @@ inline constexpr std::size_t kHoleBytes = 4096;
 // Where the memory a variant holds goes, part by part (each byte in exactly one part):
 //   live + headers + reusable + holes + cached + structure + released
 //       = heap_committed_bytes + mapped_bytes
-// (signal_safe's heap_committed_bytes leaves its released pages out: add them there)
-// and kept mappings (the mapping cache) besides. What the client asked for is not known to
+// and kept mappings (the mapping cache) besides. (signal_safe's heap_committed_bytes leaves
+// its released pages out: add them to it there.) What the client asked for is not known to
 // the allocator (free() is not told); a replay that knows it (memsim) splits `live` into the
 // request and the rounding to the block.
 struct MemoryBreakdown {

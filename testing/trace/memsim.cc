@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -415,44 +416,48 @@ PeakBreakdown peak_breakdown(const Replay& replay) {
                            replay.live_at_snapshot.load()};
 }
 
-void print_breakdown(const PeakBreakdown& b) {
+// The breakdown's parts, in report order: the text's label and the JSON's key of each.
+struct BreakdownPart {
+  const char* label;
+  const char* key;
+  long long value;
+};
+
+std::array<BreakdownPart, 10> parts_of(const PeakBreakdown& b) {
   const allocator::MemoryBreakdown& p = b.parts;
-  std::printf(
-      "  at peak live: requested %llu, rounding %lld, headers %llu (%llu blocks), free "
-      "reusable %llu, holes %llu, cached %llu, heap structure %llu, released %llu, kept "
-      "mappings %llu; the heaps' peak so far %llu, by the end %llu\n",
-      static_cast<unsigned long long>(b.requested), static_cast<long long>(b.rounding),
-      static_cast<unsigned long long>(p.header_bytes),
-      static_cast<unsigned long long>(p.live_blocks),
-      static_cast<unsigned long long>(p.reusable_bytes),
-      static_cast<unsigned long long>(p.hole_bytes),
-      static_cast<unsigned long long>(p.cached_bytes),
-      static_cast<unsigned long long>(p.structure_bytes),
-      static_cast<unsigned long long>(p.released_bytes),
-      static_cast<unsigned long long>(p.kept_mapping_bytes),
-      static_cast<unsigned long long>(b.peak_committed),
-      static_cast<unsigned long long>(b.final_peak_committed));
+  auto bytes = [](std::uint64_t n) { return static_cast<long long>(n); };
+  return {{{"requested", "requested_bytes", bytes(b.requested)},
+           {"rounding", "rounding_bytes", b.rounding},
+           {"headers", "header_bytes", bytes(p.header_bytes)},
+           {"live blocks", "live_blocks", bytes(p.live_blocks)},
+           {"free reusable", "reusable_bytes", bytes(p.reusable_bytes)},
+           {"holes", "hole_bytes", bytes(p.hole_bytes)},
+           {"cached", "cached_bytes", bytes(p.cached_bytes)},
+           {"heap structure", "structure_bytes", bytes(p.structure_bytes)},
+           {"released", "released_bytes", bytes(p.released_bytes)},
+           {"kept mappings", "kept_mapping_bytes", bytes(p.kept_mapping_bytes)}}};
+}
+
+void print_breakdown(const PeakBreakdown& b) {
+  std::printf("  at peak live:");
+  const char* separator = " ";
+  for (const BreakdownPart& part : parts_of(b)) {
+    std::printf("%s%s %lld", separator, part.label, part.value);
+    separator = ", ";
+  }
+  std::printf("; the heaps' peak so far %llu, by the end %llu\n",
+              static_cast<unsigned long long>(b.peak_committed),
+              static_cast<unsigned long long>(b.final_peak_committed));
 }
 
 std::string breakdown_json(const PeakBreakdown& b) {
   if (!b.known) return "null";
-  const allocator::MemoryBreakdown& p = b.parts;
-  char text[512];
-  std::snprintf(text, sizeof text,
-                "{\"requested_bytes\": %llu, \"rounding_bytes\": %lld, \"header_bytes\": %llu, "
-                "\"live_blocks\": %llu, \"reusable_bytes\": %llu, \"hole_bytes\": %llu, "
-                "\"cached_bytes\": %llu, \"structure_bytes\": %llu, \"released_bytes\": %llu, "
-                "\"kept_mapping_bytes\": %llu}",
-                static_cast<unsigned long long>(b.requested), static_cast<long long>(b.rounding),
-                static_cast<unsigned long long>(p.header_bytes),
-                static_cast<unsigned long long>(p.live_blocks),
-                static_cast<unsigned long long>(p.reusable_bytes),
-                static_cast<unsigned long long>(p.hole_bytes),
-                static_cast<unsigned long long>(p.cached_bytes),
-                static_cast<unsigned long long>(p.structure_bytes),
-                static_cast<unsigned long long>(p.released_bytes),
-                static_cast<unsigned long long>(p.kept_mapping_bytes));
-  return text;
+  std::string json = "{";
+  for (const BreakdownPart& part : parts_of(b)) {
+    if (json.size() > 1) json += ", ";
+    json += "\"" + std::string(part.key) + "\": " + std::to_string(part.value);
+  }
+  return json + "}";
 }
 
 int run(const Options& options) {

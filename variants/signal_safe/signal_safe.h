@@ -221,9 +221,12 @@ class StackPool {
   // merged), bigger ones reusable except for their released pages. Everything else carved is
   // live (the caches' blocks included, as the core expects).
   static void add_breakdown(allocator::MemoryBreakdown& parts) {
+    const std::size_t carved_bytes_now = carved_bytes();
+    std::size_t in_blocks = 0;
     for (unsigned i = 0; i < Map::kClasses; ++i) {
       const std::size_t size = Map::block_size(i);
       const std::size_t carved = atomics::load_relaxed(&carved_blocks_[i]);
+      in_blocks += carved * size;
       std::size_t free = stacks_.free_blocks(i);
       if (free > carved) free = carved;  // (counts read while other threads run)
       (size < allocator::kHoleBytes ? parts.hole_bytes : parts.reusable_bytes) += free * size;
@@ -235,11 +238,6 @@ class StackPool {
     if (released > parts.reusable_bytes) released = parts.reusable_bytes;
     parts.reusable_bytes -= released;
     parts.released_bytes += released;
-    const std::size_t carved_bytes_now = carved_bytes();
-    std::size_t in_blocks = 0;
-    for (unsigned i = 0; i < Map::kClasses; ++i) {
-      in_blocks += atomics::load_relaxed(&carved_blocks_[i]) * Map::block_size(i);
-    }
     parts.structure_bytes += carved_bytes_now > in_blocks ? carved_bytes_now - in_blocks : 0;
   }
 
