@@ -212,8 +212,10 @@ class ClassCore {
   // A large block stays in its mapping while the size fits it (and the request is still
   // large, or the block took the mapping to grow into), and grows with mremap. A pool block
   // resizes where it lies if its pool can (a heap, into free neighbours: a heap that serves
-  // large requests, too), else moves: into a cached mapping of any size, for a pool that
-  // cannot grow blocks (the block will likely go on growing into it), or a fresh block.
+  // large requests, too), else moves: to the top of its heap, for a heap block of a page or
+  // more that grows (where it can go on growing in place), into a cached mapping of any size,
+  // for a pool that cannot grow blocks (the block will likely go on growing into it), or a
+  // fresh block.
   static void* reallocate(void* p, std::size_t bytes) {
     Block* b = Block::of_payload(p);
     const std::size_t block = Map::block_for(bytes);
@@ -223,8 +225,20 @@ class ClassCore {
       if (block == 0) return payload_of(large_.resize(b, bytes));
       return move_to_fresh<ClassCore>(allocate(bytes), p, bytes);  // shrinking below a mapping
     }
-    if (void* resized = Pool::resize(p, block != 0 ? block : heap_block_for(bytes))) {
-      return resized;
+    // The commonest realloc, a buffer growing a little at a time, stays in its class: the
+    // block is checked as free()'s fast path checks it (owned, live, not cached), and no lock
+    // is taken. Its boundary tags are checked when it is freed or leaves its class.
+    const std::size_t header = b->size_flags_unlocked();
+    if (block != 0 && Block::size_in(header) == block && Pool::is_live(b, header)) [[likely]]
+      return p;
+    const std::size_t wanted = block != 0 ? block : heap_block_for(bytes);  // 0: a mapping
+    if (void* resized = Pool::resize(p, wanted)) return resized;
+    if constexpr (requires { Pool::allocate_to_grow(p, wanted); }) {
+      if (wanted != 0 && bytes > Pool::usable_size(p, "realloc")) {
+        if (Block* top = Pool::allocate_to_grow(p, wanted)) {
+          return move_to_fresh<ClassCore>(top->payload(), p, bytes);
+        }
+      }
     }
     if constexpr (Pool::kGrowsIntoCachedMappings) {
       if (bytes > Pool::usable_size(p, "realloc")) {

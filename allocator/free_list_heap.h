@@ -98,6 +98,10 @@ class FreeListHeap {
   // full: a small class's is consolidated before it takes another block, and a block of a
   // big class that finds its list full coalesces at once.
   static constexpr std::size_t kQuickCapBytes = std::size_t{64} << 10;
+  // A block growing by realloc that must move takes the top (allocate_at_top()) from this
+  // size up: a buffer of a page or more that grew once will likely grow again, and smaller
+  // ones are better off in the holes a best fit finds them.
+  static constexpr std::size_t kMinTopGrowerBlock = std::size_t{4} << 10;
 
   template <class... Args>
   constexpr explicit FreeListHeap(Args&&... args) : source_(std::forward<Args>(args)...) {}
@@ -223,17 +227,29 @@ class FreeListHeap {
     return b;
   }
 
-  // Makes `b` at least `new_bytes` by absorbing a free right neighbour (any excess goes back
-  // to the free lists). Never moves `b`; false (nothing changed) if the neighbour is too small.
+  // Makes `b` at least `new_bytes` by taking the front of a free right neighbour. What is left
+  // of the neighbour stays free with its date, and takes its place on its list when it still
+  // belongs there (a buffer growing into the free top moves no list and reads no clock).
+  // Never moves `b`; false (nothing changed) if the neighbour is too small.
   POLYMALLOC_UNCHECKED_BY_ASAN bool grow_in_place(Block* b, std::size_t new_bytes) {
     const std::size_t size = b->size();
     if (new_bytes <= size) return true;
     Block* right = b->right();
     if (right->in_use() || size + right->size() < new_bytes) return false;
-    unlink(right);
-    set_size_keep_flags(b, size + right->size());
-    b->right()->clear_flags(Block::kPrevFree);
-    split_tail(b, new_bytes);
+    const std::size_t rest = size + right->size() - new_bytes;
+    if (rest < kMinBlock) {
+      unlink(right);
+      set_size_keep_flags(b, size + right->size());
+      b->right()->clear_flags(Block::kPrevFree);
+    } else {
+      const std::uint64_t freed = rest >= kDatedBlock ? freed_at(right) : 0;
+      // refile() reads all of `right` before it writes the remainder's header, which may
+      // overlap right's links when the step is small.
+      Block* tail = Block::at(reinterpret_cast<unsigned char*>(b) + new_bytes);
+      refile(right, tail, rest, freed);
+      unpoison_live(tail, Block::kHeaderBytes);
+      set_size_keep_flags(b, new_bytes);
+    }
     unpoison_live(b->payload(), b->size() - Block::kHeaderBytes);
     return true;
   }
@@ -252,6 +268,19 @@ class FreeListHeap {
     const std::uintptr_t end = top_->end;
     if (!grow(missing) || top_->end == end) return false;  // a new region: b cannot use it
     return grow_in_place(b, new_bytes);
+  }
+
+  // A block of `block_bytes` (at least kMinTopGrowerBlock) carved from the front of the free
+  // block that ends the newest region, for a block growing by realloc that cannot grow where
+  // it lies: it lands where it can go on growing in place (into the rest of that free block,
+  // then by grow_at_top()), as a growing buffer does at the top of glibc's heap. nullptr if
+  // the request is smaller or the region does not end in a free block that big.
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* allocate_at_top(std::size_t block_bytes) {
+    if (block_bytes < kMinTopGrowerBlock || top_ == nullptr) return nullptr;
+    Block* fence = fence_of(top_);
+    if (!fence->prev_free()) return nullptr;
+    Block* f = fence->left();
+    return f->size() >= block_bytes ? carve(f, block_bytes) : nullptr;
   }
 
   // Makes room for `new_bytes` by merging `b` with a free left neighbour (and a free right

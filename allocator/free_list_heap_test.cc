@@ -365,5 +365,54 @@ TEST(FreeListHeapTest, ASmallBlockJoiningAnAgedFreeBlockKeepsItsAge) {
   EXPECT_HEAP_OK(heap);
 }
 
+TEST(FreeListHeapTest, GrowingIntoAFreeNeighbourLeavesTheRestFreeWithItsAge) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  Block* a = heap.allocate(64);
+  Block* big = heap.allocate(std::size_t{256} << 10);
+  Block* guard = heap.allocate(64);
+  ASSERT_EQ(big, a->right());
+  heap.release(big);
+  usleep(60000);  // the coarse clock steps by a scheduler tick (at most 10 ms)
+  const std::uint64_t before_growth = platform::os_coarse_ms();
+  const std::size_t free_blocks = heap.stats().free_blocks;
+  // Steps of 16 bytes (the rest's header lands on the old neighbour's links), then big ones.
+  for (std::size_t size = 80; size <= 160; size += 16) {
+    ASSERT_TRUE(heap.grow_in_place(a, size));
+    EXPECT_EQ(a->size(), size);
+    EXPECT_HEAP_OK(heap);
+  }
+  for (std::size_t size = 4096; size <= (std::size_t{128} << 10); size *= 2) {
+    ASSERT_TRUE(heap.grow_in_place(a, size));
+    EXPECT_EQ(a->size(), size);
+  }
+  EXPECT_EQ(heap.stats().free_blocks, free_blocks) << "the rest took the neighbour's place";
+  EXPECT_HEAP_OK(heap);
+  EXPECT_GE(heap.release_aged(before_growth - 20), std::size_t{64} << 10)
+      << "the rest is as old as the free block it was part of";
+  heap.release(a);
+  heap.release(guard);
+  EXPECT_HEAP_OK(heap);
+}
+
+TEST(FreeListHeapTest, AllocateAtTopTakesTheFrontOfTheFreeBlockThatEndsTheNewestRegion) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  Block* low = heap.allocate(std::size_t{8} << 10);
+  Block* hole_maker = heap.allocate(64);
+  Block* high = heap.allocate(std::size_t{8} << 10);
+  heap.release(low);  // a hole that a best fit would choose for 8 KiB
+  EXPECT_EQ(heap.allocate_at_top(1024), nullptr) << "a block under a page is better off in a hole";
+  Block* top = heap.allocate_at_top(std::size_t{8} << 10);
+  ASSERT_NE(top, nullptr);
+  EXPECT_EQ(top, high->right()) << "the front of the free top, not the hole";
+  EXPECT_TRUE(top->in_use());
+  ASSERT_TRUE(heap.grow_in_place(top, std::size_t{64} << 10)) << "free space lies above it";
+  EXPECT_HEAP_OK(heap);
+  EXPECT_EQ(heap.allocate_at_top(std::size_t{64} << 20), nullptr) << "more than the free top";
+  heap.release(top);
+  heap.release(high);
+  heap.release(hole_maker);
+  EXPECT_HEAP_OK(heap);
+}
+
 }  // namespace
 }  // namespace polymalloc::allocator

@@ -164,6 +164,13 @@ class HeapPool {
     return Placement::heap_of_owned(b).resize_in_place(b, block);
   }
 
+  // A live block of `block` bytes at the top of p's heap, for p, a block growing by realloc
+  // that cannot grow where it lies (FreeListHeap::allocate_at_top()); nullptr if none.
+  static Block* allocate_to_grow(const void* p, std::size_t block) {
+    Heap& heap = Placement::heap_of_owned(Block::of_payload(const_cast<void*>(p)));
+    return heap.locked([block](auto& h) { return h.allocate_at_top(block); });
+  }
+
   static constexpr bool large_blocks_enabled() { return true; }
   static constexpr bool kServesLargeBlocks = true;
   static constexpr bool kGrowsIntoCachedMappings = false;
