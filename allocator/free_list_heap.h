@@ -244,10 +244,10 @@ class FreeListHeap {
     } else {
       const std::uint64_t freed = rest >= kDatedBlock ? freed_at(right) : 0;
       // refile() reads all of `right` before it writes the remainder's header, which may
-      // overlap right's links when the step is small.
+      // overlap right's links when the step is small (so it is not written here first).
       Block* tail = Block::at(reinterpret_cast<unsigned char*>(b) + new_bytes);
+      unpoison_live(tail, Block::kHeaderBytes);  // marks the header's bytes; writes none
       refile(right, tail, rest, freed);
-      unpoison_live(tail, Block::kHeaderBytes);
       set_size_keep_flags(b, new_bytes);
     }
     unpoison_live(b->payload(), b->size() - Block::kHeaderBytes);
