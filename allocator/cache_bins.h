@@ -29,6 +29,12 @@ enum class CacheState : std::uint32_t {
 // need no test of the cache's state; a push fails, a pop finds nothing, and both go slow).
 enum class BinsStart { kOpen, kClosed };
 
+// A free block and its class.
+struct ClassBlock {
+  Block* block;
+  unsigned i;
+};
+
 // Bins for the first kBins classes of size map Map. A bin holds at most kBinBytes (and at
 // most kMaxBinCount blocks, at least 2), and moves half of that to or from the pool at a time:
 // a program that holds a batch of 32 blocks of up to 2 KiB at a time runs in its cache.
@@ -41,6 +47,10 @@ class CacheBins {
  public:
   static constexpr std::size_t kBinBytes = std::size_t{64} << 10;
   static constexpr std::uint32_t kMaxBinCount = 64;
+  // The big slot takes blocks above the bins' classes up to this size, and this many threads
+  // at most hold one at a time: together they keep at most 8 MiB.
+  static constexpr std::size_t kBigSlotMaxBlock = std::size_t{512} << 10;
+  static constexpr std::uint32_t kBigSlotCredits = 16;
   static constexpr unsigned kBinCount = kBins;
   static_assert(kBins >= 1 && kBins <= Map::kClasses);
   // The largest block the bins keep.
@@ -114,15 +124,55 @@ class CacheBins {
     return BlockChain{first, n};
   }
 
+  // ---- the big slot: one free block of a class above the bins' ----
+  // A program that keeps replacing one big buffer (a frame, a request body) takes it straight
+  // back from its thread instead of from the shared pool. The slot keeps the first block
+  // freed into it until a request of its class takes it, or one of another class empties it
+  // (ClassCore): a thread that frees many big blocks keeps the first, not the last, which is
+  // likelier to lie at the top of a heap where it would stop a trim. It holds a block only
+  // while its thread holds one of the process's few slot credits (ClassCore), which bounds
+  // what all slots keep together. The block in it is a one-block chain (its link is null).
+
+  // The block of class i in the slot, taken out; nullptr if the slot holds none of class i.
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* take_big(unsigned i) {
+    if (big_ == nullptr || big_class_ != i) return nullptr;
+    Block* b = big_;
+    big_ = nullptr;
+    atomics::store_relaxed(&big_bytes_, std::size_t{0});
+    return b;
+  }
+
+  // Puts free block b of class i into the slot if it is empty; false if it holds a block.
+  POLYMALLOC_UNCHECKED_BY_ASAN bool put_big(Block* b, unsigned i) {
+    if (big_ != nullptr) return false;
+    b->set_next(nullptr);
+    big_ = b;
+    big_class_ = i;
+    atomics::store_relaxed(&big_bytes_, Map::block_size(i));
+    return true;
+  }
+
+  // Empties the slot: what it held (its block is nullptr if nothing).
+  POLYMALLOC_UNCHECKED_BY_ASAN ClassBlock take_any_big() {
+    const ClassBlock old{big_, big_class_};
+    big_ = nullptr;
+    atomics::store_relaxed(&big_bytes_, std::size_t{0});
+    return old;
+  }
+
+  // Whether this cache's thread holds a slot credit (ClassCore acquires and returns it).
+  bool has_big_credit() const { return big_credit_; }
+  void set_big_credit(bool held) { big_credit_ = held; }
+
   // Read by other threads (statistics) while the owner runs: counts are atomic words.
   std::uint32_t count(unsigned i) const { return atomics::load_relaxed(&bins_[i].count); }
   std::size_t cached_bytes() const {
-    std::size_t bytes = 0;
+    std::size_t bytes = atomics::load_relaxed(&big_bytes_);
     for (unsigned i = 0; i < kBins; ++i) bytes += count(i) * Map::block_size(i);
     return bytes;
   }
   std::size_t cached_blocks() const {
-    std::size_t blocks = 0;
+    std::size_t blocks = atomics::load_relaxed(&big_bytes_) != 0 ? 1 : 0;
     for (unsigned i = 0; i < kBins; ++i) blocks += count(i);
     return blocks;
   }
@@ -141,6 +191,14 @@ class CacheBins {
         }
       }
       if (n != bins_[i].count) return "cache bin shorter than its count";
+    }
+    if (big_ != nullptr) {
+      const char* wrong = big_->next() != nullptr ? "big slot's block linked to another"
+                                                  : valid(big_, big_class_);
+      if (wrong != nullptr) {
+        if (where != nullptr) *where = big_;
+        return wrong;
+      }
     }
     return nullptr;
   }
@@ -183,6 +241,10 @@ class CacheBins {
   }();
 
   std::array<Bin, kBins + 1> bins_ = kOpenBins;  // and the spare, always empty and full
+  Block* big_ = nullptr;
+  unsigned big_class_ = 0;
+  std::size_t big_bytes_ = 0;  // the slot's block's size, for other threads' statistics
+  bool big_credit_ = false;
 };
 
 }  // namespace polymalloc::allocator

@@ -119,6 +119,9 @@ class ClassCore {
   // The largest request the caches serve.
   static constexpr std::size_t kMaxCachedRequest =
       Caches::kBins == 0 ? 0 : Map::block_size(Caches::kBins - 1) - Block::kHeaderBytes;
+  // The classes from kBins up to this one go into a cache's big slot (cache_bins.h).
+  static constexpr unsigned kBigSlotClasses =
+      Caches::kBins == 0 ? 0 : Map::classes_up_to(Bins::kBigSlotMaxBlock);
 
   // Every function is noexcept (nothing here throws), which also lets the fast paths jump to
   // their slow paths instead of calling them.
@@ -332,9 +335,14 @@ class ClassCore {
     Pool::after_fork_in_parent();
     Caches::after_fork_in_parent();
   }
+  // The dead threads' caches are abandoned with their slot credits: the credits left are
+  // counted again from the caches that live on.
   static void after_fork_in_child() {
     Pool::after_fork_in_child();
     Caches::after_fork_in_child();
+    std::uint32_t held = 0;
+    Caches::for_each([&held](const auto& cache) { held += cache.has_big_credit() ? 1 : 0; });
+    atomics::store_relaxed(&big_credits_, Bins::kBigSlotCredits - held);
   }
 
   // Empties a cache into the pool (thread exit, trim, a fork child's dead threads).
@@ -342,6 +350,12 @@ class ClassCore {
   static void flush(Cache& cache) {
     tick();
     for (unsigned i = 0; i < Caches::kBins; ++i) Pool::give(i, cache.take_oldest(i, 0));
+    const ClassBlock big = cache.take_any_big();
+    if (big.block != nullptr) Pool::give(big.i, BlockChain{big.block, 1});
+    if (cache.has_big_credit()) {
+      cache.set_big_credit(false);
+      return_big_credit();
+    }
   }
 
  private:
@@ -385,6 +399,15 @@ class ClassCore {
         }
       }
     }
+    if (i >= Caches::kBins && i < kBigSlotClasses) {
+      if (auto cache = Caches::enter_or_set_up()) {
+        if (Block* b = cache->take_big(i)) return Pool::hand_out(b, i);
+        // The slot's block is not what this thread asks for now: back to the pool, and the
+        // slot takes the next big block freed.
+        const ClassBlock other = cache->take_any_big();
+        if (other.block != nullptr) Pool::give(other.i, BlockChain{other.block, 1});
+      }
+    }
     // Uncached, or the pool had no block of exactly the class for a cache (a heap may hand
     // out one a little bigger), or none at all (then this fails too, with ENOMEM).
     return payload_of(Pool::allocate(i));
@@ -394,13 +417,16 @@ class ClassCore {
   // pool, then b joins it), no cache, a class the cache does not keep, an aligned payload,
   // misuse (which the pool reports).
   [[gnu::noinline]] static void deallocate_slow(void* p, const char* call) noexcept {
-    tick();
     Block* b = Block::of_payload(p);
     const std::size_t header = b->size_flags_unlocked();
     const unsigned i = Map::class_of_block(Block::size_in(header));
-    if (i < Caches::kBins && Pool::is_live(b, header)) {
-      if (auto cache = Caches::enter_or_set_up()) return cache_evicting(*cache, b, i);
+    if (i < kBigSlotClasses && Pool::is_live(b, header)) {
+      if (auto cache = Caches::enter_or_set_up()) {
+        if (i < Caches::kBins) return cache_evicting(*cache, b, i);
+        if (keep_big(*cache, b, i)) return;
+      }
     }
+    tick();  // (a block that stays in a cache is as cheap as the fast path: no clock read)
     if constexpr (requires { Pool::block_of_aligned(p, call); }) {
       if (Block* own = Pool::block_of_aligned(p, call)) {  // an aligned payload inside it
         const unsigned k = Map::class_of_block(own->size());
@@ -416,11 +442,36 @@ class ClassCore {
   template <class Cache>
   static void cache_evicting(Cache& cache, Block* b, unsigned i) noexcept {
     if (!cache.push(i, b)) {
+      tick();
       Pool::give(i, cache.take_oldest(i, Caches::batch(i)));
       cache.push(i, b);
     }
     Pool::mark_cached(b, i);
   }
+
+  // Puts live block b of big class i into the cache's big slot; false if the slot is taken,
+  // or the cache's thread holds no slot credit and none is left.
+  template <class Cache>
+  static bool keep_big(Cache& cache, Block* b, unsigned i) noexcept {
+    if (!cache.has_big_credit()) {
+      if (!take_big_credit()) return false;
+      cache.set_big_credit(true);
+    }
+    if (!cache.put_big(b, i)) return false;
+    Pool::mark_cached(b, i);
+    return true;
+  }
+
+  // The slot credits: a thread takes one when its cache first keeps a big block and gives it
+  // back when the cache is emptied (thread exit, trim). Lock-free, for signal_safe.
+  static bool take_big_credit() noexcept {
+    std::uint32_t left = atomics::load_relaxed(&big_credits_);
+    while (left != 0) {
+      if (atomics::cas_relaxed(&big_credits_, left, left - 1)) return true;
+    }
+    return false;
+  }
+  static void return_big_credit() noexcept { atomics::fetch_add_relaxed(&big_credits_, 1u); }
 
   // The size disagrees with the header, or anything deallocate_slow() handles. A size
   // bigger than the block, or one of another class than a block of exactly a class size
@@ -505,6 +556,7 @@ class ClassCore {
   }
 
   static inline constinit std::size_t heap_threshold_ = kLargeBlockBytes;
+  static inline constinit std::uint32_t big_credits_ = Bins::kBigSlotCredits;
 
   static void flush_my_cache() {
     if (auto cache = Caches::enter()) flush(*cache);

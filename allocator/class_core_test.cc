@@ -8,8 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "allocator/heap_pool.h"
@@ -157,6 +159,94 @@ TYPED_TEST(ClassCoreTest, SizedDeleteTakesTheClassFromTheSize) {
   Core::deallocate_sized(p, 48, "operator delete");
 }
 
+TYPED_TEST(ClassCoreTest, ABigBlockFreedComesBackFromTheCallersBigSlot) {
+  using Core = typename TestFixture::TestedCore;
+  using Map = typename TestFixture::TestedMap;
+  using Caches = typename TestConfig<TypeParam>::Caches;
+  constexpr std::size_t kBytes = std::size_t{256} << 10;
+  ASSERT_GT(Map::block_for(kBytes), Caches::Bins::kMaxBlock) << "above the bins";
+  ASSERT_LE(Map::block_for(kBytes), Caches::Bins::kBigSlotMaxBlock) << "the slot takes it";
+  Core::trim(0);  // empties the caller's cache (earlier tests left blocks in it)
+  void* p = Core::allocate(kBytes);
+  ASSERT_NE(p, nullptr);
+  const Statistics before = Core::statistics();
+  const std::size_t in_bins = Caches::enter()->cached_bytes();
+  Core::deallocate(p, "free");
+  EXPECT_EQ(Caches::enter()->cached_bytes(), in_bins + Map::block_for(kBytes))
+      << "kept in the slot";
+  EXPECT_EQ(Core::statistics().heap_in_use_bytes() + Map::block_for(kBytes),
+            before.heap_in_use_bytes())
+      << "a slotted block counts as free";
+  EXPECT_EQ(Core::allocate(kBytes), p) << "taken straight back";
+  constexpr std::size_t kOther = kBytes / 2 + kBytes / 4;  // another big class
+  void* other = Core::allocate(kOther);
+  Core::deallocate(p, "free");
+  Core::deallocate(other, "free");  // the slot is taken: to the pool
+  EXPECT_EQ(Caches::enter()->cached_bytes(), in_bins + Map::block_for(kBytes));
+  void* again = Core::allocate(kOther);  // not the slot's class: the slot is emptied
+  EXPECT_EQ(Caches::enter()->cached_bytes(), in_bins);
+  Core::deallocate(again, "free");  // and takes the next big block freed
+  EXPECT_EQ(Caches::enter()->cached_bytes(), in_bins + Map::block_for(kOther));
+  Core::trim(0);  // empties the caller's cache, slot included
+  EXPECT_EQ(Caches::enter()->cached_bytes(), 0u);
+}
+
+TYPED_TEST(ClassCoreTest, FewThreadsAtOnceKeepABigBlockAndAThreadThatExitsGivesItsCreditBack) {
+  using Core = typename TestFixture::TestedCore;
+  using Caches = typename TestConfig<TypeParam>::Caches;
+  constexpr std::size_t kBytes = std::size_t{256} << 10;
+  constexpr std::uint32_t kCredits = Caches::Bins::kBigSlotCredits;
+  auto slotted_threads = [] {
+    std::size_t kept = 0;
+    Caches::for_each([&kept](const auto& cache) { kept += cache.has_big_credit() ? 1 : 0; });
+    return kept;
+  };
+  // Threads that keep a big block each and wait until all have freed theirs.
+  std::atomic<unsigned> freed{0};
+  std::atomic<bool> done{false};
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < kCredits + 4; ++t) {
+    threads.emplace_back([&] {
+      Core::deallocate(Core::allocate(kBytes), "free");
+      freed.fetch_add(1);
+      while (!done.load()) std::this_thread::yield();
+    });
+  }
+  while (freed.load() < kCredits + 4) std::this_thread::yield();
+  EXPECT_EQ(slotted_threads(), kCredits) << "the others' blocks went back to the pool";
+  done.store(true);
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(slotted_threads(), 0u) << "exiting threads emptied their slots";
+  std::thread([] {
+    Core::deallocate(Core::allocate(kBytes), "free");
+    EXPECT_TRUE(Caches::enter()->has_big_credit()) << "the credits came back";
+  }).join();
+}
+
+TYPED_TEST(ClassCoreTest, ReallocWithinTheClassKeepsTheBlockAndGrowingTakesTheTop) {
+  using Core = typename TestFixture::TestedCore;
+  using Map = typename TestFixture::TestedMap;
+  void* p = Core::allocate(100);
+  const std::size_t usable = Core::usable_size(p);
+  EXPECT_EQ(Core::reallocate(p, usable), p) << "the same class";
+  EXPECT_EQ(Map::block_for(usable - 15), Map::block_for(usable));
+  EXPECT_EQ(Core::reallocate(p, usable - 15), p);
+  Core::deallocate(p, "free");
+  // A buffer of a page or more that must move to grow lands at the heap's free top, where
+  // it grows in place from then on.
+  void* held = Core::allocate(4000);  // a block in use after it: no room to grow
+  void* buffer = Core::allocate(5000);
+  void* after = Core::allocate(4000);
+  std::memset(buffer, 0x3c, 5000);
+  buffer = Core::reallocate(buffer, 12000);
+  ASSERT_NE(buffer, nullptr);
+  EXPECT_EQ(static_cast<unsigned char*>(buffer)[4999], 0x3c);
+  EXPECT_EQ(Core::reallocate(buffer, 100000), buffer) << "grew in place at the top";
+  Core::deallocate(buffer, "free");
+  Core::deallocate(held, "free");
+  Core::deallocate(after, "free");
+}
+
 template <class Core>
 void delete_with_the_wrong_size() {
   void* p = Core::allocate(24);
@@ -176,6 +266,18 @@ TEST(ClassCoreDeathTest, ADoubleFreeOfACachedBlockIsReported) {
   EXPECT_DEATH(
       {
         void* p = Core::allocate(64);
+        Core::deallocate(p, "free");
+        Core::deallocate(p, "free");
+      },
+      "polymalloc: free\\(\\): double free of 0x");
+}
+
+TEST(ClassCoreDeathTest, ADoubleFreeOfABlockInTheBigSlotIsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  using Core = ClassCore<TestConfig<QuarterPowerClasses>>;
+  EXPECT_DEATH(
+      {
+        void* p = Core::allocate(std::size_t{200} << 10);
         Core::deallocate(p, "free");
         Core::deallocate(p, "free");
       },
