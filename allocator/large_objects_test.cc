@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 
 #include <cstring>
@@ -101,6 +102,33 @@ TEST(LargeObjectsTest, TheCacheKeepsWithinItsBound) {
   large.release(c);
   EXPECT_EQ(large.stats().cache.mappings, 1u);
   large.release_cached(UINT64_MAX);
+}
+
+TEST(LargeObjectsTest, TheCacheBoundSettingTakesBytesWithAnOptionalSuffix) {
+  EXPECT_EQ(MappingCache::parse_bound("0"), 0u);
+  EXPECT_EQ(MappingCache::parse_bound("4096"), 4096u);
+  EXPECT_EQ(MappingCache::parse_bound("16m"), 16 * kMiB);
+  EXPECT_EQ(MappingCache::parse_bound("512K"), 512u << 10);
+  EXPECT_EQ(MappingCache::parse_bound("2G"), std::size_t{2} << 30);
+  EXPECT_EQ(MappingCache::parse_bound("1024g"), MappingCache::kMaxBoundBytes);
+}
+
+TEST(LargeObjectsTest, TheCacheBoundComesFromTheEnvironmentOnFirstUse) {
+  setenv(MappingCache::kVariable, "5m", 1);
+  static LargeObjects large;  // first used here: reads the setting
+  EXPECT_EQ(large.stats().cache.bound, 5 * kMiB);
+  unsetenv(MappingCache::kVariable);
+  EXPECT_EQ(large.stats().cache.bound, 5 * kMiB) << "read once";
+}
+
+TEST(LargeObjectsDeathTest, AMalformedCacheBoundStopsTheProcessWithOneLine) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (const char* bad : {"", "m", "12q", "-1", "5 m", "1025g", "99999999999999999999"}) {
+    EXPECT_DEATH(MappingCache::parse_bound(bad),
+                 "^polymalloc: POLYMALLOC_MAPPING_CACHE_BYTES=.* is not a size in bytes up to "
+                 "1 TiB, with an optional k, m or g suffix \\(0: no cache\\)\n$")
+        << bad;
+  }
 }
 
 TEST(LargeObjectsTest, ResizeWithinTheMappingKeepsItAndAGrowingBlockMayTakeABiggerOne) {

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "allocator/report.h"
 #include "allocator/size_class.h"
 #include "atomics/atomics.h"
 #include "platform/os.h"
@@ -27,8 +28,14 @@ namespace polymalloc::allocator {
 class MappingCache {
  public:
   static constexpr unsigned kSlots = 64;
-  // The bound on the bytes the cache holds (set_bound() changes it; no setting reads it yet).
+  // The bound on the bytes the cache holds: POLYMALLOC_MAPPING_CACHE_BYTES (a size in bytes,
+  // with an optional k, m or g suffix for KiB, MiB, GiB; 0 turns the cache off; a malformed
+  // value stops the process with a one-line message), read on first use, else the default.
+  // A program that churns through more big buffers than this keeps faulting them in; one
+  // with a spike of them keeps up to this much for the release delay after it.
+  static constexpr const char* kVariable = "POLYMALLOC_MAPPING_CACHE_BYTES";
   static constexpr std::size_t kDefaultBoundBytes = std::size_t{64} << 20;
+  static constexpr std::size_t kMaxBoundBytes = std::size_t{1} << 40;
 
   struct Stats {
     std::size_t bytes = 0;  // in cached mappings now
@@ -49,7 +56,32 @@ class MappingCache {
 
   // Sets the bound (bytes); mappings beyond it are not kept. 0 turns the cache off.
   void set_bound(std::size_t bytes) { atomics::store_relaxed(&bound_, bytes); }
-  std::size_t bound() const { return atomics::load_relaxed(&bound_); }
+  std::size_t bound() const {
+    const std::size_t bound = atomics::load_relaxed(&bound_);
+    if (bound == kUnread) [[unlikely]]
+      return read_bound();
+    return bound;
+  }
+
+  // The bound POLYMALLOC_MAPPING_CACHE_BYTES's value `text` sets; a malformed one is reported
+  // (the process stops).
+  static std::size_t parse_bound(const char* text) {
+    std::size_t value = 0;
+    const char* c = text;
+    for (; *c >= '0' && *c <= '9' && value <= kMaxBoundBytes; ++c) value = value * 10 + (*c - '0');
+    const bool digits = c != text;
+    unsigned shift = 0;
+    if (*c == 'k' || *c == 'K') shift = 10;
+    if (*c == 'm' || *c == 'M') shift = 20;
+    if (*c == 'g' || *c == 'G') shift = 30;
+    if (shift != 0) ++c;
+    if (!digits || *c != '\0' || value > (kMaxBoundBytes >> shift)) {
+      report_bad_setting(kVariable, text,
+                         "a size in bytes up to 1 TiB, with an optional k, m or g suffix "
+                         "(0: no cache)");
+    }
+    return value << shift;
+  }
 
   // The smallest cached mapping of `length` (a class length) to `most` bytes, or nullptr:
   // counted as a hit or a miss. *got is its length.
@@ -153,7 +185,15 @@ class MappingCache {
   };
 
   Slot slots_[kSlots] = {};
-  std::size_t bound_ = kDefaultBoundBytes;
+  static constexpr std::size_t kUnread = SIZE_MAX;
+  std::size_t read_bound() const {
+    const char* text = platform::os_environment(kVariable);
+    const std::size_t bound = text != nullptr ? parse_bound(text) : kDefaultBoundBytes;
+    atomics::store_relaxed(&bound_, bound);
+    return bound;
+  }
+
+  mutable std::size_t bound_ = kUnread;  // read from the environment on first use
   std::size_t bytes_ = 0;
   std::size_t mappings_ = 0;
   std::size_t hits_ = 0;

@@ -41,8 +41,8 @@ TRACE_PROFILES = {
                               "--distribution", "power-law", "--realloc-share", "0.2"],
     "trace_threads_4": ["--ops", "2m", "--slots", "50000", "--max-size", "16k",
                         "--distribution", "power-law", "--threads", "4"],
-    # Every variant maps each block of 1 MiB or more afresh, so this one runs 5k operations
-    # only: about 3 s under a variant on 2 cores, 0.2 s under glibc (which reuses its heap).
+    # 5k operations only: every block is touched, so the replay costs seconds (page faults)
+    # for every allocator.
     "trace_large_blocks": ["--ops", "5k", "--slots", "256", "--min-size", "64k",
                            "--max-size", "4m"],
 }
