@@ -152,6 +152,17 @@ TEST(LargeObjectsTest, ResizeWithinTheMappingKeepsItAndAGrowingBlockMayTakeABigg
   large.release_cached(UINT64_MAX);
 }
 
+TEST(LargeObjectsTest, ABufferThatDoubledTo16MiBLeavesAMappingItTakesAgainFrom512KiB) {
+  static LargeObjects large;
+  Block* doubled = large.allocate(16 * kMiB);  // a 20 MiB mapping: its quarter-power class
+  large.release(doubled);
+  Block* grower = large.adopt_for_growth(512 << 10);
+  ASSERT_NE(grower, nullptr) << "the same buffer growing again takes it";
+  EXPECT_TRUE(LargeObjects::keeps(grower, 16 * kMiB, false)) << "and grows to 16 MiB in it";
+  large.release(grower);
+  large.release_cached(UINT64_MAX);
+}
+
 TEST(LargeObjectsTest, OverAlignedBlocksKeepOnlyWhatTheyNeed) {
   static LargeObjects large;  // static: its registry's root is 512 KiB
   for (std::size_t alignment = 32; alignment <= 8 * kMiB; alignment *= 4) {
