@@ -167,6 +167,48 @@ TEST(FreeListHeapTest, AnAlignedRequestReusesAHoleThatHoldsAnAlignedPayload) {
   EXPECT_HEAP_OK(heap);
 }
 
+TEST(FreeListHeapTest, ManySmallHolesDoNotHideOneThatHoldsAnAlignedPayload) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  constexpr std::size_t kAlignment = 4096, kSmall = 608, kHole = 3 * 512;
+  auto holds = [](std::uintptr_t start, std::size_t size) {
+    std::uintptr_t payload = start + Block::kHeaderBytes;
+    if (payload % kAlignment != 0) payload = (payload + kMinBlock + kAlignment - 1) & ~(kAlignment - 1);
+    return payload - Block::kHeaderBytes + 512 <= start + size;
+  };
+  // Many small holes on one list, none of which holds a 4096-aligned payload of 512 (more
+  // than the whole search would examine if that list could use it up), each between blocks
+  // in use.
+  std::vector<Block*> in_use, small_holes;
+  while (small_holes.size() < 400) {
+    Block* b = heap.allocate(kSmall);
+    in_use.push_back(heap.allocate(64));
+    (holds(reinterpret_cast<std::uintptr_t>(b), kSmall) ? in_use : small_holes).push_back(b);
+  }
+  // Then one hole on a bigger list that holds one.
+  std::vector<Block*> row;
+  for (int i = 0; i < 24; ++i) row.push_back(heap.allocate(512));
+  std::size_t first = 1;
+  while (first + 4 < row.size() && !holds(reinterpret_cast<std::uintptr_t>(row[first]), kHole)) {
+    ++first;
+  }
+  ASSERT_LT(first + 4, row.size());
+  for (Block* b : small_holes) heap.release(b);
+  for (std::size_t i = first; i < first + 3; ++i) heap.release(row[i]);
+  EXPECT_HEAP_OK(heap);
+  Block* b = heap.allocate_aligned(512, kAlignment);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b->payload()) % kAlignment, 0u);
+  const auto hole = reinterpret_cast<std::uintptr_t>(row[first]);
+  EXPECT_GE(reinterpret_cast<std::uintptr_t>(b), hole) << "placed in the hole, not the top";
+  EXPECT_LE(reinterpret_cast<std::uintptr_t>(b) + b->size(), hole + kHole);
+  heap.release(b);
+  for (std::size_t i = 0; i < row.size(); ++i) {
+    if (i < first || i >= first + 3) heap.release(row[i]);
+  }
+  for (Block* u : in_use) heap.release(u);
+  EXPECT_HEAP_OK(heap);
+}
+
 TEST(FreeListHeapTest, GrowIntoNeighboursMovesThePayloadDown) {
   FreeListHeap<ReservedRange> heap(&pages, kTag);
   Block* left = heap.allocate(256);
