@@ -75,14 +75,20 @@ class PageMap {
   }
 
   // Leaf i, mapped and installed if it is missing; nullptr (errno = ENOMEM) if the mapping
-  // failed. Two threads that race both map; the loser unmaps its copy.
+  // failed. Two threads that race both map; the loser unmaps its copy. A leaf is mapped
+  // with an unused page on each side: the kernel places it right next to the block mapping
+  // that needed it, and a program that maps over the page next to a block it got (glibc's
+  // tst-free-errno does, knowing glibc keeps nothing there) then hits a page nothing uses,
+  // not the block's own tags.
   std::uint16_t* leaf_at(std::uintptr_t i) {
     std::uint16_t* leaf = atomics::load_acquire(&root_[i]);
     if (leaf != nullptr) return leaf;
-    auto* fresh = static_cast<std::uint16_t*>(os_map(kLeafBytes));
-    if (fresh == nullptr) return nullptr;
+    const std::size_t guard = page_size();
+    auto* mapped = static_cast<unsigned char*>(os_map(kLeafBytes + 2 * guard));
+    if (mapped == nullptr) return nullptr;
+    auto* fresh = reinterpret_cast<std::uint16_t*>(mapped + guard);
     if (atomics::cas_acq_rel(&root_[i], leaf, fresh)) return fresh;
-    os_unmap(fresh, kLeafBytes);
+    os_unmap(mapped, kLeafBytes + 2 * guard);
     return leaf;
   }
 
