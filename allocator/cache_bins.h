@@ -193,8 +193,8 @@ class CacheBins {
       if (n != bins_[i].count) return "cache bin shorter than its count";
     }
     if (big_ != nullptr) {
-      const char* wrong = big_->next() != nullptr ? "big slot's block linked to another"
-                                                  : valid(big_, big_class_);
+      const char* wrong =
+          big_->next() != nullptr ? "big slot's block linked to another" : valid(big_, big_class_);
       if (wrong != nullptr) {
         if (where != nullptr) *where = big_;
         return wrong;

@@ -172,7 +172,8 @@ TEST(FreeListHeapTest, ManySmallHolesDoNotHideOneThatHoldsAnAlignedPayload) {
   constexpr std::size_t kAlignment = 4096, kSmall = 608, kHole = 3 * 512;
   auto holds = [](std::uintptr_t start, std::size_t size) {
     std::uintptr_t payload = start + Block::kHeaderBytes;
-    if (payload % kAlignment != 0) payload = (payload + kMinBlock + kAlignment - 1) & ~(kAlignment - 1);
+    if (payload % kAlignment != 0)
+      payload = (payload + kMinBlock + kAlignment - 1) & ~(kAlignment - 1);
     return payload - Block::kHeaderBytes + 512 <= start + size;
   };
   // Many small holes on one list, none of which holds a 4096-aligned payload of 512 (more
