@@ -29,6 +29,26 @@ constexpr std::uint16_t kTag = 1;
     EXPECT_EQ(problem, nullptr) << problem << " at " << where; \
   } while (0)
 
+// Whether a free block of `size` bytes at `start` holds a 4096-aligned payload of 512 B with a
+// lead of kMinBlock or none (as FreeListHeap::aligned_payload_in() places one).
+constexpr std::size_t kPageAlignment = 4096;
+bool holds_aligned_512(const Block* start, std::size_t size) {
+  const auto address = reinterpret_cast<std::uintptr_t>(start);
+  std::uintptr_t payload = address + Block::kHeaderBytes;
+  if (payload % kPageAlignment != 0) {
+    payload = (payload + kMinBlock + kPageAlignment - 1) & ~(kPageAlignment - 1);
+  }
+  return payload - Block::kHeaderBytes + 512 <= address + size;
+}
+
+// Three neighbours among `row` (blocks of 512 B in a row) whose joint hole would hold such a
+// payload: the index of the first of them.
+std::size_t hole_of_three_holding_aligned_512(const std::vector<Block*>& row) {
+  std::size_t first = 1;
+  while (first + 4 < row.size() && !holds_aligned_512(row[first], 3 * 512)) ++first;
+  return first;
+}
+
 TEST(FreeListHeapTest, BlocksAreAlignedDistinctAndUsable) {
   FreeListHeap<ReservedRange> heap(&pages, kTag);
   std::vector<Block*> blocks;
@@ -136,18 +156,8 @@ TEST(FreeListHeapTest, AnAlignedRequestReusesAHoleThatHoldsAnAlignedPayload) {
   FreeListHeap<ReservedRange> heap(&pages, kTag);
   std::vector<Block*> blocks;
   for (int i = 0; i < 24; ++i) blocks.push_back(heap.allocate(512));
-  constexpr std::size_t kAlignment = 4096, kHole = 3 * 512;
-  // Three neighbours whose joint hole holds a 4096-aligned payload of 512 with a lead of
-  // kMinBlock or none.
-  auto holds = [](std::uintptr_t start) {
-    std::uintptr_t payload = start + Block::kHeaderBytes;
-    if (payload % kAlignment != 0) payload = (payload + kMinBlock + kAlignment - 1) & ~(kAlignment - 1);
-    return payload - Block::kHeaderBytes + 512 <= start + kHole;
-  };
-  std::size_t first = 1;
-  while (first + 4 < blocks.size() && !holds(reinterpret_cast<std::uintptr_t>(blocks[first]))) {
-    ++first;
-  }
+  constexpr std::size_t kAlignment = kPageAlignment, kHole = 3 * 512;
+  const std::size_t first = hole_of_three_holding_aligned_512(blocks);
   ASSERT_LT(first + 4, blocks.size()) << "24 blocks of 512 B span a page boundary that fits";
   for (std::size_t i = first; i < first + 3; ++i) heap.release(blocks[i]);
   EXPECT_HEAP_OK(heap);
@@ -169,13 +179,7 @@ TEST(FreeListHeapTest, AnAlignedRequestReusesAHoleThatHoldsAnAlignedPayload) {
 
 TEST(FreeListHeapTest, ManySmallHolesDoNotHideOneThatHoldsAnAlignedPayload) {
   FreeListHeap<ReservedRange> heap(&pages, kTag);
-  constexpr std::size_t kAlignment = 4096, kSmall = 608, kHole = 3 * 512;
-  auto holds = [](std::uintptr_t start, std::size_t size) {
-    std::uintptr_t payload = start + Block::kHeaderBytes;
-    if (payload % kAlignment != 0)
-      payload = (payload + kMinBlock + kAlignment - 1) & ~(kAlignment - 1);
-    return payload - Block::kHeaderBytes + 512 <= start + size;
-  };
+  constexpr std::size_t kAlignment = kPageAlignment, kSmall = 608, kHole = 3 * 512;
   // Many small holes on one list, none of which holds a 4096-aligned payload of 512 (more
   // than the whole search would examine if that list could use it up), each between blocks
   // in use.
@@ -183,15 +187,12 @@ TEST(FreeListHeapTest, ManySmallHolesDoNotHideOneThatHoldsAnAlignedPayload) {
   while (small_holes.size() < 400) {
     Block* b = heap.allocate(kSmall);
     in_use.push_back(heap.allocate(64));
-    (holds(reinterpret_cast<std::uintptr_t>(b), kSmall) ? in_use : small_holes).push_back(b);
+    (holds_aligned_512(b, kSmall) ? in_use : small_holes).push_back(b);
   }
   // Then one hole on a bigger list that holds one.
   std::vector<Block*> row;
   for (int i = 0; i < 24; ++i) row.push_back(heap.allocate(512));
-  std::size_t first = 1;
-  while (first + 4 < row.size() && !holds(reinterpret_cast<std::uintptr_t>(row[first]), kHole)) {
-    ++first;
-  }
+  const std::size_t first = hole_of_three_holding_aligned_512(row);
   ASSERT_LT(first + 4, row.size());
   for (Block* b : small_holes) heap.release(b);
   for (std::size_t i = first; i < first + 3; ++i) heap.release(row[i]);
