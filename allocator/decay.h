@@ -68,9 +68,8 @@ class Decay {
 
   static std::int64_t parse(const char* text) {
     if (text[0] == '-' && text[1] == '1' && text[2] == '\0') return kNever;
-    std::int64_t value = 0;
-    const char* c = text;
-    for (; *c >= '0' && *c <= '9' && value <= kMaxDelayMs; ++c) value = value * 10 + (*c - '0');
+    const char* c = nullptr;
+    const auto value = static_cast<std::int64_t>(parse_decimal(text, kMaxDelayMs, &c));
     if (c == text || *c != '\0' || value > kMaxDelayMs) {
       report_bad_setting(kVariable, text, "a delay in milliseconds (0: at once, -1: never)");
     }

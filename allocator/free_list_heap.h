@@ -238,20 +238,7 @@ class FreeListHeap {
     if (new_bytes <= size) return true;
     Block* right = b->right();
     if (right->in_use() || size + right->size() < new_bytes) return false;
-    const std::size_t rest = size + right->size() - new_bytes;
-    if (rest < kMinBlock) {
-      unlink(right);
-      set_size_keep_flags(b, size + right->size());
-      b->right()->clear_flags(Block::kPrevFree);
-    } else {
-      const std::uint64_t freed = rest >= kDatedBlock ? freed_at(right) : 0;
-      // refile() reads all of `right` before it writes the remainder's header, which may
-      // overlap right's links when the step is small (so it is not written here first).
-      Block* tail = Block::at(reinterpret_cast<unsigned char*>(b) + new_bytes);
-      unpoison_live(tail, Block::kHeaderBytes);  // marks the header's bytes; writes none
-      refile(right, tail, rest, freed);
-      set_size_keep_flags(b, new_bytes);
-    }
+    set_size_keep_flags(b, size + take_front(right, new_bytes - size));
     unpoison_live(b->payload(), b->size() - Block::kHeaderBytes);
     return true;
   }
@@ -595,19 +582,32 @@ class FreeListHeap {
   // Turns the front of free block `f` into an in-use block of `block_bytes`; the rest stays
   // free and takes f's place on its list when it still belongs there (no relinking).
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* carve(Block* f, std::size_t block_bytes) {
-    const std::size_t rest = f->size() - block_bytes;
-    if (rest < kMinBlock) {
-      unlink(f);
-      f->set_size_flags(f->size() | Block::kInUse);  // a free block's kReleased goes with it
-      f->right()->clear_flags(Block::kPrevFree);
-    } else {
-      const std::uint64_t freed = rest >= kDatedBlock ? freed_at(f) : 0;  // before the header
-      Block* tail = new_header_at(reinterpret_cast<unsigned char*>(f) + block_bytes, 0);
-      refile(f, tail, rest, freed);                    // the remainder has been free since f was
-      f->set_size_flags(block_bytes | Block::kInUse);  // the left of a free block is in use
-    }
+    // In use (a free block's kReleased does not come along): the left of a free block is.
+    f->set_size_flags(take_front(f, block_bytes) | Block::kInUse);
     unpoison_live(f->payload(), f->size() - Block::kHeaderBytes);
     return f;
+  }
+
+  // Takes the first `bytes` of free block `f` off the free lists and returns how many it took:
+  // `bytes`, with the rest (kMinBlock or more) still free, as old as f and in f's place on its
+  // list when it still belongs there (no relinking); or all of f, when less would be left.
+  // The caller writes the header of what it took (f's, for the front of f).
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH std::size_t take_front(Block* f,
+                                                                          std::size_t bytes) {
+    const std::size_t size = f->size();
+    if (size - bytes < kMinBlock) {
+      unlink(f);
+      f->right()->clear_flags(Block::kPrevFree);
+      return size;
+    }
+    const std::size_t rest = size - bytes;
+    const std::uint64_t freed = rest >= kDatedBlock ? freed_at(f) : 0;
+    // refile() reads all of f before it writes the rest's header, which may overlap f's links
+    // when `bytes` is small (so it is not written here first).
+    Block* tail = Block::at(reinterpret_cast<unsigned char*>(f) + bytes);
+    unpoison_live(tail, Block::kHeaderBytes);  // marks the header's bytes; writes none
+    refile(f, tail, rest, freed);
+    return bytes;
   }
 
   // Replaces free block `from` on the free lists by `to` (the same block, or one that now

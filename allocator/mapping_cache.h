@@ -66,9 +66,8 @@ class MappingCache {
   // The bound POLYMALLOC_MAPPING_CACHE_BYTES's value `text` sets; a malformed one is reported
   // (the process stops).
   static std::size_t parse_bound(const char* text) {
-    std::size_t value = 0;
-    const char* c = text;
-    for (; *c >= '0' && *c <= '9' && value <= kMaxBoundBytes; ++c) value = value * 10 + (*c - '0');
+    const char* c = nullptr;
+    const std::size_t value = parse_decimal(text, kMaxBoundBytes, &c);
     const bool digits = c != text;
     unsigned shift = 0;
     if (*c == 'k' || *c == 'K') shift = 10;

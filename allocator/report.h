@@ -23,6 +23,17 @@ namespace polymalloc::allocator {
 // is never ignored.
 [[noreturn]] void report_bad_setting(const char* variable, const char* value, const char* expected);
 
+// The decimal number that a setting's value `text` starts with, read no further than past
+// `max` (a caller compares the result with its own bound), and *end where its digits stop
+// (text itself when there are none). No locale, no errno: callable from a signal handler.
+inline std::uint64_t parse_decimal(const char* text, std::uint64_t max, const char** end) {
+  std::uint64_t value = 0;
+  const char* c = text;
+  for (; *c >= '0' && *c <= '9' && value <= max; ++c) value = value * 10 + (*c - '0');
+  *end = c;
+  return value;
+}
+
 // The problem to report when `call` meets a block already freed, chosen by what the call
 // does with it: a call that frees it (free, operator delete) frees it twice; a call that
 // uses it (realloc, malloc_usable_size) uses a freed pointer.
