@@ -1,9 +1,16 @@
-// The bins of a per-thread cache: one LIFO list of free blocks per cached class, with a
-// count and a capacity, in front of a shared pool. Both caches are these bins behind a
-// different guard: ThreadCaches (thread_cache.h, a thread-local state) for the locked heaps,
-// ReentrantCaches (reentrant_cache.h: an operation holds the cache, a nested handler finds none)
-// for the lock-free pool. A bin's blocks are chained through Block::next_in_list (safe-linked), so
-// a bin's oldest blocks leave as a ready-made BlockChain.
+// The bins of a per-thread cache: one LIFO stack of free blocks per cached class, with a
+// capacity, in front of a shared pool. Both caches are these bins behind a different guard:
+// ThreadCaches (thread_cache.h, a thread-local state) for the locked heaps, ReentrantCaches
+// (reentrant_cache.h: an operation holds the cache, a nested handler finds none) for the
+// lock-free pool.
+//
+// A bin is a stack of pointers in an array of slots that the cache's owner provides (as
+// tcmalloc's per-CPU slabs are), not a list linked through the blocks: a push or a pop is an
+// index compared and moved, and no link lies in memory the client may still write to. What a
+// use after free writes is caught instead by the block's key: a cached block's first payload
+// word holds the process secret, which pop() checks (and clears) before the block is handed
+// out again, and which the pool reads to tell a block freed twice from a live one. Blocks
+// leave the bins as a BlockChain linked through Block::next_in_list (safe-linked).
 #pragma once
 
 #include <array>
@@ -11,6 +18,7 @@
 #include <cstdint>
 
 #include "allocator/block.h"
+#include "allocator/secret.h"
 #include "allocator/size_map.h"
 #include "atomics/atomics.h"
 
@@ -24,29 +32,45 @@ enum class CacheState : std::uint32_t {
   kRetired,  // its thread's exit handlers ran, or it could not be set up: calls go around it
 };
 
-// Whether bins start able to take blocks (open), or take none until open() (closed: a
-// thread's cache before it is set up and after its thread retired it, so that the fast paths
-// need no test of the cache's state; a push fails, a pop finds nothing, and both go slow).
-enum class BinsStart { kOpen, kClosed };
-
-// A free block and its class.
-struct ClassBlock {
-  Block* block;
-  unsigned i;
+// Where the bins of CacheBins<Map, kBins> keep their blocks: each bin's capacity (at most
+// kBinBytes, and kMaxBinCount blocks, at least 2) and first slot.
+template <class Map, unsigned kBins>
+struct BinLayout {
+  static constexpr std::size_t kBinBytes = std::size_t{64} << 10;
+  static constexpr std::uint32_t kMaxBinCount = 64;
+  static constexpr auto kCapacity = [] {
+    std::array<std::uint32_t, kBins> capacity{};
+    for (unsigned i = 0; i < kBins; ++i) {
+      const std::size_t by_bytes = kBinBytes / Map::block_size(i);
+      capacity[i] = by_bytes > kMaxBinCount ? kMaxBinCount
+                    : by_bytes < 2          ? 2
+                                            : static_cast<std::uint32_t>(by_bytes);
+    }
+    return capacity;
+  }();
+  static constexpr auto kFirstSlot = [] {
+    std::array<std::uint32_t, kBins + 1> first{};
+    for (unsigned i = 0; i < kBins; ++i) first[i + 1] = first[i] + kCapacity[i];
+    return first;
+  }();
+  static constexpr std::uint32_t kSlotCount = kFirstSlot[kBins];
 };
 
 // Bins for the first kBins classes of size map Map. A bin holds at most kBinBytes (and at
 // most kMaxBinCount blocks, at least 2), and moves half of that to or from the pool at a time:
 // a program that holds a batch of 32 blocks of up to 2 KiB at a time runs in its cache.
 //
-// Behind them is one spare bin, index kBins, whose capacity is always 0: bin_of_block() sends
-// a block whose size is no cached class there, so free() pushes without testing the index
-// and the failed push is its slow path.
+// Bins without slots (before attach()) or closed (before open(), after close()) take no
+// block: a push fails and a pop of an empty bin finds nothing, so the fast paths need no
+// test of the cache's state. Behind them is one spare bin, index kBins, that never takes a
+// block: bin_of_block() sends a block whose size is no cached class there, so free() pushes
+// without testing the index and the failed push is its slow path.
 template <class Map, unsigned kBins>
 class CacheBins {
  public:
-  static constexpr std::size_t kBinBytes = std::size_t{64} << 10;
-  static constexpr std::uint32_t kMaxBinCount = 64;
+  using Layout = BinLayout<Map, kBins>;
+  static constexpr std::size_t kBinBytes = Layout::kBinBytes;
+  static constexpr std::uint32_t kMaxBinCount = Layout::kMaxBinCount;
   // The big slot takes blocks above the bins' classes up to this size, and this many threads
   // at most hold one at a time: together they keep at most 8 MiB.
   static constexpr std::size_t kBigSlotMaxBlock = std::size_t{512} << 10;
@@ -57,71 +81,119 @@ class CacheBins {
   static constexpr std::size_t kMaxBlock = Map::block_size(kBins - 1);
   static_assert(kMaxBlock <= kTableBlockBytes, "bin_of_block() is one table load");
 
-  static constexpr std::uint32_t capacity(unsigned i) { return kCapacity[i]; }
+  static constexpr std::uint32_t capacity(unsigned i) { return Layout::kCapacity[i]; }
   static constexpr std::uint32_t batch(unsigned i) { return capacity(i) / 2; }
 
-  // The bin of a block of `size` bytes (at most kMaxBlock): its class, or the spare bin.
+  // The bin of a block of `size` bytes (at most kMaxBlock), or of `granules` 16-byte granules:
+  // its class, or the spare bin.
   [[gnu::always_inline]] static unsigned bin_of_block(std::size_t size) {
     return kBinOfGranule[size >> 4];
   }
+  [[gnu::always_inline]] static unsigned bin_of_granules(std::size_t granules) {
+    return kBinOfGranule[granules];
+  }
+
+  // The slots of all bins together, which the cache's owner keeps for as long as the bins
+  // use them (attach()).
+  static constexpr std::uint32_t kSlotCount = Layout::kSlotCount;
+  using Slots = std::array<Block*, kSlotCount>;
 
   constexpr CacheBins() = default;
-  constexpr explicit CacheBins(BinsStart start)
-      : bins_(start == BinsStart::kOpen ? kOpenBins : std::array<Bin, kBins + 1>{}) {}
 
-  // Lets the bins take blocks (capacities as the table says), or stops them (capacity 0; the
-  // blocks they hold stay until taken).
+  // Gives the (empty) bins their slots, and chooses the key first; they stay closed.
+  void attach(Slots* slots) {
+    choose_process_secret();
+    key_ = process_secret();
+    slots_ = slots->data();
+    for (unsigned i = 0; i < kBins; ++i) {
+      Block** first = slots_ + Layout::kFirstSlot[i];
+      atomics::store_relaxed(&bins_[i].bottom, first);
+      atomics::store_relaxed(&bins_[i].top, first);
+      bins_[i].limit = first;
+    }
+  }
+  // The slots the bins use (nullptr before attach()).
+  const Slots* slots() const { return reinterpret_cast<const Slots*>(slots_); }
+
+  // Takes the slots back from the emptied bins, which are left without (nullptr if they had
+  // none).
+  Slots* detach() {
+    Slots* slots = reinterpret_cast<Slots*>(slots_);
+    for (Bin& bin : bins_) bin = Bin{};
+    slots_ = nullptr;
+    key_ = 0;
+    return slots;
+  }
+
+  // Lets the bins take blocks up to their capacities, or stops them (the blocks they hold
+  // stay until taken).
   void open() {
-    for (unsigned i = 0; i < kBins; ++i) bins_[i].capacity = kCapacity[i];
+    for (unsigned i = 0; i < kBins; ++i) bins_[i].limit = bins_[i].bottom + Layout::kCapacity[i];
   }
   void close() {
-    for (unsigned i = 0; i < kBins; ++i) bins_[i].capacity = 0;
+    for (unsigned i = 0; i < kBins; ++i) bins_[i].limit = bins_[i].bottom;
   }
 
-  // A block of class i, or nullptr if the bin is empty.
+  // A block of class i, or nullptr if the bin is empty. A block whose key was overwritten
+  // (written to after it was freed) stops the process before it is handed out.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* pop(unsigned i) {
     Bin& bin = bins_[i];
-    Block* b = bin.head;
-    if (b == nullptr) [[unlikely]]
+    Block** const top = bin.top;
+    if (top == bin.bottom) [[unlikely]]
       return nullptr;
-    bin.head = b->next();
-    atomics::store_relaxed(&bin.count, bin.count - 1);
-    return b;
+    atomics::store_relaxed(&bin.top, top - 1);
+    return unkeyed(top[-1]);
   }
 
-  // Caches b (a free block of class i); false if the bin is full.
+  // Caches b (a free block of class i); false if the bin is full, or (kRefuseKeyed) if b
+  // bears the key already: a block freed twice, whose pool tells cached from live by the key
+  // alone, goes to the slow path, which reports it.
+  template <bool kRefuseKeyed = false>
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool push(unsigned i, Block* b) {
     Bin& bin = bins_[i];
-    const std::uint32_t count = bin.count;
-    if (count >= bin.capacity) [[unlikely]]
+    Block** const top = bin.top;
+    if (top >= bin.limit) [[unlikely]]
       return false;
-    Block* const head = bin.head;
-    bin.head = b;
-    atomics::store_relaxed(&bin.count, count + 1);
-    b->set_next(head);  // last: a store into b could alias the bin, as the compiler sees it
+    const std::uintptr_t key = key_;
+    if (kRefuseKeyed && b->key_word() == key) [[unlikely]]
+      return false;
+    *top = b;
+    atomics::store_relaxed(&bin.top, top + 1);
+    b->set_key_word(key);
     return true;
   }
 
-  // Puts a chain (of at most capacity(i) blocks) into empty bin i.
-  void fill(unsigned i, BlockChain chain) {
-    bins_[i].head = chain.head;
-    atomics::store_relaxed(&bins_[i].count, chain.count);
+  // Puts a chain (of at most capacity(i) blocks) into empty open bin i; its head comes out
+  // first.
+  POLYMALLOC_UNCHECKED_BY_ASAN void fill(unsigned i, BlockChain chain) {
+    Bin& bin = bins_[i];
+    Block** const top = bin.bottom + chain.count;
+    Block** slot = top;
+    for (Block *b = chain.head, *next; b != nullptr; b = next) {
+      next = b->next();
+      *--slot = b;
+      b->set_key_word(key_);
+    }
+    atomics::store_relaxed(&bin.top, top);
   }
 
   // Detaches the n least recently cached blocks of bin i (all when n is 0 or more than it
-  // holds). The most recently freed, the likeliest to be in the CPU's cache, stay.
+  // holds), as a chain from the newest of them to the oldest, their keys checked. The most
+  // recently freed, the likeliest to be in the CPU's cache, stay.
   POLYMALLOC_UNCHECKED_BY_ASAN BlockChain take_oldest(unsigned i, std::uint32_t n) {
     Bin& bin = bins_[i];
-    if (n == 0 || n > bin.count) n = bin.count;
+    const auto count = static_cast<std::uint32_t>(bin.top - bin.bottom);
+    if (n == 0 || n > count) n = count;
     if (n == 0) return {};
-    Block* first = bin.head;
-    if (n == bin.count) {
-      bin.head = nullptr;
-    } else {
-      first = Block::split_after(bin.head, bin.count - n);
+    Block* head = nullptr;
+    for (Block** slot = bin.bottom; slot < bin.bottom + n; ++slot) {
+      Block* b = unkeyed(*slot);
+      b->set_next(head);
+      head = b;
     }
-    atomics::store_relaxed(&bin.count, bin.count - n);
-    return BlockChain{first, n};
+    for (Block** slot = bin.bottom + n; slot < bin.top; ++slot) *(slot - n) = *slot;
+    atomics::store_relaxed(&bin.top, bin.top - n);
+    return BlockChain{head, n};
   }
 
   // ---- the big slot: one free block of a class above the bins' ----
@@ -131,41 +203,44 @@ class CacheBins {
   // (ClassCore): a thread that frees many big blocks keeps the first, not the last, which is
   // likelier to lie at the top of a heap where it would stop a trim. It holds a block only
   // while its thread holds one of the process's few slot credits (ClassCore), which bounds
-  // what all slots keep together. The block in it is a one-block chain (its link is null).
+  // what all slots keep together. The block in it is keyed as a bin's are.
 
   // The block of class i in the slot, taken out; nullptr if the slot holds none of class i.
   POLYMALLOC_UNCHECKED_BY_ASAN Block* take_big(unsigned i) {
     if (big_ == nullptr || big_class_ != i) return nullptr;
-    Block* b = big_;
-    big_ = nullptr;
-    atomics::store_relaxed(&big_bytes_, std::size_t{0});
-    return b;
+    return unkeyed(empty_big_slot());
   }
 
   // Puts free block b of class i into the slot if it is empty; false if it holds a block.
   POLYMALLOC_UNCHECKED_BY_ASAN bool put_big(Block* b, unsigned i) {
     if (big_ != nullptr) return false;
-    b->set_next(nullptr);
+    b->set_key_word(key_);
     big_ = b;
     big_class_ = i;
     atomics::store_relaxed(&big_bytes_, Map::block_size(i));
     return true;
   }
 
-  // Empties the slot: what it held (its block is nullptr if nothing).
-  POLYMALLOC_UNCHECKED_BY_ASAN ClassBlock take_any_big() {
-    const ClassBlock old{big_, big_class_};
-    big_ = nullptr;
-    atomics::store_relaxed(&big_bytes_, std::size_t{0});
-    return old;
+  // Empties the slot: what it held as a one-block chain (empty if nothing), and its class.
+  POLYMALLOC_UNCHECKED_BY_ASAN BlockChain take_big_chain(unsigned* i) {
+    *i = big_class_;
+    Block* b = empty_big_slot();
+    if (b == nullptr) return {};
+    unkeyed(b)->set_next(nullptr);
+    return BlockChain{b, 1};
   }
 
   // Whether this cache's thread holds a slot credit (ClassCore acquires and returns it).
   bool has_big_credit() const { return big_credit_; }
   void set_big_credit(bool held) { big_credit_ = held; }
 
-  // Read by other threads (statistics) while the owner runs: counts are atomic words.
-  std::uint32_t count(unsigned i) const { return atomics::load_relaxed(&bins_[i].count); }
+  // Read by other threads (statistics) while the owner runs: the indices are atomic words.
+  std::uint32_t count(unsigned i) const {
+    Block** const top = atomics::load_relaxed(&bins_[i].top);
+    Block** const bottom = atomics::load_relaxed(&bins_[i].bottom);
+    // (0 while another thread attaches the bins)
+    return top > bottom ? static_cast<std::uint32_t>(top - bottom) : 0;
+  }
   std::size_t cached_bytes() const {
     std::size_t bytes = atomics::load_relaxed(&big_bytes_);
     for (unsigned i = 0; i < kBins; ++i) bytes += count(i) * Map::block_size(i);
@@ -177,51 +252,58 @@ class CacheBins {
     return blocks;
   }
 
-  // nullptr if every bin's chain is as long as its count and valid(b, i) passes for each
-  // block, else what is wrong (and *where). Only the owner may.
+  // nullptr if every bin is within its capacity, every block in it keyed and valid(b, i)
+  // passes for each, else what is wrong (and *where). Only the owner may.
   template <class Valid>
   POLYMALLOC_UNCHECKED_BY_ASAN const char* check(Valid valid, const void** where) const {
     for (unsigned i = 0; i < kBins; ++i) {
-      std::uint32_t n = 0;
-      for (const Block* b = bins_[i].head; b != nullptr; b = b->next(), ++n) {
-        const char* wrong = n >= bins_[i].count ? "cache bin longer than its count" : valid(b, i);
-        if (wrong != nullptr) {
-          if (where != nullptr) *where = b;
-          return wrong;
-        }
+      const Bin& bin = bins_[i];
+      if (bin.top < bin.bottom || bin.top - bin.bottom > Layout::kCapacity[i]) {
+        return "cache bin beyond its capacity";
       }
-      if (n != bins_[i].count) return "cache bin shorter than its count";
-    }
-    if (big_ != nullptr) {
-      const char* wrong =
-          big_->next() != nullptr ? "big slot's block linked to another" : valid(big_, big_class_);
-      if (wrong != nullptr) {
-        if (where != nullptr) *where = big_;
-        return wrong;
+      for (Block* const* slot = bin.bottom; slot < bin.top; ++slot) {
+        if (const char* wrong = check_one(valid, *slot, i, where)) return wrong;
       }
     }
+    if (big_ != nullptr) return check_one(valid, big_, big_class_, where);
     return nullptr;
   }
 
  private:
-  // The capacity is kept beside the count (one cache line, no table load on free).
+  // A bin is the slots [bottom, top) (the top one the newest), and takes blocks while top is
+  // below limit (bottom + capacity when open, bottom when closed). Pointers, not indices: a
+  // push or pop is then one compare and one move of top, with no base to add.
   struct Bin {
-    Block* head = nullptr;
-    std::uint32_t count = 0;
-    std::uint32_t capacity = 0;
+    Block** top = nullptr;
+    Block** limit = nullptr;
+    Block** bottom = nullptr;
+    Block** unused = nullptr;  // (32 bytes: the index scales by a shift)
   };
 
-  // Looked up on every free, so a table rather than arithmetic.
-  static constexpr auto kCapacity = [] {
-    std::array<std::uint32_t, kBins> capacity{};
-    for (unsigned i = 0; i < kBins; ++i) {
-      const std::size_t by_bytes = kBinBytes / Map::block_size(i);
-      capacity[i] = by_bytes > kMaxBinCount ? kMaxBinCount
-                    : by_bytes < 2          ? 2
-                                            : static_cast<std::uint32_t>(by_bytes);
-    }
-    return capacity;
-  }();
+  Block* empty_big_slot() {
+    Block* b = big_;
+    big_ = nullptr;
+    atomics::store_relaxed(&big_bytes_, std::size_t{0});
+    return b;
+  }
+
+  // b, leaving a bin or the slot: its key checked (a use after free that changed it stops
+  // the process) and cleared (a client never sees the secret).
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* unkeyed(Block* b) const {
+    if (b->key_word() != key_) [[unlikely]]
+      Block::report_overwritten_key(b);
+    b->set_key_word(0);
+    return b;
+  }
+
+  template <class Valid>
+  POLYMALLOC_UNCHECKED_BY_ASAN const char* check_one(Valid& valid, const Block* b, unsigned i,
+                                                     const void** where) const {
+    const char* wrong =
+        b->key_word() != key_ ? "cached block written to after it was freed" : valid(b, i);
+    if (wrong != nullptr && where != nullptr) *where = b;
+    return wrong;
+  }
 
   // By granule size / 16 of a block's size: its class if the bins keep it, else kBins.
   static constexpr auto kBinOfGranule = [] {
@@ -234,13 +316,9 @@ class CacheBins {
   }();
   static_assert(kBins < 0xff);
 
-  static constexpr auto kOpenBins = [] {
-    std::array<Bin, kBins + 1> bins{};
-    for (unsigned i = 0; i < kBins; ++i) bins[i].capacity = kCapacity[i];
-    return bins;
-  }();
-
-  std::array<Bin, kBins + 1> bins_ = kOpenBins;  // and the spare, always empty and full
+  std::array<Bin, kBins + 1> bins_{};  // and the spare, always empty and full
+  Block** slots_ = nullptr;
+  std::uintptr_t key_ = 0;  // the process secret, kept here where the fast paths have it
   Block* big_ = nullptr;
   unsigned big_class_ = 0;
   std::size_t big_bytes_ = 0;  // the slot's block's size, for other threads' statistics

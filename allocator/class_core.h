@@ -16,6 +16,7 @@
 // and the large path (LargeObjects: a mapping per block) is the core's own.
 #pragma once
 
+#include <bit>
 #include <cerrno>
 #include <concepts>
 #include <cstddef>
@@ -44,6 +45,13 @@ concept ClassPool = requires(Block* b, const Block* cb, const void* p, void* q, 
   // Whether b (owned), whose header reads `header` and whose size is a class size, is a
   // block the client holds (not free, not cached).
   { P::is_live(cb, header) } -> std::same_as<bool>;
+  // The same, split for free()'s fast path: the flag bits that read exactly Block::kInUse in a
+  // live block's header (the others may read anything); what else it checks before caching
+  // the block (a check word); and whether a cached block is told from a live one by its
+  // cache key alone (its header reads live), which the cache's push then checks.
+  { P::kLiveFlags } -> std::convertible_to<std::size_t>;
+  { P::seal_intact(cb, header) } -> std::same_as<bool>;
+  { P::kCachedByKey } -> std::convertible_to<bool>;
   // A free block of class i (from a cache or the pool) becomes the client's: its payload.
   { P::hand_out(b, i) } -> std::same_as<void*>;
   // A live block of class i goes into a cache: a second free must see it is not live.
@@ -154,11 +162,11 @@ class ClassCore {
       return Pool::release(p, call);
     }
     const std::size_t header = b->size_flags_unlocked();
-    const std::size_t size = Block::size_in(header);
-    if (size <= Bins::kMaxBlock && Pool::is_live(b, header)) [[likely]] {
-      const unsigned i = Bins::bin_of_block(size);  // a size between classes: the spare bin
+    const std::size_t granules = live_granules(header);
+    if (granules <= Bins::kMaxBlock / 16 && Pool::seal_intact(b, header)) [[likely]] {
+      const unsigned i = Bins::bin_of_granules(granules);  // between classes: the spare bin
       if (auto cache = Caches::enter()) [[likely]] {
-        if (cache->push(i, b)) [[likely]] {
+        if (cache->template push<Pool::kCachedByKey>(i, b)) [[likely]] {
           Pool::mark_cached(b, i);  // inside the cache's bracket: no handler sees b meanwhile
           return;
         }
@@ -176,9 +184,10 @@ class ClassCore {
     if (bytes - 1 < kMaxCachedRequest && Pool::owns(b)) [[likely]] {
       const unsigned i = Map::class_of(bytes);
       const std::size_t header = b->size_flags_unlocked();
-      if (Block::size_in(header) == Map::block_size(i) && Pool::is_live(b, header)) [[likely]] {
+      if (live_granules(header) == Map::block_size(i) / 16 && Pool::seal_intact(b, header))
+          [[likely]] {
         if (auto cache = Caches::enter()) [[likely]] {
-          if (cache->push(i, b)) [[likely]] {
+          if (cache->template push<Pool::kCachedByKey>(i, b)) [[likely]] {
             Pool::mark_cached(b, i);
             return;
           }
@@ -350,8 +359,8 @@ class ClassCore {
   static void flush(Cache& cache) {
     tick();
     for (unsigned i = 0; i < Caches::kBins; ++i) Pool::give(i, cache.take_oldest(i, 0));
-    const ClassBlock big = cache.take_any_big();
-    if (big.block != nullptr) Pool::give(big.i, BlockChain{big.block, 1});
+    unsigned i = 0;
+    if (const BlockChain big = cache.take_big_chain(&i); big.head != nullptr) Pool::give(i, big);
     if (cache.has_big_credit()) {
       cache.set_big_credit(false);
       return_big_credit();
@@ -378,6 +387,14 @@ class ClassCore {
     s.has_breakdown = true;
   }
 
+  // A block's size in 16-byte granules if its header's flags say live (Pool::kLiveFlags read
+  // kInUse), else a number above any block's: the flags rotate into the top bits, so one
+  // comparison tests the size and the flags, and the granules index the bins' table.
+  [[gnu::always_inline]] static std::size_t live_granules(std::size_t header) {
+    constexpr std::size_t kIgnored = Block::kFlags & ~std::size_t{Pool::kLiveFlags};
+    return std::rotr((header ^ Block::kInUse) & ~kIgnored, 4);
+  }
+
   [[gnu::always_inline]] static void* payload_of(Block* b) {
     return b != nullptr ? b->payload() : nullptr;
   }
@@ -393,9 +410,8 @@ class ClassCore {
         tick();
         const BlockChain chain = Pool::take(i, Caches::batch(i));
         if (chain.head != nullptr) {
-          Block* first = chain.head;
-          cache->fill(i, BlockChain{first->next(), chain.count - 1});
-          return Pool::hand_out(first, i);
+          cache->fill(i, chain);
+          return Pool::hand_out(cache->pop(i), i);
         }
       }
     }
@@ -404,8 +420,10 @@ class ClassCore {
         if (Block* b = cache->take_big(i)) return Pool::hand_out(b, i);
         // The slot's block is not what this thread asks for now: back to the pool, and the
         // slot takes the next big block freed.
-        const ClassBlock other = cache->take_any_big();
-        if (other.block != nullptr) Pool::give(other.i, BlockChain{other.block, 1});
+        unsigned other = 0;
+        if (const BlockChain big = cache->take_big_chain(&other); big.head != nullptr) {
+          Pool::give(other, big);
+        }
       }
     }
     // Uncached, or the pool had no block of exactly the class for a cache (a heap may hand

@@ -4,8 +4,8 @@
 //
 // What a header means here: a block is the heaps' boundary-tagged block. A block in a thread
 // cache stays in use as far as its heap is concerned (its neighbours do not coalesce with
-// it); its payload holds the cache's link and a key, the process secret XORed with its
-// address, which is how free() tells a block freed twice from a live one without a lock.
+// it); its first payload word holds the cache's key, the process secret (cache_bins.h),
+// which is how free() tells a block freed twice from a live one without a lock.
 #pragma once
 
 #include <cerrno>
@@ -57,19 +57,25 @@ class HeapPool {
     return Placement::owner_of(b) != nullptr;
   }
 
+  // A live block: in use (and not on a quick list), and, with caches in front, not keyed by
+  // one. On free()'s fast path the cache's push checks the key, and nothing else is checked:
+  // the boundary tags are checked when the block goes back to its heap.
+  static constexpr std::size_t kLiveFlags = Block::kInUse | Block::kCached | Block::kMapped;
+  static constexpr bool kCachedByKey = Placement::kCachesInFront;
+  static constexpr bool seal_intact(const Block*, std::size_t) { return true; }
+
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH static bool is_live(const Block* b,
                                                                         std::size_t header) {
     return Block::live_in(header) && !is_cached(b);
   }
 
+  // (The bins key and unkey the blocks they keep.)
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH static void* hand_out(Block* b, unsigned i) {
-    b->set_aux_word(0);  // the key: a handed-out block is no longer "cached"
     unpoison_live(b->payload(), Map::block_size(i) - Block::kHeaderBytes);
     return b->payload();
   }
 
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH static void mark_cached(Block* b, unsigned i) {
-    b->set_aux_word(key_of(b));
     poison_free(b->payload(), Map::block_size(i) - Block::kHeaderBytes);
   }
 
@@ -117,7 +123,6 @@ class HeapPool {
         for (Block *b = rest, *next; b != nullptr; b = next) {
           next = b->next();
           if (Placement::owner_of(b) == &heap) {
-            b->set_aux_word(0);
             release(b, "free");
           } else {
             b->set_next(others);
@@ -228,14 +233,14 @@ class HeapPool {
     return Placement::with_some_heap([&f](auto& heap) { return f(heap, Growth::kAllowed); });
   }
 
+  // The key is the secret itself: mixing in b's address would cost two instructions per free
+  // and buy nothing (whoever reads a cached block's key knows its address, so learns the
+  // secret either way), and a stale key cannot outlive its block's stay in a cache (a block
+  // leaves a bin or the big slot unkeyed; in a chain between a cache and a heap its first
+  // word is a link).
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH static bool is_cached(const Block* b) {
-    return Placement::kCachesInFront && b->aux_word() == key_of(b);
+    return Placement::kCachesInFront && b->key_word() == process_secret();
   }
-  // The secret itself: mixing in b's address would cost two instructions per free and buy
-  // nothing (whoever reads a cached block's key knows its address, so learns the secret
-  // either way), and a stale key cannot outlive its block's stay in a cache (hand_out() and
-  // give() clear it).
-  POLYMALLOC_HOT_PATH static std::uintptr_t key_of(const Block*) { return process_secret(); }
 
   // (The report's wording is chosen only when there is one: it compares call names.)
   static void check_not_cached(const Block* b, const char* call) {

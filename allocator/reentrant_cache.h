@@ -8,7 +8,8 @@
 // test, clearing and restoring.
 //
 // Caches live in a fixed table of slots claimed with one CAS (no allocation, so a thread's
-// first malloc may be in a signal handler), which statistics and checks walk. A thread's
+// first malloc may be in a signal handler), each with its bins' storage, which statistics
+// and checks walk. A thread's
 // slot goes back to the table, its blocks to the pool, when the thread exits (a pthread key
 // destructor); a thread that finds no free slot simply goes without a cache.
 #pragma once
@@ -112,6 +113,7 @@ class ReentrantCaches {
   struct Slot {
     std::uint32_t claimed = 0;
     Cache cache;
+    typename Cache::Slots storage;  // the cache's bins' slots
   };
   struct ThreadState {
     Cache* cache = nullptr;  // the thread's cache while no operation holds it
@@ -130,6 +132,8 @@ class ReentrantCaches {
       me.state = CacheState::kRetired;  // without a cache for good: no slot, or no exit hook
       return nullptr;
     }
+    slot->cache.attach(&slot->storage);
+    slot->cache.open();
     me.own = &slot->cache;
     me.state = CacheState::kActive;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);

@@ -28,6 +28,15 @@ void free_blocks(const std::vector<Block*>& blocks) {
   for (Block* b : blocks) std::free(b);
 }
 
+// A cache with slots of its own, open (as a claimed table slot's is).
+struct OpenCache : Cache {
+  Cache::Slots slots{};
+  OpenCache() {
+    attach(&slots);
+    open();
+  }
+};
+
 TEST(ReentrantCacheTest, BinsHoldAboutSixtyFourKibibytesWithinBounds) {
   EXPECT_EQ(Cache::capacity(0), 64u);  // 32 B: 2048 would fit, 64 is the most
   EXPECT_EQ(Cache::capacity(3), 64u);  // 256 B
@@ -38,8 +47,26 @@ TEST(ReentrantCacheTest, BinsHoldAboutSixtyFourKibibytesWithinBounds) {
   EXPECT_EQ((ReentrantCache<Map, 11>::batch(10)), 1u);
 }
 
-TEST(ReentrantCacheTest, BinsAreLastInFirstOutUpToTheirCapacity) {
+TEST(ReentrantCacheTest, BinsWithoutSlotsOrClosedTakeNothing) {
   static Cache cache;
+  Block* b = fresh_blocks(1)[0];
+  EXPECT_FALSE(cache.push(0, b)) << "no slots yet";
+  EXPECT_EQ(cache.pop(0), nullptr);
+  static Cache::Slots slots;
+  cache.attach(&slots);
+  EXPECT_FALSE(cache.push(0, b)) << "attached, but not open";
+  cache.open();
+  EXPECT_TRUE(cache.push(0, b));
+  cache.close();
+  Block* other = fresh_blocks(1)[0];
+  EXPECT_FALSE(cache.push(0, other)) << "closed";
+  EXPECT_EQ(cache.pop(0), b) << "what a closed bin holds stays until taken";
+  EXPECT_EQ(cache.detach(), &slots);
+  free_blocks({b, other});
+}
+
+TEST(ReentrantCacheTest, BinsAreLastInFirstOutUpToTheirCapacity) {
+  static OpenCache cache;
   const auto blocks = fresh_blocks(Cache::capacity(1) + 1);
   for (std::uint32_t k = 0; k < Cache::capacity(1); ++k) EXPECT_TRUE(cache.push(1, blocks[k]));
   EXPECT_FALSE(cache.push(1, blocks.back())) << "full";
@@ -53,7 +80,7 @@ TEST(ReentrantCacheTest, BinsAreLastInFirstOutUpToTheirCapacity) {
 }
 
 TEST(ReentrantCacheTest, TakeOldestLeavesTheMostRecentlyCached) {
-  static Cache cache;
+  static OpenCache cache;
   const auto blocks = fresh_blocks(6);
   for (Block* b : blocks) ASSERT_TRUE(cache.push(2, b));
   const BlockChain oldest = cache.take_oldest(2, 4);
@@ -67,6 +94,42 @@ TEST(ReentrantCacheTest, TakeOldestLeavesTheMostRecentlyCached) {
   EXPECT_EQ(cache.take_oldest(2, 0).count, 1u) << "0 takes everything";
   EXPECT_EQ(cache.pop(2), nullptr);
   free_blocks(blocks);
+}
+
+// A cached block's first word is its key; a use after free that changes it is reported
+// when the block leaves the bin, and the key never reaches the client.
+TEST(ReentrantCacheTest, ABlockLeavesItsBinUnkeyed) {
+  static OpenCache cache;
+  Block* b = fresh_blocks(1)[0];
+  ASSERT_TRUE(cache.push(1, b));
+  EXPECT_NE(b->key_word(), 0u);
+  EXPECT_EQ(cache.pop(1), b);
+  EXPECT_EQ(b->key_word(), 0u);
+  free_blocks({b});
+}
+
+TEST(ReentrantCacheDeathTest, ABlockWrittenToWhileCachedIsReportedWhenItLeaves) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const char* report = "^polymalloc: malloc\\(\\): corrupted free list \\(a freed block was "
+                       "written to\\): cached block 0x[0-9a-f]+\n$";
+  EXPECT_DEATH(
+      {
+        static OpenCache cache;
+        Block* b = fresh_blocks(1)[0];
+        cache.push(1, b);
+        b->set_key_word(b->key_word() ^ 1);  // one bit of the first word, as a stray write
+        cache.pop(1);
+      },
+      report);
+  EXPECT_DEATH(
+      {
+        static OpenCache cache;
+        const auto blocks = fresh_blocks(3);
+        for (Block* b : blocks) cache.push(1, b);
+        blocks[0]->set_key_word(0);
+        cache.take_oldest(1, 2);  // on its way back to the pool
+      },
+      report);
 }
 
 // A backend that counts what thread exits hand back.

@@ -5,12 +5,14 @@
 // by another thread than its allocator's simply joins the freeing thread's cache.
 //
 // A cached block stays "in use" as far as its heap is concerned (its neighbours do not
-// coalesce with it). Its payload holds the cache's link and a key, the per-process secret,
-// which is how free() recognises a double free of a cached block without a lock. Caches register
-// themselves so that statistics see every cache, and hand everything back when their thread exits
-// (a pthread key destructor).
+// coalesce with it). Its payload holds the cache's key, the per-process secret, which is how
+// free() recognises a double free of a cached block without a lock. Caches register
+// themselves so that statistics see every cache, and hand everything back when their thread
+// exits (a pthread key destructor). A cache's slots (cache_bins.h) are mapped when its thread
+// first uses it, and kept for the next thread when it exits.
 #pragma once
 
+#include <errno.h>
 #include <pthread.h>
 
 #include <cstddef>
@@ -33,8 +35,6 @@ inline constexpr std::size_t kCacheMaxBlock = std::size_t{32} << 10;
 // paths use them without reading the state.
 template <class Map>
 struct ThreadCache : CacheBins<Map, Map::classes_up_to(kCacheMaxBlock)> {
-  constexpr ThreadCache()
-      : CacheBins<Map, Map::classes_up_to(kCacheMaxBlock)>(BinsStart::kClosed) {}
   CacheState state = CacheState::kUnused;
   ThreadCache* next_registered = nullptr;
   ThreadCache* prev_registered = nullptr;
@@ -53,7 +53,11 @@ class ThreadCaches {
   // The caller's bins for the fast paths, whatever its state (closed unless in use: a push
   // fails and a pop finds nothing, so the call goes to its slow path), and the caller's cache
   // if it is in use, set up on first use (the slow paths).
-  POLYMALLOC_HOT_PATH static ThreadCache* enter() { return &mine_; }
+  POLYMALLOC_HOT_PATH static ThreadCache* enter() {
+    ThreadCache* bins = current_;
+    if (bins == nullptr) __builtin_unreachable();  // (never: the fast paths need not test it)
+    return bins;
+  }
   static ThreadCache* enter_or_set_up() { return mine(); }
 
   // The caller's cache, or nullptr while it is being set up or after its thread's exit
@@ -92,6 +96,12 @@ class ThreadCaches {
         choose_process_secret();
         key_created_ = true;
       }
+      typename ThreadCache::Slots* slots = spare_slots();
+      if (slots == nullptr) {
+        mine_.state = CacheState::kRetired;  // no memory for its slots: without a cache
+        return nullptr;
+      }
+      mine_.attach(slots);
       mine_.next_registered = registered_;
       if (registered_ != nullptr) registered_->prev_registered = &mine_;
       registered_ = &mine_;
@@ -99,6 +109,7 @@ class ThreadCaches {
     pthread_setspecific(exit_key_, &mine_);  // the value only has to be non-null
     mine_.state = CacheState::kActive;
     mine_.open();
+    current_ = &mine_;
     return &mine_;
   }
 
@@ -106,6 +117,7 @@ class ThreadCaches {
   // exit handlers) bypass the cache.
   static void retire(void*) {
     mine_.state = CacheState::kRetired;
+    current_ = &closed_;
     mine_.close();
     Backend::flush(mine_);
     atomics::LockGuard guard(registry_lock_);
@@ -117,11 +129,38 @@ class ThreadCaches {
     if (mine_.next_registered != nullptr) {
       mine_.next_registered->prev_registered = mine_.prev_registered;
     }
+    keep_spare(mine_.detach());
+  }
+
+  // Slots for a cache being set up: a dead thread's, or fresh ones (nullptr if none could be
+  // mapped; errno is kept). Under the registry lock.
+  static typename ThreadCache::Slots* spare_slots() {
+    if (auto* slots = spare_) {
+      spare_ = reinterpret_cast<typename ThreadCache::Slots*>((*slots)[0]);
+      return slots;
+    }
+    const int saved_errno = errno;
+    void* fresh = platform::os_map(sizeof(typename ThreadCache::Slots));
+    errno = saved_errno;
+    return static_cast<typename ThreadCache::Slots*>(fresh);
+  }
+  // A retired cache's slots wait for the next thread, linked through their first slot.
+  static void keep_spare(typename ThreadCache::Slots* slots) {
+    if (slots == nullptr) return;
+    (*slots)[0] = reinterpret_cast<Block*>(spare_);
+    spare_ = slots;
   }
 
   static inline thread_local constinit ThreadCache mine_ [[gnu::tls_model("initial-exec")]]{};
+  // The bins the fast paths use: a cache without slots (every push fails, every pop finds
+  // nothing) until the thread's own is set up. A pointer rather than the address of mine_,
+  // which the compiler recomputes from the thread pointer at each use.
+  static inline constinit ThreadCache closed_{};
+  static inline thread_local constinit ThreadCache* current_
+      [[gnu::tls_model("initial-exec")]] = &closed_;
   static inline constinit atomics::Spinlock registry_lock_{};
   static inline constinit ThreadCache* registered_ = nullptr;
+  static inline constinit typename ThreadCache::Slots* spare_ = nullptr;
   static inline constinit pthread_key_t exit_key_ = 0;
   static inline constinit bool key_created_ = false;
 };

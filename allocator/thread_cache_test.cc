@@ -54,6 +54,15 @@ TEST(ThreadCachesTest, TheBinsAreClosedUntilASlowPathSetsTheCacheUp) {
   }).join();
 }
 
+TEST(ThreadCachesTest, AnExitedThreadsSlotsServeTheNextThreadsCache) {
+  const void* first = nullptr;
+  const void* second = nullptr;
+  std::thread([&] { first = Caches::enter_or_set_up()->slots(); }).join();
+  std::thread([&] { second = Caches::enter_or_set_up()->slots(); }).join();
+  EXPECT_NE(first, nullptr);
+  EXPECT_EQ(second, first) << "slots are kept for reuse, not mapped per thread";
+}
+
 TEST(ThreadCachesTest, ABlockBetweenClassesGoesToTheSpareBinWhichTakesNothing) {
   using Bins = Caches::Bins;
   const std::size_t between = Map::block_size(20) + 16;  // realloc may leave such a block

@@ -5,6 +5,11 @@
 // Two levels: a root of leaf pointers (constant-initialised, in .bss: untouched pages cost
 // nothing) and leaves of tags mapped on first use, installed with one CAS and never unmapped,
 // so a reader needs no lock and no memory barrier beyond an acquire load. Async-signal-safe.
+//
+// In front of them, optionally, a window: one stretch of kWindowBytes whose tags are a flat
+// array of their own (set_window(), once), so that a lookup there is a subtraction, a
+// comparison and one load. An allocator whose memory lies mostly in one area it chose puts
+// the window over that area, and its free() asks about a pointer in a few instructions.
 #pragma once
 
 #include <cerrno>
@@ -28,14 +33,42 @@ class PageMap {
   PageMap(const PageMap&) = delete;
   PageMap& operator=(const PageMap&) = delete;
 
+  static constexpr std::size_t kWindowBytes = std::size_t{64} << 30;
+
+  // Puts the window at `base` (slot-aligned), before any slot there is set; false (errno =
+  // ENOMEM) if its tags could not be mapped, and then the leaves keep serving every address.
+  bool set_window(const void* base) {
+    const auto start = reinterpret_cast<std::uintptr_t>(base);
+    if (start % kSlotBytes != 0 || start > UINTPTR_MAX - kWindowBytes) return fail();
+    if ((start + kWindowBytes - 1) >> (kSlotShift + kRootBits + kLeafBits) != 0) return fail();
+    const std::size_t guard = page_size();  // an unused page on each side, as for a leaf
+    auto* mapped = static_cast<unsigned char*>(os_map(kWindowTagBytes + 2 * guard));
+    if (mapped == nullptr) return false;
+    window_tags_ = reinterpret_cast<std::uint16_t*>(mapped + guard);
+    atomics::store_relaxed(&window_base_, start);
+    atomics::store_release(&window_bytes_, kWindowBytes);
+    return true;
+  }
+
   // The tag of p's slot: 0 if never set (or p lies beyond the mapped address bits).
-  std::uint16_t get(const void* p) const {
+  [[gnu::always_inline]] std::uint16_t get(const void* p) const {
+    const std::uintptr_t offset =
+        reinterpret_cast<std::uintptr_t>(p) - atomics::load_relaxed(&window_base_);
+    if (offset < atomics::load_acquire(&window_bytes_)) [[likely]]
+      return atomics::load_relaxed(&window_tags_[offset >> kSlotShift]);
+    return get_from_leaves(p);
+  }
+
+ private:
+  std::uint16_t get_from_leaves(const void* p) const {
     const std::uintptr_t slot = slot_of(p);
     if (slot >> (kRootBits + kLeafBits) != 0) return 0;
     const std::uint16_t* leaf = atomics::load_acquire(&root_[slot >> kLeafBits]);
     if (leaf == nullptr) return 0;
     return atomics::load_relaxed(&leaf[slot & kLeafMask]);
   }
+
+ public:
 
   // Makes sure the slots of [p, p + bytes) can be set without any further system call;
   // false with errno = ENOMEM if a leaf could not be mapped (or p is out of range).
@@ -45,8 +78,13 @@ class PageMap {
     if (bytes - 1 > UINTPTR_MAX - start) return fail();  // wraps around
     const std::uintptr_t first = start >> kSlotShift, last = (start + bytes - 1) >> kSlotShift;
     if (last >> (kRootBits + kLeafBits) != 0) return fail();
-    for (std::uintptr_t leaf = first >> kLeafBits; leaf <= last >> kLeafBits; ++leaf) {
-      if (leaf_at(leaf) == nullptr) return false;
+    for (std::uintptr_t slot = first; slot <= last;) {
+      if (in_window(slot)) {  // mapped already
+        ++slot;
+        continue;
+      }
+      if (leaf_at(slot >> kLeafBits) == nullptr) return false;
+      slot = ((slot >> kLeafBits) + 1) << kLeafBits;
     }
     return true;
   }
@@ -57,14 +95,26 @@ class PageMap {
     const auto start = reinterpret_cast<std::uintptr_t>(p);
     const std::uintptr_t first = start >> kSlotShift, last = (start + bytes - 1) >> kSlotShift;
     for (std::uintptr_t slot = first; slot <= last; ++slot) {
-      std::uint16_t* leaf = atomics::load_acquire(&root_[slot >> kLeafBits]);
-      atomics::store_relaxed(&leaf[slot & kLeafMask], tag);
+      atomics::store_relaxed(tag_of_slot(slot), tag);
     }
   }
 
  private:
   static constexpr std::uintptr_t kLeafMask = (std::uintptr_t{1} << kLeafBits) - 1;
   static constexpr std::size_t kLeafBytes = sizeof(std::uint16_t) << kLeafBits;
+  static constexpr std::size_t kWindowTagBytes = sizeof(std::uint16_t) * (kWindowBytes >> kSlotShift);
+
+  bool in_window(std::uintptr_t slot) const {
+    return (slot << kSlotShift) - atomics::load_relaxed(&window_base_) <
+           atomics::load_acquire(&window_bytes_);
+  }
+  // Where slot's tag is kept (its leaf prepared, if it lies outside the window).
+  std::uint16_t* tag_of_slot(std::uintptr_t slot) {
+    if (in_window(slot)) {
+      return &window_tags_[((slot << kSlotShift) - window_base_) >> kSlotShift];
+    }
+    return &atomics::load_acquire(&root_[slot >> kLeafBits])[slot & kLeafMask];
+  }
 
   static std::uintptr_t slot_of(const void* p) {
     return reinterpret_cast<std::uintptr_t>(p) >> kSlotShift;
@@ -93,6 +143,10 @@ class PageMap {
   }
 
   std::uint16_t* root_[std::size_t{1} << kRootBits] = {};
+  // No address lies in the window until it is set (it is 0 bytes long until then).
+  std::uintptr_t window_base_ = 0;
+  std::uintptr_t window_bytes_ = 0;
+  std::uint16_t* window_tags_ = nullptr;
 };
 
 }  // namespace polymalloc::platform

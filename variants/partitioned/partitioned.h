@@ -135,6 +135,10 @@ class Partitions {
       return false;
     }
     platform::os_unmap(start, bytes);
+    // free() finds the partition of a block in the area with one flat lookup (if the window
+    // cannot be mapped, the page map's leaves answer, a little slower).
+    static_assert(kAreaBytes <= platform::PageMap::kWindowBytes);
+    pages_.set_window(start);
     const std::size_t share = bytes / n / kMinimumShareBytes * kMinimumShareBytes;
     for (unsigned i = 0; i < n; ++i) table_.heaps[i].place(start + i * share, share);
     atomics::store_release(&table_.count, std::uint32_t{n});

@@ -65,9 +65,15 @@ class StackPool {
     return arena_.spans(b) || regions_.contains(b);
   }
 
-  // A live header has only kInUse among its flags and its check word.
+  // A live header has only kInUse among its flags and its check word. A cached block's
+  // header reads free (mark_cached()), so the cache's key need not be checked on free.
+  static constexpr std::size_t kLiveFlags = Block::kFlags;
+  static constexpr bool kCachedByKey = false;
+  POLYMALLOC_HOT_PATH static bool seal_intact(const Block* b, std::size_t header) {
+    return b->prev_size == check_of(b, header);
+  }
   POLYMALLOC_HOT_PATH static bool is_live(const Block* b, std::size_t header) {
-    return (header & Block::kFlags) == H::kInUse && b->prev_size == check_of(b, header);
+    return (header & Block::kFlags) == H::kInUse && seal_intact(b, header);
   }
 
   // Marks a block live and returns its payload. Its check word is in place already: sealed
