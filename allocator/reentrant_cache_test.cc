@@ -110,8 +110,9 @@ TEST(ReentrantCacheTest, ABlockLeavesItsBinUnkeyed) {
 
 TEST(ReentrantCacheDeathTest, ABlockWrittenToWhileCachedIsReportedWhenItLeaves) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  const char* report = "^polymalloc: malloc\\(\\): corrupted free list \\(a freed block was "
-                       "written to\\): cached block 0x[0-9a-f]+\n$";
+  const char* report =
+      "^polymalloc: malloc\\(\\): corrupted free list \\(a freed block was "
+      "written to\\): cached block 0x[0-9a-f]+\n$";
   EXPECT_DEATH(
       {
         static OpenCache cache;

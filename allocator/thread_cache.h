@@ -156,8 +156,8 @@ class ThreadCaches {
   // nothing) until the thread's own is set up. A pointer rather than the address of mine_,
   // which the compiler recomputes from the thread pointer at each use.
   static inline constinit ThreadCache closed_{};
-  static inline thread_local constinit ThreadCache* current_
-      [[gnu::tls_model("initial-exec")]] = &closed_;
+  static inline thread_local constinit ThreadCache* current_ [[gnu::tls_model("initial-exec")]] =
+      &closed_;
   static inline constinit atomics::Spinlock registry_lock_{};
   static inline constinit ThreadCache* registered_ = nullptr;
   static inline constinit typename ThreadCache::Slots* spare_ = nullptr;

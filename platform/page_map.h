@@ -69,7 +69,6 @@ class PageMap {
   }
 
  public:
-
   // Makes sure the slots of [p, p + bytes) can be set without any further system call;
   // false with errno = ENOMEM if a leaf could not be mapped (or p is out of range).
   bool prepare(const void* p, std::size_t bytes) {
@@ -102,7 +101,8 @@ class PageMap {
  private:
   static constexpr std::uintptr_t kLeafMask = (std::uintptr_t{1} << kLeafBits) - 1;
   static constexpr std::size_t kLeafBytes = sizeof(std::uint16_t) << kLeafBits;
-  static constexpr std::size_t kWindowTagBytes = sizeof(std::uint16_t) * (kWindowBytes >> kSlotShift);
+  static constexpr std::size_t kWindowTagBytes =
+      sizeof(std::uint16_t) * (kWindowBytes >> kSlotShift);
 
   bool in_window(std::uintptr_t slot) const {
     return (slot << kSlotShift) - atomics::load_relaxed(&window_base_) <
