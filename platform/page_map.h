@@ -35,12 +35,16 @@ class PageMap {
 
   static constexpr std::size_t kWindowBytes = std::size_t{64} << 30;
 
-  // Puts the window at `base` (slot-aligned), before any slot there is set; false (errno =
-  // ENOMEM) if its tags could not be mapped, and then the leaves keep serving every address.
+  // Puts the window at `base` (slot-aligned), before any slot there is set, unless the map
+  // has one already (the first caller wins; a racing one returns at once); false if it did
+  // not (errno = ENOMEM if its tags could not be mapped), and then the leaves keep serving
+  // those addresses.
   bool set_window(const void* base) {
     const auto start = reinterpret_cast<std::uintptr_t>(base);
     if (start % kSlotBytes != 0 || start > UINTPTR_MAX - kWindowBytes) return fail();
     if ((start + kWindowBytes - 1) >> (kSlotShift + kRootBits + kLeafBits) != 0) return fail();
+    std::uint32_t unclaimed = 0;
+    if (!atomics::cas_acq_rel(&window_claimed_, unclaimed, std::uint32_t{1})) return false;
     const std::size_t guard = page_size();  // an unused page on each side, as for a leaf
     auto* mapped = static_cast<unsigned char*>(os_map(kWindowTagBytes + 2 * guard));
     if (mapped == nullptr) return false;
@@ -147,6 +151,7 @@ class PageMap {
   std::uintptr_t window_base_ = 0;
   std::uintptr_t window_bytes_ = 0;
   std::uint16_t* window_tags_ = nullptr;
+  std::uint32_t window_claimed_ = 0;
 };
 
 }  // namespace polymalloc::platform

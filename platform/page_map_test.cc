@@ -1,5 +1,6 @@
 // PageMap: tags per 4 KiB slot, leaves mapped on first use (a refused mapping fails
-// cleanly), addresses beyond the mapped bits, and concurrent installs of one leaf.
+// cleanly), the flat window, addresses beyond the mapped bits, and concurrent installs of one
+// leaf.
 #include "platform/page_map.h"
 
 #include <errno.h>
@@ -37,6 +38,31 @@ TEST(PageMapTest, SetMarksExactlyTheSlotsOfTheRange) {
   map.set(at(start), 1, 0);
   EXPECT_EQ(map.get(at(start)), 0);
   EXPECT_EQ(map.get(at(start + PageMap::kSlotBytes)), 0x8123);
+}
+
+// The window's tags are a flat array of their own: a range across its end keeps its tags on
+// both sides, only the first window set is kept, and addresses outside behave as before.
+TEST(PageMapTest, AWindowServesItsAddressesAndTheLeavesTheRest) {
+  static PageMap map;
+  const std::uintptr_t window = kBase + (std::uintptr_t{1} << 32);
+  ASSERT_TRUE(map.set_window(at(window)));
+  EXPECT_FALSE(map.set_window(at(kBase))) << "a map has one window";
+  EXPECT_EQ(map.get(at(window)), 0);
+  const std::uintptr_t last = window + PageMap::kWindowBytes - PageMap::kSlotBytes;
+  ASSERT_TRUE(map.prepare(at(last), 2 * PageMap::kSlotBytes));
+  map.set(at(last), 2 * PageMap::kSlotBytes, 7);
+  EXPECT_EQ(map.get(at(last)), 7) << "the window's last slot";
+  EXPECT_EQ(map.get(at(last + PageMap::kSlotBytes)), 7) << "the first slot beyond, in a leaf";
+  EXPECT_EQ(map.get(at(last - 1)), 0);
+  ASSERT_TRUE(map.prepare(at(window - PageMap::kSlotBytes), PageMap::kSlotBytes));
+  map.set(at(window - PageMap::kSlotBytes), PageMap::kSlotBytes, 9);
+  map.set(at(window), 1, 8);
+  EXPECT_EQ(map.get(at(window - 1)), 9);
+  EXPECT_EQ(map.get(at(window)), 8);
+  EXPECT_EQ(map.get(nullptr), 0);
+  EXPECT_EQ(map.get(at(~std::uintptr_t{0})), 0);
+  static PageMap other;
+  EXPECT_FALSE(other.set_window(at(window + 1))) << "not slot-aligned";
 }
 
 TEST(PageMapTest, RangesAcrossLeavesAndAddressesBeyondTheMappedBits) {
