@@ -8,7 +8,7 @@ void Block::report_corrupted_link(const Block* b) {
   report_misuse("malloc", "corrupted free list (a freed block was written to): link to", b);
 }
 
-void Block::report_overwritten_key(const Block* b) {
+void Block::report_overwritten_guard(const Block* b) {
   report_misuse("malloc", "corrupted free list (a freed block was written to): cached block",
                 reinterpret_cast<const unsigned char*>(b) + kHeaderBytes);
 }

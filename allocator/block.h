@@ -80,9 +80,12 @@ struct Block {
   POLYMALLOC_UNCHECKED_BY_ASAN Block* next_unchecked() const {
     return demangle(next_in_list, &next_in_list);
   }
-  // The first link's word as a plain value: a cached block's key (cache_bins.h).
-  POLYMALLOC_UNCHECKED_BY_ASAN std::uintptr_t key_word() const { return next_in_list; }
-  POLYMALLOC_UNCHECKED_BY_ASAN void set_key_word(std::uintptr_t v) { next_in_list = v; }
+  // The link words as plain values, for a cached block (cache_bins.h): the first holds a
+  // pattern a write after free would change, the second the cache's key.
+  POLYMALLOC_UNCHECKED_BY_ASAN std::uintptr_t guard_word() const { return next_in_list; }
+  POLYMALLOC_UNCHECKED_BY_ASAN void set_guard_word(std::uintptr_t v) { next_in_list = v; }
+  POLYMALLOC_UNCHECKED_BY_ASAN std::uintptr_t key_word() const { return prev_in_list; }
+  POLYMALLOC_UNCHECKED_BY_ASAN void set_key_word(std::uintptr_t v) { prev_in_list = v; }
   // The second link's word as a plain value (a batch length), unmangled.
   POLYMALLOC_UNCHECKED_BY_ASAN std::uintptr_t aux_word() const { return prev_in_list; }
   POLYMALLOC_UNCHECKED_BY_ASAN void set_aux_word(std::uintptr_t v) { prev_in_list = v; }
@@ -122,8 +125,8 @@ struct Block {
   [[noreturn, gnu::cold]] static void report_corrupted_link(const Block* b);
 
  public:
-  // A cached block whose key changed: it was written to after it was freed.
-  [[noreturn, gnu::cold]] static void report_overwritten_key(const Block* b);
+  // A cached block whose guard word changed: it was written to after it was freed.
+  [[noreturn, gnu::cold]] static void report_overwritten_guard(const Block* b);
 };
 
 static_assert(sizeof(Block) == 32, "the smallest block holds a header and two links");

@@ -5,12 +5,15 @@
 // lock-free pool.
 //
 // A bin is a stack of pointers in an array of slots that the cache's owner provides (as
-// tcmalloc's per-CPU slabs are), not a list linked through the blocks: a push or a pop is an
-// index compared and moved, and no link lies in memory the client may still write to. What a
-// use after free writes is caught instead by the block's key: a cached block's first payload
-// word holds the process secret, which pop() checks (and clears) before the block is handed
-// out again, and which the pool reads to tell a block freed twice from a live one. Blocks
-// leave the bins as a BlockChain linked through Block::next_in_list (safe-linked).
+// tcmalloc's per-CPU slabs are), not a list linked through the blocks: a push or a pop is a
+// pointer compared and moved, and no link lies in memory the client may still write to. What
+// a use after free writes is caught instead by a guard: a cached block's first payload word
+// holds a fixed pattern, which pop() checks before the block is handed out again. Bins for a
+// pool that tells a cached block from a live one by a key (the heaps: their headers read in
+// use for both) also keep the key, the process secret, in the second word, where free() reads
+// it (the second, not the first: a client's last writes before free() are likelier to the
+// first, and a load of a word a narrower store just wrote waits for that store). Blocks leave
+// the bins as a BlockChain linked through Block::next_in_list (safe-linked).
 #pragma once
 
 #include <array>
@@ -32,7 +35,7 @@ enum class CacheState : std::uint32_t {
   kRetired,  // its thread's exit handlers ran, or it could not be set up: calls go around it
 };
 
-// Where the bins of CacheBins<Map, kBins> keep their blocks: each bin's capacity (at most
+// Where the bins of CacheBins<Map, kBins, ...> keep their blocks: each bin's capacity (at most
 // kBinBytes, and kMaxBinCount blocks, at least 2) and first slot.
 template <class Map, unsigned kBins>
 struct BinLayout {
@@ -65,9 +68,14 @@ struct BinLayout {
 // test of the cache's state. Behind them is one spare bin, index kBins, that never takes a
 // block: bin_of_block() sends a block whose size is no cached class there, so free() pushes
 // without testing the index and the failed push is its slow path.
-template <class Map, unsigned kBins>
+template <class Map, unsigned kBins, bool kKeyed = false>
 class CacheBins {
  public:
+  // Whether cached blocks carry the key (the pool tells cached blocks by it).
+  static constexpr bool kCarriesKey = kKeyed;
+  // A cached block's first word: a pattern, not a secret (the client may read it later), that
+  // fits a sign-extended 32-bit immediate (one instruction to store or compare).
+  static constexpr std::uintptr_t kGuard = 0x66726565;  // "free"
   using Layout = BinLayout<Map, kBins>;
   static constexpr std::size_t kBinBytes = Layout::kBinBytes;
   static constexpr std::uint32_t kMaxBinCount = Layout::kMaxBinCount;
@@ -144,24 +152,21 @@ class CacheBins {
     if (top == bin.bottom) [[unlikely]]
       return nullptr;
     atomics::store_relaxed(&bin.top, top - 1);
-    return unkeyed(top[-1]);
+    return unguarded(top[-1]);
   }
 
-  // Caches b (a free block of class i); false if the bin is full, or (kRefuseKeyed) if b
-  // bears the key already: a block freed twice, whose pool tells cached from live by the key
-  // alone, goes to the slow path, which reports it.
-  template <bool kRefuseKeyed = false>
+  // Caches b (a free block of class i); false if the bin is full, or (keyed bins) if b bears
+  // the key already: a block freed twice goes to the slow path, which reports it.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool push(unsigned i, Block* b) {
     Bin& bin = bins_[i];
     Block** const top = bin.top;
     if (top >= bin.limit) [[unlikely]]
       return false;
-    const std::uintptr_t key = key_;
-    if (kRefuseKeyed && b->key_word() == key) [[unlikely]]
+    if (kKeyed && b->key_word() == key_) [[unlikely]]
       return false;
     *top = b;
     atomics::store_relaxed(&bin.top, top + 1);
-    b->set_key_word(key);
+    guard(b);
     return true;
   }
 
@@ -174,7 +179,7 @@ class CacheBins {
     for (Block *b = chain.head, *next; b != nullptr; b = next) {
       next = b->next();
       *--slot = b;
-      b->set_key_word(key_);
+      guard(b);
     }
     atomics::store_relaxed(&bin.top, top);
   }
@@ -189,7 +194,7 @@ class CacheBins {
     if (n == 0) return {};
     Block* head = nullptr;
     for (Block** slot = bin.bottom; slot < bin.bottom + n; ++slot) {
-      Block* b = unkeyed(*slot);
+      Block* b = unguarded(*slot);
       b->set_next(head);
       head = b;
     }
@@ -210,13 +215,13 @@ class CacheBins {
   // The block of class i in the slot, taken out; nullptr if the slot holds none of class i.
   POLYMALLOC_UNCHECKED_BY_ASAN Block* take_big(unsigned i) {
     if (big_ == nullptr || big_class_ != i) return nullptr;
-    return unkeyed(empty_big_slot());
+    return unguarded(empty_big_slot());
   }
 
   // Puts free block b of class i into the slot if it is empty; false if it holds a block.
   POLYMALLOC_UNCHECKED_BY_ASAN bool put_big(Block* b, unsigned i) {
     if (big_ != nullptr) return false;
-    b->set_key_word(key_);
+    guard(b);
     big_ = b;
     big_class_ = i;
     atomics::store_relaxed(&big_bytes_, Map::block_size(i));
@@ -228,7 +233,7 @@ class CacheBins {
     *i = big_class_;
     Block* b = empty_big_slot();
     if (b == nullptr) return {};
-    unkeyed(b)->set_next(nullptr);
+    unguarded(b)->set_next(nullptr);
     return BlockChain{b, 1};
   }
 
@@ -289,20 +294,26 @@ class CacheBins {
     return b;
   }
 
-  // b, leaving a bin or the slot: its key checked (a use after free that changed it stops
-  // the process) and cleared (a client never sees the secret).
-  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* unkeyed(Block* b) const {
-    if (b->key_word() != key_) [[unlikely]]
-      Block::report_overwritten_key(b);
-    b->set_key_word(0);
+  // b, entering a bin or the slot: its guard (and key) written.
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void guard(Block* b) const {
+    b->set_guard_word(kGuard);
+    if (kKeyed) b->set_key_word(key_);
+  }
+  // b, leaving a bin or the slot: its guard checked (a use after free that changed it stops
+  // the process) and its key cleared (a client never sees the secret).
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* unguarded(Block* b) const {
+    if (b->guard_word() != kGuard) [[unlikely]]
+      Block::report_overwritten_guard(b);
+    if (kKeyed) b->set_key_word(0);
     return b;
   }
 
   template <class Valid>
   POLYMALLOC_UNCHECKED_BY_ASAN const char* check_one(Valid& valid, const Block* b, unsigned i,
                                                      const void** where) const {
-    const char* wrong =
-        b->key_word() != key_ ? "cached block written to after it was freed" : valid(b, i);
+    const char* wrong = b->guard_word() != kGuard               ? "cached block written to after it was freed"
+                        : kKeyed && b->key_word() != key_ ? "cached block without its key"
+                                                          : valid(b, i);
     if (wrong != nullptr && where != nullptr) *where = b;
     return wrong;
   }
@@ -320,7 +331,7 @@ class CacheBins {
 
   std::array<Bin, kBins + 1> bins_{};  // and the spare, always empty and full
   Block** slots_ = nullptr;
-  std::uintptr_t key_ = 0;  // the process secret, kept here where the fast paths have it
+  std::uintptr_t key_ = 0;  // (keyed) the process secret, kept where the fast paths have it
   Block* big_ = nullptr;
   unsigned big_class_ = 0;
   std::size_t big_bytes_ = 0;  // the slot's block's size, for other threads' statistics

@@ -119,6 +119,8 @@ class ClassCore {
   using Pool = typename Config::Pool;
   using Bins = typename Caches::Bins;
   static_assert(ClassPool<Pool>);
+  static_assert(Caches::kBins == 0 || Bins::kCarriesKey == Pool::kCachedByKey,
+                "a pool that tells cached blocks by their key needs bins that keep it");
 
  public:
   static constexpr const char* kName = Config::kName;
@@ -166,7 +168,7 @@ class ClassCore {
     if (granules <= Bins::kMaxBlock / 16 && Pool::seal_intact(b, header)) [[likely]] {
       const unsigned i = Bins::bin_of_granules(granules);  // between classes: the spare bin
       if (auto cache = Caches::enter()) [[likely]] {
-        if (cache->template push<Pool::kCachedByKey>(i, b)) [[likely]] {
+        if (cache->push(i, b)) [[likely]] {
           Pool::mark_cached(b, i);  // inside the cache's bracket: no handler sees b meanwhile
           return;
         }
@@ -187,7 +189,7 @@ class ClassCore {
       if (live_granules(header) == Map::block_size(i) / 16 && Pool::seal_intact(b, header))
           [[likely]] {
         if (auto cache = Caches::enter()) [[likely]] {
-          if (cache->template push<Pool::kCachedByKey>(i, b)) [[likely]] {
+          if (cache->push(i, b)) [[likely]] {
             Pool::mark_cached(b, i);
             return;
           }

@@ -4,7 +4,7 @@
 //
 // What a header means here: a block is the heaps' boundary-tagged block. A block in a thread
 // cache stays in use as far as its heap is concerned (its neighbours do not coalesce with
-// it); its first payload word holds the cache's key, the process secret (cache_bins.h),
+// it); its second payload word holds the cache's key, the process secret (cache_bins.h),
 // which is how free() tells a block freed twice from a live one without a lock.
 #pragma once
 

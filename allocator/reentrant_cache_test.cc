@@ -96,29 +96,30 @@ TEST(ReentrantCacheTest, TakeOldestLeavesTheMostRecentlyCached) {
   free_blocks(blocks);
 }
 
-// A cached block's first word is its key; a use after free that changes it is reported
-// when the block leaves the bin, and the key never reaches the client.
-TEST(ReentrantCacheTest, ABlockLeavesItsBinUnkeyed) {
+// A cached block's first word is a guard; a use after free that changes it is reported when
+// the block leaves the bin (these bins keep no key: signal_safe's headers tell a cached
+// block).
+TEST(ReentrantCacheTest, ABlockInABinCarriesTheGuardAndNoKey) {
   static OpenCache cache;
   Block* b = fresh_blocks(1)[0];
+  b->set_key_word(12345);
   ASSERT_TRUE(cache.push(1, b));
-  EXPECT_NE(b->key_word(), 0u);
+  EXPECT_EQ(b->guard_word(), Cache::kGuard);
+  EXPECT_EQ(b->key_word(), 12345u);
   EXPECT_EQ(cache.pop(1), b);
-  EXPECT_EQ(b->key_word(), 0u);
   free_blocks({b});
 }
 
 TEST(ReentrantCacheDeathTest, ABlockWrittenToWhileCachedIsReportedWhenItLeaves) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  const char* report =
-      "^polymalloc: malloc\\(\\): corrupted free list \\(a freed block was "
-      "written to\\): cached block 0x[0-9a-f]+\n$";
+  const char* report = "^polymalloc: malloc\\(\\): corrupted free list \\(a freed block was "
+                       "written to\\): cached block 0x[0-9a-f]+\n$";
   EXPECT_DEATH(
       {
         static OpenCache cache;
         Block* b = fresh_blocks(1)[0];
         cache.push(1, b);
-        b->set_key_word(b->key_word() ^ 1);  // one bit of the first word, as a stray write
+        b->set_guard_word(b->guard_word() ^ 0x100);  // one bit of the first word, as a stray write
         cache.pop(1);
       },
       report);
@@ -127,7 +128,7 @@ TEST(ReentrantCacheDeathTest, ABlockWrittenToWhileCachedIsReportedWhenItLeaves) 
         static OpenCache cache;
         const auto blocks = fresh_blocks(3);
         for (Block* b : blocks) cache.push(1, b);
-        blocks[0]->set_key_word(0);
+        blocks[0]->set_guard_word(0);
         cache.take_oldest(1, 2);  // on its way back to the pool
       },
       report);

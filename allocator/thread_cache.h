@@ -34,7 +34,7 @@ inline constexpr std::size_t kCacheMaxBlock = std::size_t{32} << 10;
 // place in the registry. The bins are closed except while the state is kActive, so the fast
 // paths use them without reading the state.
 template <class Map>
-struct ThreadCache : CacheBins<Map, Map::classes_up_to(kCacheMaxBlock)> {
+struct ThreadCache : CacheBins<Map, Map::classes_up_to(kCacheMaxBlock), /*kKeyed=*/true> {
   CacheState state = CacheState::kUnused;
   ThreadCache* next_registered = nullptr;
   ThreadCache* prev_registered = nullptr;

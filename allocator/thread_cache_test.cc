@@ -63,6 +63,22 @@ TEST(ThreadCachesTest, AnExitedThreadsSlotsServeTheNextThreadsCache) {
   EXPECT_EQ(second, first) << "slots are kept for reuse, not mapped per thread";
 }
 
+// The heaps' caches key their blocks (the second word) and refuse a block that bears the key:
+// a second free of a cached block goes to the slow path, which reports it.
+TEST(ThreadCachesTest, AKeyedBinRefusesABlockItHoldsAndClearsTheKeyOnTheWayOut) {
+  auto* cache = Caches::enter_or_set_up();
+  ASSERT_NE(cache, nullptr);
+  Block* b = fresh_block();
+  b->set_key_word(0);
+  ASSERT_TRUE(cache->push(3, b));
+  EXPECT_NE(b->key_word(), 0u);
+  EXPECT_FALSE(cache->push(3, b)) << "freed twice";
+  EXPECT_EQ(cache->count(3), 1u);
+  EXPECT_EQ(cache->pop(3), b);
+  EXPECT_EQ(b->key_word(), 0u) << "the client never sees the secret";
+  std::free(b);
+}
+
 TEST(ThreadCachesTest, ABlockBetweenClassesGoesToTheSpareBinWhichTakesNothing) {
   using Bins = Caches::Bins;
   const std::size_t between = Map::block_size(20) + 16;  // realloc may leave such a block
