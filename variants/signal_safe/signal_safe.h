@@ -78,7 +78,7 @@ class StackPool {
 
   // Marks a block live and returns its payload. Its check word is in place already: sealed
   // when it left the pool (take(), allocate()), and kept while it sits in a cache (the cache
-  // links through the payload, mark_cached() clears kInUse only). A block whose pages trim
+  // guards the payload, mark_cached() clears kInUse only). A block whose pages trim
   // released has been reclaimed before it got here.
   POLYMALLOC_HOT_PATH static void* hand_out(Block* b, unsigned i) {
     b->set_size_flags(b->size_flags_unlocked() | H::kInUse);  // (mark_cached() wrote the size)
