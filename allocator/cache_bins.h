@@ -144,7 +144,7 @@ class CacheBins {
     for (unsigned i = 0; i < kBins; ++i) bins_[i].limit = bins_[i].bottom;
   }
 
-  // A block of class i, or nullptr if the bin is empty. A block whose key was overwritten
+  // A block of class i, or nullptr if the bin is empty. A block whose guard was overwritten
   // (written to after it was freed) stops the process before it is handed out.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* pop(unsigned i) {
     Bin& bin = bins_[i];
@@ -185,7 +185,7 @@ class CacheBins {
   }
 
   // Detaches the n least recently cached blocks of bin i (all when n is 0 or more than it
-  // holds), as a chain from the newest of them to the oldest, their keys checked. The most
+  // holds), as a chain from the newest of them to the oldest, their guards checked. The most
   // recently freed, the likeliest to be in the CPU's cache, stay.
   POLYMALLOC_UNCHECKED_BY_ASAN BlockChain take_oldest(unsigned i, std::uint32_t n) {
     Bin& bin = bins_[i];
@@ -210,7 +210,7 @@ class CacheBins {
   // (ClassCore): a thread that frees many big blocks keeps the first, not the last, which is
   // likelier to lie at the top of a heap where it would stop a trim. It holds a block only
   // while its thread holds one of the process's few slot credits (ClassCore), which bounds
-  // what all slots keep together. The block in it is keyed as a bin's are.
+  // what all slots keep together. The block in it is guarded (and keyed) as a bin's are.
 
   // The block of class i in the slot, taken out; nullptr if the slot holds none of class i.
   POLYMALLOC_UNCHECKED_BY_ASAN Block* take_big(unsigned i) {
@@ -259,8 +259,8 @@ class CacheBins {
     return blocks;
   }
 
-  // nullptr if every bin is within its capacity, every block in it keyed and valid(b, i)
-  // passes for each, else what is wrong (and *where). Only the owner may.
+  // nullptr if every bin is within its capacity, every block in it guarded (and keyed) and
+  // valid(b, i) passes for each, else what is wrong (and *where). Only the owner may.
   template <class Valid>
   POLYMALLOC_UNCHECKED_BY_ASAN const char* check(Valid valid, const void** where) const {
     for (unsigned i = 0; i < kBins; ++i) {

@@ -361,8 +361,7 @@ class ClassCore {
   static void flush(Cache& cache) {
     tick();
     for (unsigned i = 0; i < Caches::kBins; ++i) Pool::give(i, cache.take_oldest(i, 0));
-    unsigned i = 0;
-    if (const BlockChain big = cache.take_big_chain(&i); big.head != nullptr) Pool::give(i, big);
+    give_back_big_slot(cache);
     if (cache.has_big_credit()) {
       cache.set_big_credit(false);
       return_big_credit();
@@ -422,10 +421,7 @@ class ClassCore {
         if (Block* b = cache->take_big(i)) return Pool::hand_out(b, i);
         // The slot's block is not what this thread asks for now: back to the pool, and the
         // slot takes the next big block freed.
-        unsigned other = 0;
-        if (const BlockChain big = cache->take_big_chain(&other); big.head != nullptr) {
-          Pool::give(other, big);
-        }
+        give_back_big_slot(*cache);
       }
     }
     // Uncached, or the pool had no block of exactly the class for a cache (a heap may hand
@@ -467,6 +463,13 @@ class ClassCore {
       cache.push(i, b);
     }
     Pool::mark_cached(b, i);
+  }
+
+  // Empties the cache's big slot into the pool.
+  template <class Cache>
+  static void give_back_big_slot(Cache& cache) noexcept {
+    unsigned i = 0;
+    if (const BlockChain big = cache.take_big_chain(&i); big.head != nullptr) Pool::give(i, big);
   }
 
   // Puts live block b of big class i into the cache's big slot; false if the slot is taken,

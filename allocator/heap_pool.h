@@ -236,8 +236,7 @@ class HeapPool {
   // The key is the secret itself: mixing in b's address would cost two instructions per free
   // and buy nothing (whoever reads a cached block's key knows its address, so learns the
   // secret either way), and a stale key cannot outlive its block's stay in a cache (a block
-  // leaves a bin or the big slot unkeyed; in a chain between a cache and a heap its first
-  // word is a link).
+  // leaves a bin or the big slot with its key cleared).
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH static bool is_cached(const Block* b) {
     return Placement::kCachesInFront && b->key_word() == process_secret();
   }

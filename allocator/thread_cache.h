@@ -21,7 +21,6 @@
 #include "allocator/block.h"
 #include "allocator/cache_bins.h"
 #include "allocator/sanitizer.h"
-#include "allocator/secret.h"
 #include "atomics/atomics.h"
 #include "platform/platform.h"
 
@@ -93,7 +92,6 @@ class ThreadCaches {
       atomics::LockGuard guard(registry_lock_);
       if (!key_created_) {
         if (pthread_key_create(&exit_key_, &retire) != 0) return nullptr;  // stays activating
-        choose_process_secret();
         key_created_ = true;
       }
       typename ThreadCache::Slots* slots = spare_slots();

@@ -37,16 +37,19 @@ class PageMap {
 
   // Puts the window at `base` (slot-aligned), before any slot there is set, unless the map
   // has one already (the first caller wins; a racing one returns at once); false if it did
-  // not (errno = ENOMEM if its tags could not be mapped), and then the leaves keep serving
-  // those addresses.
+  // not (base out of range, or its tags could not be mapped), and then the leaves keep
+  // serving those addresses. Keeps errno: a window is an optimisation its callers need not
+  // hear about.
   bool set_window(const void* base) {
     const auto start = reinterpret_cast<std::uintptr_t>(base);
-    if (start % kSlotBytes != 0 || start > UINTPTR_MAX - kWindowBytes) return fail();
-    if ((start + kWindowBytes - 1) >> (kSlotShift + kRootBits + kLeafBits) != 0) return fail();
+    if (start % kSlotBytes != 0 || start > UINTPTR_MAX - kWindowBytes) return false;
+    if ((start + kWindowBytes - 1) >> (kSlotShift + kRootBits + kLeafBits) != 0) return false;
     std::uint32_t unclaimed = 0;
     if (!atomics::cas_acq_rel(&window_claimed_, unclaimed, std::uint32_t{1})) return false;
     const std::size_t guard = page_size();  // an unused page on each side, as for a leaf
+    const int saved_errno = errno;
     auto* mapped = static_cast<unsigned char*>(os_map(kWindowTagBytes + 2 * guard));
+    errno = saved_errno;
     if (mapped == nullptr) return false;
     window_tags_ = reinterpret_cast<std::uint16_t*>(mapped + guard);
     atomics::store_relaxed(&window_base_, start);
@@ -55,6 +58,7 @@ class PageMap {
   }
 
   // The tag of p's slot: 0 if never set (or p lies beyond the mapped address bits).
+  // (window_tag() spelled out: its null test costs free() three instructions.)
   [[gnu::always_inline]] std::uint16_t get(const void* p) const {
     const std::uintptr_t offset =
         reinterpret_cast<std::uintptr_t>(p) - atomics::load_relaxed(&window_base_);
@@ -82,8 +86,8 @@ class PageMap {
     const std::uintptr_t first = start >> kSlotShift, last = (start + bytes - 1) >> kSlotShift;
     if (last >> (kRootBits + kLeafBits) != 0) return fail();
     for (std::uintptr_t slot = first; slot <= last;) {
-      if (in_window(slot)) {  // mapped already
-        ++slot;
+      if (window_tag(slot << kSlotShift) != nullptr) {  // mapped already: on past the window
+        slot = (atomics::load_relaxed(&window_base_) + kWindowBytes) >> kSlotShift;
         continue;
       }
       if (leaf_at(slot >> kLeafBits) == nullptr) return false;
@@ -108,15 +112,15 @@ class PageMap {
   static constexpr std::size_t kWindowTagBytes =
       sizeof(std::uint16_t) * (kWindowBytes >> kSlotShift);
 
-  bool in_window(std::uintptr_t slot) const {
-    return (slot << kSlotShift) - atomics::load_relaxed(&window_base_) <
-           atomics::load_acquire(&window_bytes_);
+  // Where the tag of `address` lies in the window, or nullptr if the window does not cover it.
+  [[gnu::always_inline]] std::uint16_t* window_tag(std::uintptr_t address) const {
+    const std::uintptr_t offset = address - atomics::load_relaxed(&window_base_);
+    if (offset >= atomics::load_acquire(&window_bytes_)) return nullptr;
+    return &window_tags_[offset >> kSlotShift];
   }
   // Where slot's tag is kept (its leaf prepared, if it lies outside the window).
   std::uint16_t* tag_of_slot(std::uintptr_t slot) {
-    if (in_window(slot)) {
-      return &window_tags_[((slot << kSlotShift) - window_base_) >> kSlotShift];
-    }
+    if (std::uint16_t* tag = window_tag(slot << kSlotShift)) return tag;
     return &atomics::load_acquire(&root_[slot >> kLeafBits])[slot & kLeafMask];
   }
 

@@ -138,9 +138,7 @@ bool ReservedRange::start_span(std::size_t bytes) {
   if (area > kept) os_unmap(start + kept, area - kept);
   // The range grows up from here for a long way: if the map has no window yet, it goes here,
   // so that asking about this range's pages is one flat lookup.
-  const int saved_errno = errno;
   map_->set_window(start);
-  errno = saved_errno;
   begin_span(reinterpret_cast<std::uintptr_t>(start), kept,
              reinterpret_cast<std::uintptr_t>(start) + area);
   return true;
