@@ -64,6 +64,11 @@ struct Block {
   void clear_flags(std::size_t f) { set_size_flags(size_flags & ~f); }
   // The header as read without the heap's lock.
   std::size_t size_flags_unlocked() const { return atomics::load_relaxed(&size_flags); }
+  // A flag set or cleared where no other thread reads the header meanwhile (a block between
+  // a thread's cache and its client): one read-modify-write instruction where the CPU has
+  // one, instead of a load, the change and an atomic store.
+  void set_flags_unshared(std::size_t f) { size_flags |= f; }
+  void clear_flags_unshared(std::size_t f) { size_flags &= ~f; }
 
   // The free-list links, demangled; a link that does not demangle to a 16-byte-aligned
   // address (or null) was overwritten, and the process stops with a one-line report.

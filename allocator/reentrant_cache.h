@@ -2,10 +2,12 @@
 // the thread cache of an allocator whose malloc is async-signal-safe. A cache is owned by
 // one thread; the only code that can run on that thread in the middle of a cache operation
 // is a signal handler, and handlers nest strictly. So a cache needs no atomics: an operation
-// takes the cache out of its thread's hands (the thread-local pointer to it reads null) for
-// its length, and a handler that interrupts it finds no cache and uses the shared pool. No
-// lock, no waiting, nothing to undo, and on the fast path no more than the pointer's load,
-// test, clearing and restoring.
+// takes the cache out of its thread's hands for its length (the thread-local pointer to it
+// points at a closed cache meanwhile: every push fails, every pop finds nothing), and a
+// handler that interrupts it finds the closed cache and uses the shared pool. No lock, no
+// waiting, nothing to undo, and on the fast path no more than the pointer's load, its
+// replacement and its restoring: not even a test, as a thread without a cache of its own
+// finds the closed one too.
 //
 // Caches live in a fixed table of slots claimed with one CAS (no allocation, so a thread's
 // first malloc may be in a signal handler), each with its bins' storage, which statistics
@@ -43,14 +45,14 @@ class ReentrantCaches {
   static constexpr unsigned kBins = Cache::kBins;
   static constexpr std::uint32_t batch(unsigned i) { return Cache::batch(i); }
 
-  // The caller's cache, taken out of its hands for the length of a scope (a signal handler
-  // that interrupts the scope finds none): empty when the thread has none, or when a handler
-  // interrupted an operation that holds it.
+  // A cache taken out of its thread's hands for the length of a scope (a signal handler that
+  // interrupts the scope finds the closed cache): the caller's own, or the closed one (which
+  // is taken harmlessly: the scope puts back what it found), or empty (nothing taken).
   class Entry {
    public:
     POLYMALLOC_HOT_PATH explicit Entry(Cache* c) : cache_(c) {
       if (c == nullptr) return;
-      atomics::store_relaxed(&mine_.cache, static_cast<Cache*>(nullptr));
+      atomics::store_relaxed(&mine_.cache, &closed_);
       __atomic_signal_fence(__ATOMIC_SEQ_CST);  // the cache's loads and stores stay inside
     }
     POLYMALLOC_HOT_PATH ~Entry() {
@@ -68,20 +70,27 @@ class ReentrantCaches {
     Cache* cache_;
   };
 
-  // The fast paths use the cache the caller has; the slow paths set one up on first use.
-  POLYMALLOC_HOT_PATH static Entry enter() { return Entry(current()); }
+  // The fast paths use the cache the caller has, or the closed one (never empty); the slow
+  // paths set one up on first use (empty when the thread gets none).
+  POLYMALLOC_HOT_PATH static Entry enter() {
+    Cache* c = current();
+    if (c == nullptr) __builtin_unreachable();  // (never: the fast paths need not test it)
+    return Entry(c);
+  }
   static Entry enter_or_set_up() { return Entry(mine()); }
 
   // The caller's cache, set up on first use; nullptr when the thread has none (no slot
   // free, its exit handlers already ran, or set-up was interrupted by this very call) or an
   // operation that this call interrupted holds it.
   POLYMALLOC_HOT_PATH static Cache* mine() {
-    if (Cache* c = atomics::load_relaxed(&mine_.cache)) [[likely]]
+    Cache* c = atomics::load_relaxed(&mine_.cache);
+    if (c != &closed_) [[likely]]
       return c;
     return activate();
   }
 
-  // The caller's cache if it has one and no operation holds it, without setting one up.
+  // The caller's cache if it has one and no operation holds it, else the closed one; without
+  // setting one up.
   POLYMALLOC_HOT_PATH static Cache* current() { return atomics::load_relaxed(&mine_.cache); }
 
   // Calls f(Cache&) for each claimed slot (other threads' caches: read their counts only).
@@ -116,7 +125,7 @@ class ReentrantCaches {
     typename Cache::Slots storage;  // the cache's bins' slots
   };
   struct ThreadState {
-    Cache* cache = nullptr;  // the thread's cache while no operation holds it
+    Cache* cache = &closed_;  // the thread's cache while no operation holds it, else closed_
     Cache* own = nullptr;    // the thread's cache, from set-up to exit
     CacheState state = CacheState::kUnused;
   };
@@ -173,7 +182,7 @@ class ReentrantCaches {
     auto* slot = static_cast<Slot*>(slot_address);
     ThreadState& me = mine_;
     me.state = CacheState::kRetired;
-    atomics::store_relaxed(&me.cache, static_cast<Cache*>(nullptr));
+    atomics::store_relaxed(&me.cache, &closed_);
     me.own = nullptr;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     Backend::flush(slot->cache);
@@ -182,6 +191,9 @@ class ReentrantCaches {
 
   static constexpr std::uint32_t kKeyNone = 0, kKeyCreating = 1, kKeyReady = 2, kKeyFailed = 3;
 
+  // The cache of every thread that has none, or whose cache an operation holds: no slots,
+  // so every push fails and every pop finds nothing, without writing to it.
+  static inline constinit Cache closed_{};
   static inline thread_local constinit ThreadState mine_ [[gnu::tls_model("initial-exec")]]{};
   static inline constinit Slot slots_[kSlots]{};
   static inline constinit std::uint32_t key_state_ = kKeyNone;

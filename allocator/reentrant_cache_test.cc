@@ -1,5 +1,5 @@
 // ReentrantCache and its table: an operation holds the thread's cache (a signal handler
-// finds none), LIFO bins with a capacity, oldest-first draining, one cache per thread, and
+// finds a closed one), LIFO bins with a capacity, oldest-first draining, one cache per thread, and
 // the exit flush.
 #include "allocator/reentrant_cache.h"
 
@@ -151,19 +151,42 @@ struct CountingBackend {
 };
 using Caches = ReentrantCaches<Cache, CountingBackend, 4>;
 
+// Whether the cache an entry holds takes a block of class 0 and gives it back (the closed
+// cache takes nothing).
+bool caches_a_block(const Caches::Entry& entry) {
+  if (!entry) return false;
+  Block* b = fresh_blocks(1)[0];
+  const bool taken = entry->push(0, b);
+  if (taken) {
+    EXPECT_EQ(entry->pop(0), b);
+  }
+  free_blocks({b});
+  return taken;
+}
+
 TEST(ReentrantCachesTest, AnOperationHoldsTheCacheUntilItEnds) {
   {
     const auto entry = Caches::enter_or_set_up();
-    ASSERT_TRUE(entry);
-    EXPECT_FALSE(Caches::enter()) << "a handler interrupting the operation must keep out";
+    ASSERT_TRUE(caches_a_block(entry));
+    const auto nested = Caches::enter();
+    EXPECT_NE(&*nested, &*entry) << "a handler interrupting the operation must keep out";
+    EXPECT_FALSE(caches_a_block(nested)) << "and finds a cache that takes nothing";
     EXPECT_FALSE(Caches::enter_or_set_up()) << "and must not set up another cache";
   }
   const auto again = Caches::enter();
-  EXPECT_TRUE(again) << "the cache is the thread's again once the operation ends";
+  EXPECT_TRUE(caches_a_block(again)) << "the cache is the thread's again once the operation ends";
+}
+
+TEST(ReentrantCachesTest, AThreadWithoutACacheFindsOneThatTakesNothing) {
+  std::thread([] {
+    const auto entry = Caches::enter();  // the fast paths' view: never empty, never set up
+    ASSERT_TRUE(entry);
+    EXPECT_FALSE(caches_a_block(entry));
+  }).join();
 }
 
 bool handler_got_in = true;
-void try_from_handler(int) { handler_got_in = static_cast<bool>(Caches::enter()); }
+void try_from_handler(int) { handler_got_in = caches_a_block(Caches::enter()); }
 
 TEST(ReentrantCachesTest, ASignalHandlerFindsNoCacheMidOperation) {
   ASSERT_NE(Caches::mine(), nullptr);
@@ -173,7 +196,7 @@ TEST(ReentrantCachesTest, ASignalHandlerFindsNoCacheMidOperation) {
   ASSERT_EQ(sigaction(SIGUSR1, &action, &old), 0);
   {
     const auto entry = Caches::enter();
-    ASSERT_TRUE(entry);
+    ASSERT_TRUE(caches_a_block(entry));
     pthread_kill(pthread_self(), SIGUSR1);  // delivered before pthread_kill returns
   }
   EXPECT_FALSE(handler_got_in);

@@ -79,15 +79,19 @@ class StackPool {
   // Marks a block live and returns its payload. Its check word is in place already: sealed
   // when it left the pool (take(), allocate()), and kept while it sits in a cache (the cache
   // guards the payload, mark_cached() clears kInUse only). A block whose pages trim
-  // released has been reclaimed before it got here.
+  // released has been reclaimed before it got here. Between a cache and the client, no
+  // other thread reads the header, and a signal handler cannot reach the block.
   POLYMALLOC_HOT_PATH static void* hand_out(Block* b, unsigned i) {
-    b->set_size_flags(b->size_flags_unlocked() | H::kInUse);  // (mark_cached() wrote the size)
+    b->set_flags_unshared(H::kInUse);  // (the header reads the class size: mark_cached())
     allocator::unpoison_live(b->payload(), Map::block_size(i) - Block::kHeaderBytes);
     return b->payload();
   }
 
+  // The header of a block the core caches read its class size | kInUse exactly (its flags
+  // were checked: kLiveFlags), and now reads the size alone; the check word stays, for
+  // hand_out(). (release() calls it too, on a block own_block() found live.)
   POLYMALLOC_HOT_PATH static void mark_cached(Block* b, unsigned i) {
-    b->set_size_flags(Map::block_size(i));  // the check word stays, for hand_out()
+    b->clear_flags_unshared(H::kInUse);
     allocator::poison_free(b->payload(), Map::block_size(i) - Block::kHeaderBytes);
   }
 
