@@ -3,6 +3,7 @@
 // the next block's header (prev_size), which lets free() find a free left neighbour in O(1).
 #pragma once
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 
@@ -91,6 +92,13 @@ struct Block {
   POLYMALLOC_UNCHECKED_BY_ASAN void set_guard_word(std::uintptr_t v) { next_in_list = v; }
   POLYMALLOC_UNCHECKED_BY_ASAN std::uintptr_t key_word() const { return prev_in_list; }
   POLYMALLOC_UNCHECKED_BY_ASAN void set_key_word(std::uintptr_t v) { prev_in_list = v; }
+  // The key word's most significant byte, read alone: a one-byte load lies inside whatever
+  // store last wrote its byte, so it takes its value from a store still in flight, where a
+  // word load waits for a client's narrower store to the word to reach the cache.
+  POLYMALLOC_UNCHECKED_BY_ASAN std::uint8_t key_byte() const {
+    constexpr std::size_t kAt = std::endian::native == std::endian::little ? sizeof(prev_in_list) - 1 : 0;
+    return reinterpret_cast<const unsigned char*>(&prev_in_list)[kAt];
+  }
   // The second link's word as a plain value (a batch length), unmangled.
   POLYMALLOC_UNCHECKED_BY_ASAN std::uintptr_t aux_word() const { return prev_in_list; }
   POLYMALLOC_UNCHECKED_BY_ASAN void set_aux_word(std::uintptr_t v) { prev_in_list = v; }

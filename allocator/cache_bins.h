@@ -114,6 +114,7 @@ class CacheBins {
   [[gnu::noinline]] void attach(Slots* slots) {
     choose_process_secret();
     key_ = process_secret();
+    key_byte_ = static_cast<std::uint8_t>(key_ >> kSecretTopShift);
     slots_ = slots->data();
     for (unsigned i = 0; i < kBins; ++i) {
       Block** first = slots_ + Layout::kFirstSlot[i];
@@ -132,6 +133,7 @@ class CacheBins {
     for (Bin& bin : bins_) bin = Bin{};
     slots_ = nullptr;
     key_ = 0;
+    key_byte_ = 0;
     return slots;
   }
 
@@ -155,15 +157,29 @@ class CacheBins {
     return unguarded(top[-1]);
   }
 
-  // Caches b (a free block of class i); false if the bin is full, or (keyed bins) if b bears
-  // the key already: a block freed twice goes to the slow path, which reports it.
+  // Caches b (a free block of class i); false if the bin is full, or (keyed bins) if b may
+  // bear the key already: a block freed twice goes to the slow path, which reports it. Only
+  // the key's top byte is compared (Block::key_byte()); a live block whose data matches it
+  // goes to the slow path too, which compares the whole key and caches it (push_live()).
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool push(unsigned i, Block* b) {
     Bin& bin = bins_[i];
     Block** const top = bin.top;
     if (top >= bin.limit) [[unlikely]]
       return false;
-    if (kKeyed && b->key_word() == key_) [[unlikely]]
+    if (kKeyed && b->key_byte() == key_byte_) [[unlikely]]
       return false;
+    *top = b;
+    atomics::store_relaxed(&bin.top, top + 1);
+    guard(b);
+    return true;
+  }
+
+  // Caches b, a block the caller found live (for keyed bins: its whole key word compared);
+  // false if the bin is full.
+  POLYMALLOC_UNCHECKED_BY_ASAN bool push_live(unsigned i, Block* b) {
+    Bin& bin = bins_[i];
+    Block** const top = bin.top;
+    if (top >= bin.limit) return false;
     *top = b;
     atomics::store_relaxed(&bin.top, top + 1);
     guard(b);
@@ -332,6 +348,7 @@ class CacheBins {
   std::array<Bin, kBins + 1> bins_{};  // and the spare, always empty and full
   Block** slots_ = nullptr;
   std::uintptr_t key_ = 0;  // (keyed) the process secret, kept where the fast paths have it
+  std::uint8_t key_byte_ = 0;  // (keyed) its top byte, which push() compares
   Block* big_ = nullptr;
   unsigned big_class_ = 0;
   std::size_t big_bytes_ = 0;  // the slot's block's size, for other threads' statistics

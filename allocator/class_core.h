@@ -457,10 +457,10 @@ class ClassCore {
   // Caches live block b of class i; a full bin first sends half of itself to the pool.
   template <class Cache>
   static void cache_evicting(Cache& cache, Block* b, unsigned i) noexcept {
-    if (!cache.push(i, b)) {
+    if (!cache.push_live(i, b)) {
       tick();
       Pool::give(i, cache.take_oldest(i, Caches::batch(i)));
-      cache.push(i, b);
+      cache.push_live(i, b);
     }
     Pool::mark_cached(b, i);
   }

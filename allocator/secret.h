@@ -14,10 +14,20 @@ namespace polymalloc::allocator {
 
 inline constinit std::uintptr_t g_process_secret = 0;
 
+// The secret's most significant byte lies in 0x81..0xbe, which free()'s fast path compares
+// alone (cache_bins.h): a byte client data seldom ends a word with (not 0 or 0xff, as
+// pointers and small or negative integers do, nor a double's usual 0x3f, 0x40, 0xbf or 0xc0,
+// nor ASCII). The other bytes stay random.
+inline constexpr unsigned kSecretTopShift = 8 * (sizeof(std::uintptr_t) - 1);
+constexpr std::uintptr_t with_key_byte(std::uintptr_t random) {
+  const std::uintptr_t top = 0x81 + (random >> kSecretTopShift) % 62;
+  return (random & ~(std::uintptr_t{0xff} << kSecretTopShift)) | top << kSecretTopShift;
+}
+
 // Sets the secret if it is not set yet (never 0, so a key never equals an address).
 inline void choose_process_secret() {
   if (atomics::load_relaxed(&g_process_secret) != 0) return;
-  atomics::store_relaxed(&g_process_secret, platform::os_random_word());
+  atomics::store_relaxed(&g_process_secret, with_key_byte(platform::os_random_word()));
 }
 
 // The secret, once choose_process_secret() has run.

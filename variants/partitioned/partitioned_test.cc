@@ -138,6 +138,26 @@ TEST(PartitionedTest, AHomeWithoutRoomBorrowsAnotherPartitionsFreeMemoryBeforeGr
   });
 }
 
+// free()'s fast path compares only the top byte of a block's second word with the cache
+// key's; a live block whose data ends that word with the same byte is cached all the same
+// (by the slow path, which compares the whole word), and a real double free still stops.
+TEST(PartitionedTest, ALiveBlockEndingInTheKeysByteIsCachedAndADoubleFreeStillStops) {
+  void* warm = Partitioned::allocate(16);  // sets up the thread's cache (and the secret)
+  Partitioned::deallocate(warm, "free");
+  auto* p = static_cast<unsigned char*>(Partitioned::allocate(16));
+  ASSERT_NE(p, nullptr);
+  const auto key_byte =
+      static_cast<unsigned char>(allocator::process_secret() >> allocator::kSecretTopShift);
+  ASSERT_GE(key_byte, 0x81);
+  ASSERT_LE(key_byte, 0xbe);
+  p[15] = key_byte;  // the last byte of the payload's second word
+  Partitioned::deallocate(p, "free");
+  EXPECT_EQ(Partitioned::allocate(16), p) << "cached: the next malloc of its class takes it";
+  p[15] = key_byte;
+  Partitioned::deallocate(p, "free");
+  EXPECT_DEATH(Partitioned::deallocate(p, "free"), "double free");
+}
+
 TEST(PartitionedTest, FreesFromAnotherThreadCoalesceInTheOwningPartition) {
   void* x = nullptr;
   void* y = nullptr;
