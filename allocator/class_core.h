@@ -230,7 +230,22 @@ class ClassCore {
   // more that grows (where it can go on growing in place), into a cached mapping of any size,
   // for a pool that cannot grow blocks (the block will likely go on growing into it), or a
   // fresh block.
-  static void* reallocate(void* p, std::size_t bytes) {
+  //
+  // The commonest realloc, a buffer growing a little at a time, stays in its class: the block
+  // is checked as free()'s fast path checks it (owned, live, not cached), and no lock is
+  // taken. Its boundary tags are checked when it is freed or leaves its class.
+  [[gnu::always_inline]] static void* reallocate(void* p, std::size_t bytes) noexcept {
+    Block* b = Block::of_payload(p);
+    if (bytes <= Map::kTableRequest && Pool::owns(b)) [[likely]] {
+      const std::size_t header = b->size_flags_unlocked();
+      if (Block::size_in(header) == Map::block_size(Map::class_of(bytes)) &&
+          Pool::is_live(b, header)) [[likely]]
+        return p;
+    }
+    return reallocate_slow(p, bytes);
+  }
+
+  [[gnu::noinline]] static void* reallocate_slow(void* p, std::size_t bytes) noexcept {
     Block* b = Block::of_payload(p);
     const std::size_t block = Map::block_for(bytes);
     if (!Pool::owns(b)) {
@@ -239,9 +254,7 @@ class ClassCore {
       if (block == 0) return payload_of(large_.resize(b, bytes));
       return move_to_fresh<ClassCore>(allocate(bytes), p, bytes);  // shrinking below a mapping
     }
-    // The commonest realloc, a buffer growing a little at a time, stays in its class: the
-    // block is checked as free()'s fast path checks it (owned, live, not cached), and no lock
-    // is taken. Its boundary tags are checked when it is freed or leaves its class.
+    // (A request beyond the size map's table that stays in its class, as above.)
     const std::size_t header = b->size_flags_unlocked();
     if (block != 0 && Block::size_in(header) == block && Pool::is_live(b, header)) [[likely]]
       return p;
