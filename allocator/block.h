@@ -96,7 +96,8 @@ struct Block {
   // store last wrote its byte, so it takes its value from a store still in flight, where a
   // word load waits for a client's narrower store to the word to reach the cache.
   POLYMALLOC_UNCHECKED_BY_ASAN std::uint8_t key_byte() const {
-    constexpr std::size_t kAt = std::endian::native == std::endian::little ? sizeof(prev_in_list) - 1 : 0;
+    constexpr std::size_t kAt =
+        std::endian::native == std::endian::little ? sizeof(prev_in_list) - 1 : 0;
     return reinterpret_cast<const unsigned char*>(&prev_in_list)[kAt];
   }
   // The second link's word as a plain value (a batch length), unmangled.

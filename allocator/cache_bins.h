@@ -162,24 +162,18 @@ class CacheBins {
   // the key's top byte is compared (Block::key_byte()); a live block whose data matches it
   // goes to the slow path too, which compares the whole key and caches it (push_live()).
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool push(unsigned i, Block* b) {
-    Bin& bin = bins_[i];
-    Block** const top = bin.top;
-    if (top >= bin.limit) [[unlikely]]
-      return false;
     if (kKeyed && b->key_byte() == key_byte_) [[unlikely]]
       return false;
-    *top = b;
-    atomics::store_relaxed(&bin.top, top + 1);
-    guard(b);
-    return true;
+    return push_live(i, b);
   }
 
   // Caches b, a block the caller found live (for keyed bins: its whole key word compared);
   // false if the bin is full.
-  POLYMALLOC_UNCHECKED_BY_ASAN bool push_live(unsigned i, Block* b) {
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool push_live(unsigned i, Block* b) {
     Bin& bin = bins_[i];
     Block** const top = bin.top;
-    if (top >= bin.limit) return false;
+    if (top >= bin.limit) [[unlikely]]
+      return false;
     *top = b;
     atomics::store_relaxed(&bin.top, top + 1);
     guard(b);
