@@ -14,13 +14,16 @@ namespace polymalloc::allocator {
 
 inline constinit std::uintptr_t g_process_secret = 0;
 
-// The secret's most significant byte lies in 0x81..0xbe, which free()'s fast path compares
+// The secret's most significant byte lies in 0x81..0xbc, which free()'s fast path compares
 // alone (cache_bins.h): a byte client data seldom ends a word with (not 0 or 0xff, as
 // pointers and small or negative integers do, nor a double's usual 0x3f, 0x40, 0xbf or 0xc0,
-// nor ASCII). The other bytes stay random.
+// nor ASCII, nor 0xbe, which AddressSanitizer fills fresh memory with). The other bytes stay
+// random.
 inline constexpr unsigned kSecretTopShift = 8 * (sizeof(std::uintptr_t) - 1);
+inline constexpr std::uintptr_t kKeyByteFirst = 0x81, kKeyByteLast = 0xbc;
 constexpr std::uintptr_t with_key_byte(std::uintptr_t random) {
-  const std::uintptr_t top = 0x81 + (random >> kSecretTopShift) % 62;
+  const std::uintptr_t top =
+      kKeyByteFirst + (random >> kSecretTopShift) % (kKeyByteLast - kKeyByteFirst + 1);
   return (random & ~(std::uintptr_t{0xff} << kSecretTopShift)) | top << kSecretTopShift;
 }
 

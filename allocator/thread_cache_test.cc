@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -36,7 +37,13 @@ struct CountingBackend {
 };
 using Caches = ThreadCaches<CountingBackend, Map>;
 
-Block* fresh_block() { return Block::at(std::aligned_alloc(16, 64)); }
+// Zeroed: a fresh block's bytes are not the cache's key (AddressSanitizer fills new memory
+// with a byte the key's top byte could be).
+Block* fresh_block() {
+  void* memory = std::aligned_alloc(16, 64);
+  std::memset(memory, 0, 64);
+  return Block::at(memory);
+}
 
 TEST(ThreadCachesTest, TheBinsAreClosedUntilASlowPathSetsTheCacheUp) {
   std::thread([] {

@@ -148,8 +148,8 @@ TEST(PartitionedTest, ALiveBlockEndingInTheKeysByteIsCachedAndADoubleFreeStillSt
   ASSERT_NE(p, nullptr);
   const auto key_byte =
       static_cast<unsigned char>(allocator::process_secret() >> allocator::kSecretTopShift);
-  ASSERT_GE(key_byte, 0x81);
-  ASSERT_LE(key_byte, 0xbe);
+  ASSERT_GE(key_byte, allocator::kKeyByteFirst);
+  ASSERT_LE(key_byte, allocator::kKeyByteLast);
   p[15] = key_byte;  // the last byte of the payload's second word
   Partitioned::deallocate(p, "free");
   EXPECT_EQ(Partitioned::allocate(16), p) << "cached: the next malloc of its class takes it";
