@@ -95,10 +95,11 @@ struct Block {
   // The key word's most significant byte, read alone: a one-byte load lies inside whatever
   // store last wrote its byte, so it takes its value from a store still in flight, where a
   // word load waits for a client's narrower store to the word to reach the cache.
-  POLYMALLOC_UNCHECKED_BY_ASAN std::uint8_t key_byte() const {
-    constexpr std::size_t kAt =
-        std::endian::native == std::endian::little ? sizeof(prev_in_list) - 1 : 0;
-    return reinterpret_cast<const unsigned char*>(&prev_in_list)[kAt];
+  POLYMALLOC_UNCHECKED_BY_ASAN std::uint8_t key_byte() const { return top_byte_of(prev_in_list); }
+  // A word's most significant byte, loaded alone.
+  POLYMALLOC_UNCHECKED_BY_ASAN static std::uint8_t top_byte_of(const std::uintptr_t& word) {
+    constexpr std::size_t kAt = std::endian::native == std::endian::little ? sizeof(word) - 1 : 0;
+    return reinterpret_cast<const unsigned char*>(&word)[kAt];
   }
   // The second link's word as a plain value (a batch length), unmangled.
   POLYMALLOC_UNCHECKED_BY_ASAN std::uintptr_t aux_word() const { return prev_in_list; }

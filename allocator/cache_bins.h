@@ -114,7 +114,6 @@ class CacheBins {
   [[gnu::noinline]] void attach(Slots* slots) {
     choose_process_secret();
     key_ = process_secret();
-    key_byte_ = static_cast<std::uint8_t>(key_ >> kSecretTopShift);
     slots_ = slots->data();
     for (unsigned i = 0; i < kBins; ++i) {
       Block** first = slots_ + Layout::kFirstSlot[i];
@@ -133,7 +132,6 @@ class CacheBins {
     for (Bin& bin : bins_) bin = Bin{};
     slots_ = nullptr;
     key_ = 0;
-    key_byte_ = 0;
     return slots;
   }
 
@@ -162,7 +160,7 @@ class CacheBins {
   // the key's top byte is compared (Block::key_byte()); a live block whose data matches it
   // goes to the slow path too, which compares the whole key and caches it (push_live()).
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool push(unsigned i, Block* b) {
-    if (kKeyed && b->key_byte() == key_byte_) [[unlikely]]
+    if (kKeyed && b->key_byte() == Block::top_byte_of(key_)) [[unlikely]]
       return false;
     return push_live(i, b);
   }
@@ -342,7 +340,6 @@ class CacheBins {
   std::array<Bin, kBins + 1> bins_{};  // and the spare, always empty and full
   Block** slots_ = nullptr;
   std::uintptr_t key_ = 0;  // (keyed) the process secret, kept where the fast paths have it
-  std::uint8_t key_byte_ = 0;  // (keyed) its top byte, which push() compares
   Block* big_ = nullptr;
   unsigned big_class_ = 0;
   std::size_t big_bytes_ = 0;  // the slot's block's size, for other threads' statistics
