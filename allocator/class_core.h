@@ -321,6 +321,10 @@ class ClassCore {
     if (detail == Detail::kBreakdown) {
       add_breakdown(s, large, cached_bytes, cached_blocks);
     }
+    if constexpr (Pool::kServesLargeBlocks) {
+      s.heap_threshold_bytes = atomics::load_relaxed(&heap_threshold_);
+      s.heap_trim_at_bytes = Pool::trim_at_bytes(0);
+    }
     s.mapped_bytes = large.mapped_bytes;
     s.mapped_objects = large.mapped_objects;
     s.peak_mapped_bytes = large.peak_mapped_bytes;
@@ -560,8 +564,15 @@ class ClassCore {
   // can serve any size), else a mapping of its own (fresh or cached; *fresh says which).
   static void* allocate_large(std::size_t bytes, std::size_t alignment, bool* fresh = nullptr) {
     if constexpr (Pool::kServesLargeBlocks) {
-      if (const std::size_t block = heap_block_for(bytes); block != 0 && alignment <= 16) {
-        if (Block* b = Pool::allocate_bytes(block)) return b->payload();
+      if (const std::size_t block = heap_block_for(bytes); block != 0) {
+        // A cached mapping first: its pages are resident, where the heap's may not be (a
+        // mapping freed before the threshold rose would otherwise sit unused until decay).
+        if (bytes >= kLargeBlockBytes && alignment <= 16) {
+          if (Block* cached = large_.allocate_cached(bytes)) return cached->payload();
+        }
+        Block* b = alignment <= 16 ? Pool::allocate_bytes(block)
+                                   : Pool::allocate_bytes_aligned(block, alignment);
+        if (b != nullptr) return b->payload();
       }
     }
     if (!Pool::large_blocks_enabled()) {
@@ -589,6 +600,7 @@ class ClassCore {
     std::size_t seen = atomics::load_relaxed(&heap_threshold_);
     while (mapped > seen && !atomics::cas_relaxed(&heap_threshold_, seen, mapped)) {
     }
+    if (mapped > seen) Pool::keep_blocks_of(mapped);
   }
 
   static inline constinit std::size_t heap_threshold_ = kLargeBlockBytes;

@@ -140,10 +140,7 @@ class HeapPool {
   }
 
   static void* allocate_aligned(std::size_t alignment, std::size_t bytes) {
-    const std::size_t block = Map::block_for(bytes);
-    Block* b = from_some_heap([block, alignment](auto& heap, Growth g) {
-      return heap.allocate_aligned(block, alignment, g);
-    });
+    Block* b = allocate_bytes_aligned(Map::block_for(bytes), alignment);
     return b != nullptr ? b->payload() : nullptr;
   }
 
@@ -178,11 +175,22 @@ class HeapPool {
 
   static constexpr bool large_blocks_enabled() { return true; }
   static constexpr bool kServesLargeBlocks = true;
+  // The heaps now serve blocks of `bytes` (the heap threshold rose): their tops keep that.
+  static void keep_blocks_of(std::size_t bytes) { Heap::keep_blocks_of(bytes); }
+  // How much free top a heap keeps after a block of `freed` bytes joined it.
+  static std::size_t trim_at_bytes(std::size_t freed) { return Heap::trim_at_bytes(freed); }
   static constexpr bool kGrowsIntoCachedMappings = false;
 
   // A live block of `block` bytes (a multiple of 16, any size), or nullptr with ENOMEM.
   static Block* allocate_bytes(std::size_t block) {
     return from_some_heap([block](auto& heap, Growth g) { return heap.allocate(block, g); });
+  }
+
+  // The same, its payload `alignment`-aligned (a power of two above 16).
+  static Block* allocate_bytes_aligned(std::size_t block, std::size_t alignment) {
+    return from_some_heap([block, alignment](auto& heap, Growth g) {
+      return heap.allocate_aligned(block, alignment, g);
+    });
   }
 
   // Decay: every heap's free memory freed at or before `cutoff_ms` goes back.

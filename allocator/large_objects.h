@@ -137,6 +137,23 @@ class LargeObjects {
     return install(start, length, kGrowing);
   }
 
+  // A plain block whose payload holds `bytes` in a cached mapping (best fit, within
+  // kReuseRoom times its class length), or nullptr if the cache has none: its pages are
+  // resident already. A bigger mapping gives its tail back (shrinking a mapping in place
+  // cannot fail): its head's pages are reused, and the block is a plain one of its own class.
+  Block* allocate_cached(std::size_t bytes) {
+    if (bytes > SIZE_MAX / 2) return nullptr;
+    const std::size_t length = MappingCache::class_length(bytes + Block::kHeaderBytes);
+    std::size_t got = 0;
+    void* cached = cache_.take(length, kReuseRoom * length, &got);
+    if (cached == nullptr) return nullptr;
+    if (got != length && !platform::os_resize_in_place(cached, got, length)) {
+      platform::os_unmap(cached, got);
+      return nullptr;
+    }
+    return install(cached, length, 0);
+  }
+
   // Frees live large block b (check_live() first, for a pointer from a caller): into the
   // cache if it takes it, else unmapped.
   void release(Block* b) {
@@ -221,18 +238,11 @@ class LargeObjects {
   // A plain block: a class-length mapping, from the cache if it has one of the class.
   Block* allocate_plain(std::size_t bytes, bool* fresh) {
     if (bytes > SIZE_MAX / 2) return fail();
-    const std::size_t length = MappingCache::class_length(bytes + Block::kHeaderBytes);
-    std::size_t got = 0;
-    if (void* cached = cache_.take(length, kReuseRoom * length, &got)) {
-      // A bigger one gives its tail back (shrinking a mapping in place cannot fail): its
-      // head's pages are reused, and the block is a plain one of its own class.
-      if (got != length && !platform::os_resize_in_place(cached, got, length)) {
-        platform::os_unmap(cached, got);
-      } else {
-        if (fresh != nullptr) *fresh = false;
-        return install(cached, length, 0);
-      }
+    if (Block* b = allocate_cached(bytes)) {
+      if (fresh != nullptr) *fresh = false;
+      return b;
     }
+    const std::size_t length = MappingCache::class_length(bytes + Block::kHeaderBytes);
     void* start = platform::os_map(length);
     if (start == nullptr) return nullptr;
     if (!registry_.prepare(start, 1)) {

@@ -114,6 +114,32 @@ class LockedHeap {
     return nullptr;
   }
 
+  // The adaptive trim threshold, as glibc's follows its mmap threshold: once blocks of
+  // `bytes` come from the heaps instead of mappings (ClassCore's heap threshold rose to
+  // them), the free top keeps that much and goes back only past twice that, so that a
+  // program replacing such blocks does not hand their pages back and fault them in again.
+  // Decay still trims a top that sat free past the delay to kTrimKeepBytes.
+  static void keep_blocks_of(std::size_t bytes) {
+    std::size_t seen = atomics::load_relaxed(&kept_block_bytes_);
+    while (bytes > seen && !atomics::cas_relaxed(&kept_block_bytes_, seen, bytes)) {
+    }
+  }
+
+  // What the free top keeps when it is trimmed after a block of `freed` bytes joined it:
+  // kTrimKeepBytes, or that block, or one block of the heap threshold's size (keep_blocks_of),
+  // whichever is biggest. It is trimmed once it holds more than that by kTrimThresholdBytes -
+  // kTrimKeepBytes, or by the heap threshold's size.
+  static std::size_t trim_keep_bytes(std::size_t freed) {
+    const std::size_t kept_block = atomics::load_relaxed(&kept_block_bytes_);
+    const std::size_t keep = freed > kTrimKeepBytes ? freed : kTrimKeepBytes;
+    return kept_block > keep ? kept_block : keep;
+  }
+  static std::size_t trim_at_bytes(std::size_t freed) {
+    const std::size_t kept_block = atomics::load_relaxed(&kept_block_bytes_);
+    const std::size_t above = kTrimThresholdBytes - kTrimKeepBytes;
+    return trim_keep_bytes(freed) + (kept_block > above ? kept_block : above);
+  }
+
   // malloc_trim(): the free top beyond `pad` goes back, and the whole free pages inside
   // large free blocks are released. Returns the bytes handed back either way.
   std::size_t trim(std::size_t pad) {
@@ -232,13 +258,15 @@ class LockedHeap {
   // goes back once enough of it is free. It keeps kTrimKeepBytes, or the freed block's size
   // if that is bigger; only a free block this big can be the top worth trimming.
   [[gnu::noinline]] void trim_if_worth_it(const Block* merged, std::size_t freed) noexcept {
-    const std::size_t keep = freed > kTrimKeepBytes ? freed : kTrimKeepBytes;
-    const std::size_t trim_at = keep + kTrimThresholdBytes - kTrimKeepBytes;
+    const std::size_t trim_at = trim_at_bytes(freed);
     if (merged->size() >= trim_at && heap_.top_free_bytes() >= trim_at) {
       const ErrnoPreserved saved;
-      heap_.trim(keep);
+      heap_.trim(trim_keep_bytes(freed));
     }
   }
+
+  // Bytes of the biggest blocks the heaps serve in place of mappings (0 until one is freed).
+  static inline constinit std::size_t kept_block_bytes_ = 0;
 
   atomics::Spinlock lock_;
   Heap heap_;

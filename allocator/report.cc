@@ -150,6 +150,15 @@ void print_statistics(const Statistics& s, int fd) {
       .bytes(s.heap_top_free_bytes)
       .text(" at the top)\n")
       .write_to(fd);
+  if (s.heap_threshold_bytes != 0) {
+    LineWriter()
+        .text("  thresholds: requests below ")
+        .bytes(s.heap_threshold_bytes)
+        .text(" from the heap, a free top past ")
+        .bytes(s.heap_trim_at_bytes)
+        .text(" trimmed\n")
+        .write_to(fd);
+  }
   LineWriter()
       .text("  mapped: ")
       .bytes(s.mapped_bytes)

@@ -47,6 +47,10 @@ struct Statistics {
   std::size_t heap_free_blocks = 0;
   std::size_t heap_top_free_bytes = 0;  // the part trim could hand back
   std::size_t released_bytes = 0;       // of the free bytes, those whose pages went back
+  // The adaptive thresholds (heaps that serve large requests; 0 elsewhere): requests below
+  // heap_threshold_bytes come from the heap, and a free top past heap_trim_at_bytes goes back.
+  std::size_t heap_threshold_bytes = 0;
+  std::size_t heap_trim_at_bytes = 0;
   std::size_t mapped_bytes = 0;         // large blocks, each its own mapping
   std::size_t mapped_objects = 0;
   std::size_t peak_mapped_bytes = 0;

@@ -3,15 +3,16 @@
 // variant; every test ends with a heap check.
 #include <errno.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -137,6 +138,7 @@ TEST_F(ConformanceTest, ImpossibleRequestsFailWithEnomem) {
 
 TEST_F(ConformanceTest, RefusedOsRequestsFailWithEnomemAndLaterOnesSucceed) {
   std::vector<void*> held;
+  api.malloc_trim(0);  // no cached mapping or kept top serves the big requests without the OS
   platform::FaultInjection::fail_all_requests();
   for (std::size_t n : {4 * kMiB, 64 * kMiB}) {
     errno = 0;
@@ -161,9 +163,11 @@ TEST_F(ConformanceTest, RefusedOsRequestsFailWithEnomemAndLaterOnesSucceed) {
   for (void* p : held) api.free(p);
 }
 
-// One pass of requests that reach the OS (heap growth, mappings, an aligned mapping, calloc,
+// One pass of requests that reach the OS (heap growth, mappings, an aligned block, calloc,
 // realloc growing a heap block into a mapping and a mapping by mremap, and the trims and
-// unmappings of the frees), with what went wrong.
+// unmappings of the frees), with what went wrong. A heap that cannot grow falls back to a
+// mapping (or another partition), so a refusal there may never reach the caller; the 40 MiB
+// request is past the heap threshold's ceiling, so its refused mapping does.
 struct FaultSweepOutcome {
   int refused = 0;      // calls that returned NULL or ENOMEM
   int wrong_errno = 0;  // refusals that did not say ENOMEM
@@ -184,8 +188,8 @@ FaultSweepOutcome run_fault_sweep_pass() {
       out.what += std::string(step) + " (errno " + std::to_string(errno) + ") ";
     }
   };
-  for (std::size_t n :
-       {std::size_t{48}, std::size_t{3000}, 100 * kKiB, 600 * kKiB, 2 * kMiB, 9 * kMiB}) {
+  for (std::size_t n : {std::size_t{48}, std::size_t{3000}, 100 * kKiB, 600 * kKiB, 2 * kMiB,
+                        9 * kMiB, 40 * kMiB}) {
     errno = 0;
     step = "malloc";
     keep(api.malloc(n));
@@ -227,6 +231,10 @@ FaultSweepOutcome run_fault_sweep_pass() {
     held.push_back(grown);
   }
   for (void* p : held) api.free(p);
+  // The heap top and the cached mappings would serve the next pass without the OS (the
+  // heap threshold has risen to these sizes, and the top keeps blocks that big): give them
+  // back, so that every pass makes its OS requests.
+  api.malloc_trim(0);
   return out;
 }
 
@@ -593,8 +601,14 @@ TEST_F(ConformanceTest, FreeingAndReallocatingOneBigBlockKeepsItsPages) {
 }
 
 TEST_F(ConformanceTest, FreeingManySmallBlocksHandsTheTopBack) {
+  // ~5 MiB of 128 B blocks, or twice what a free top may hold before it goes back, which
+  // grows with the heap threshold (as glibc's trim threshold follows its mmap threshold):
+  // earlier tests have freed big mappings.
+  allocator::Statistics s;
+  api.statistics(&s, 0);
+  const std::size_t count = std::max(5 * kMiB, 2 * s.heap_trim_at_bytes) / 128;
   std::vector<void*> blocks;
-  for (int i = 0; i < 40000; ++i) blocks.push_back(api.malloc(100));  // ~5 MiB of 128 B blocks
+  for (std::size_t i = 0; i < count; ++i) blocks.push_back(api.malloc(100));
   const std::size_t peak = api.mallinfo2().arena;
   // Newest first, as a stack unwinds: the top of the heap becomes free and goes back. (Freed
   // oldest first, small blocks may stay parked at the top until malloc_trim, as in glibc.)
