@@ -587,7 +587,11 @@ class ClassCore {
   // pool's heap (which keeps its pages when they are freed and grows blocks in place), and
   // freeing a mapped block raises it to that block's size, up to kMaxHeapThreshold: a
   // program that keeps reallocating or replacing buffers of some size gets them from the
-  // heap after the first. 0 for a pool that cannot serve large requests.
+  // heap after the first. It starts at kInitialHeapThreshold: buffers of up to a few MiB are
+  // the big ones programs replace most, and as mappings each would fault its pages in anew
+  // until the threshold rose past it (a heap block keeps them, and gives them back by the
+  // top's trim or by decay). 0 for a pool that cannot serve large requests.
+  static constexpr std::size_t kInitialHeapThreshold = std::size_t{4} << 20;
   static constexpr std::size_t kMaxHeapThreshold = std::size_t{32} << 20;
   static std::size_t heap_block_for(std::size_t bytes) {
     if constexpr (!Pool::kServesLargeBlocks) return 0;
@@ -603,7 +607,7 @@ class ClassCore {
     if (mapped > seen) Pool::keep_blocks_of(mapped);
   }
 
-  static inline constinit std::size_t heap_threshold_ = kLargeBlockBytes;
+  static inline constinit std::size_t heap_threshold_ = kInitialHeapThreshold;
   static inline constinit std::uint32_t big_credits_ = Bins::kBigSlotCredits;
 
   static void flush_my_cache() {

@@ -133,22 +133,28 @@ TYPED_TEST(ClassCoreTest, LargeRequestsAreMappingsAndZeroAndNullWork) {
   using Map = typename TestFixture::TestedMap;
   static_assert(Core::kTakesZeroAndNull);
   static_assert(Map::kMaxRequest < (std::size_t{2} << 20));
-  void* big = Core::allocate(std::size_t{2} << 20);  // past every class and the heap threshold
+  constexpr std::size_t kMiB = std::size_t{1} << 20;
+  void* buffer = Core::allocate(2 * kMiB);  // past every class, below the initial threshold
+  ASSERT_NE(buffer, nullptr);
+  EXPECT_EQ(Core::statistics().mapped_objects, 0u) << "the heap serves a 2 MiB buffer";
+  Core::deallocate(buffer, "free");
+  void* big = Core::allocate(8 * kMiB);  // past the heap threshold
   ASSERT_NE(big, nullptr);
   EXPECT_EQ(Core::statistics().mapped_objects, 1u);
   Core::deallocate(big, "free");
   EXPECT_EQ(Core::statistics().mapped_objects, 0u);
   // The adaptive threshold: once a mapping that big was freed, the heap serves the size,
   // after the freed mapping (cached, its pages resident) is taken again.
+  EXPECT_GT(Core::statistics().heap_threshold_bytes, 8 * kMiB);
   const std::size_t hits = Core::statistics().mapping_cache_hits;
-  void* again = Core::allocate(std::size_t{2} << 20);
+  void* again = Core::allocate(8 * kMiB);
   ASSERT_NE(again, nullptr);
   EXPECT_EQ(Core::statistics().mapped_objects, 1u);
   EXPECT_EQ(Core::statistics().mapping_cache_hits, hits + 1) << "the freed mapping is reused";
-  void* from_heap = Core::allocate(std::size_t{2} << 20);
+  void* from_heap = Core::allocate(8 * kMiB);
   ASSERT_NE(from_heap, nullptr);
   EXPECT_EQ(Core::statistics().mapped_objects, 1u) << "the heap serves the size now";
-  EXPECT_GE(Core::usable_size(from_heap), std::size_t{2} << 20);
+  EXPECT_GE(Core::usable_size(from_heap), 8 * kMiB);
   Core::deallocate(from_heap, "free");
   Core::deallocate(again, "free");
   void* zero = Core::allocate(0);

@@ -141,11 +141,15 @@ class LargeObjects {
   // kReuseRoom times its class length), or nullptr if the cache has none: its pages are
   // resident already. A bigger mapping gives its tail back (shrinking a mapping in place
   // cannot fail): its head's pages are reused, and the block is a plain one of its own class.
-  Block* allocate_cached(std::size_t bytes) {
+  // A miss counts only where it means a fresh mapping (`counts_misses`), not for a request
+  // that a heap serves instead.
+  Block* allocate_cached(std::size_t bytes, bool counts_misses = false) {
     if (bytes > SIZE_MAX / 2) return nullptr;
     const std::size_t length = MappingCache::class_length(bytes + Block::kHeaderBytes);
+    const std::size_t most = kReuseRoom * length;
     std::size_t got = 0;
-    void* cached = cache_.take(length, kReuseRoom * length, &got);
+    void* cached =
+        counts_misses ? cache_.take(length, most, &got) : cache_.take_if_cached(length, most, &got);
     if (cached == nullptr) return nullptr;
     if (got != length && !platform::os_resize_in_place(cached, got, length)) {
       platform::os_unmap(cached, got);
@@ -238,7 +242,7 @@ class LargeObjects {
   // A plain block: a class-length mapping, from the cache if it has one of the class.
   Block* allocate_plain(std::size_t bytes, bool* fresh) {
     if (bytes > SIZE_MAX / 2) return fail();
-    if (Block* b = allocate_cached(bytes)) {
+    if (Block* b = allocate_cached(bytes, /*counts_misses=*/true)) {
       if (fresh != nullptr) *fresh = false;
       return b;
     }

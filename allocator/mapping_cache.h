@@ -90,6 +90,14 @@ class MappingCache {
     return found;
   }
 
+  // The same, for a request that has somewhere else to go (a heap): a hit is counted, a
+  // miss is not (no mapping is made for it).
+  void* take_if_cached(std::size_t length, std::size_t most, std::size_t* got) {
+    void* found = take_between(length, most, got);
+    if (found != nullptr) atomics::fetch_add_relaxed(&hits_, std::size_t{1});
+    return found;
+  }
+
   // The smallest cached mapping of at least `length` and at most `most` bytes, or nullptr
   // (not counted: a growing block's opportunistic look). *got is its length.
   void* take_between(std::size_t length, std::size_t most, std::size_t* got = nullptr) {
