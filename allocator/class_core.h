@@ -259,7 +259,10 @@ class ClassCore {
     if (block != 0 && Block::size_in(header) == block && Pool::is_live(b, header)) [[likely]]
       return p;
     const std::size_t wanted = block != 0 ? block : heap_block_for(bytes);  // 0: a mapping
-    if (void* resized = Pool::resize(p, wanted)) return resized;
+    // A heap block resizes where it lies even past the heap threshold (up to its ceiling), as
+    // glibc's realloc grows a chunk into its heap's top: moving it to a mapping would copy it.
+    const std::size_t in_place = wanted != 0 ? wanted : heap_block_below(bytes, kMaxHeapThreshold);
+    if (void* resized = Pool::resize(p, in_place)) return resized;
     if constexpr (requires { Pool::allocate_to_grow(p, wanted); }) {
       if (wanted != 0 && bytes > Pool::usable_size(p, "realloc")) {
         if (Block* top = Pool::allocate_to_grow(p, wanted)) {
@@ -594,9 +597,12 @@ class ClassCore {
   static constexpr std::size_t kInitialHeapThreshold = std::size_t{4} << 20;
   static constexpr std::size_t kMaxHeapThreshold = std::size_t{32} << 20;
   static std::size_t heap_block_for(std::size_t bytes) {
+    return heap_block_below(bytes, atomics::load_relaxed(&heap_threshold_));
+  }
+  // The heap block for `bytes` if that is under `limit`, else 0.
+  static std::size_t heap_block_below(std::size_t bytes, std::size_t limit) {
     if constexpr (!Pool::kServesLargeBlocks) return 0;
-    const std::size_t threshold = atomics::load_relaxed(&heap_threshold_);
-    if (bytes >= threshold) return 0;
+    if (bytes >= limit) return 0;
     return (bytes + Block::kHeaderBytes + 15) & ~std::size_t{15};
   }
   static void raise_heap_threshold(std::size_t mapped) {
