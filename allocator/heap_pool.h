@@ -177,7 +177,7 @@ class HeapPool {
   static constexpr bool kServesLargeBlocks = true;
   // The heaps now serve blocks of `bytes` (the heap threshold rose): their tops keep that.
   static void keep_blocks_of(std::size_t bytes) { Heap::keep_blocks_of(bytes); }
-  // How much free top a heap keeps after a block of `freed` bytes joined it.
+  // How much free top a heap holds before it is trimmed, after a block of `freed` joined it.
   static std::size_t trim_at_bytes(std::size_t freed) { return Heap::trim_at_bytes(freed); }
   static constexpr bool kGrowsIntoCachedMappings = false;
 

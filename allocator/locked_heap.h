@@ -135,9 +135,12 @@ class LockedHeap {
     return kept_block > keep ? kept_block : keep;
   }
   static std::size_t trim_at_bytes(std::size_t freed) {
+    return trim_keep_bytes(freed) + trim_margin_bytes();
+  }
+  static std::size_t trim_margin_bytes() {
     const std::size_t kept_block = atomics::load_relaxed(&kept_block_bytes_);
-    const std::size_t above = kTrimThresholdBytes - kTrimKeepBytes;
-    return trim_keep_bytes(freed) + (kept_block > above ? kept_block : above);
+    const std::size_t margin = kTrimThresholdBytes - kTrimKeepBytes;
+    return kept_block > margin ? kept_block : margin;
   }
 
   // malloc_trim(): the free top beyond `pad` goes back, and the whole free pages inside
@@ -255,13 +258,14 @@ class LockedHeap {
   }
 
   // After a block of `freed` bytes went into the coalescing lists (as `merged`): the top
-  // goes back once enough of it is free. It keeps kTrimKeepBytes, or the freed block's size
-  // if that is bigger; only a free block this big can be the top worth trimming.
+  // goes back once enough of it is free, keeping trim_keep_bytes(); only a free block this
+  // big can be the top worth trimming.
   [[gnu::noinline]] void trim_if_worth_it(const Block* merged, std::size_t freed) noexcept {
-    const std::size_t trim_at = trim_at_bytes(freed);
+    const std::size_t keep = trim_keep_bytes(freed);
+    const std::size_t trim_at = keep + trim_margin_bytes();
     if (merged->size() >= trim_at && heap_.top_free_bytes() >= trim_at) {
       const ErrnoPreserved saved;
-      heap_.trim(trim_keep_bytes(freed));
+      heap_.trim(keep);
     }
   }
 

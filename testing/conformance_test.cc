@@ -167,10 +167,10 @@ TEST_F(ConformanceTest, RefusedOsRequestsFailWithEnomemAndLaterOnesSucceed) {
 }
 
 // One pass of requests that reach the OS (heap growth, mappings, an aligned block, calloc,
-// realloc growing a heap block into a mapping and a mapping by mremap, and the trims and
-// unmappings of the frees), with what went wrong. A heap that cannot grow falls back to a
-// mapping (or another partition), so a refusal there may never reach the caller; the 40 MiB
-// request is past the heap threshold's ceiling, so its refused mapping does.
+// realloc growing a heap block (in place past the heap threshold, up to its ceiling), and
+// the trims and unmappings of the frees), with what went wrong. A heap that cannot grow falls back to a
+// mapping (or another partition), so a refusal there may never reach the caller; the
+// kMappedBytes request is past the heap threshold's ceiling, so its refused mapping does.
 struct FaultSweepOutcome {
   int refused = 0;      // calls that returned NULL or ENOMEM
   int wrong_errno = 0;  // refusals that did not say ENOMEM
@@ -192,7 +192,7 @@ FaultSweepOutcome run_fault_sweep_pass() {
     }
   };
   for (std::size_t n : {std::size_t{48}, std::size_t{3000}, 100 * kKiB, 600 * kKiB, 2 * kMiB,
-                        9 * kMiB, 40 * kMiB}) {
+                        9 * kMiB, kMappedBytes}) {
     errno = 0;
     step = "malloc";
     keep(api.malloc(n));
