@@ -24,6 +24,8 @@ struct Block {
   //   bit 3  kCached    heap: freed, but parked on a quick list (still "in use" as far as
   //                     its neighbours' coalescing is concerned)
   //          kReleased  pool: a free block whose inner pages went back to the OS
+  //          kLent      large block: a cached mapping lent to a growing block beyond its
+  //                     room (LargeObjects::adopt_for_growth), counted against a bound
   static constexpr std::size_t kInUse = 1;
   static constexpr std::size_t kPrevFree = 2;
   static constexpr std::size_t kShifted = 2;
@@ -31,6 +33,7 @@ struct Block {
   static constexpr std::size_t kMapped = 4;
   static constexpr std::size_t kCached = 8;
   static constexpr std::size_t kReleased = 8;
+  static constexpr std::size_t kLent = 8;
   static constexpr std::size_t kFlags = 15;
 
   std::size_t prev_size;   // size of the left neighbour; meaningful only when kPrevFree

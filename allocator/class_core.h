@@ -245,6 +245,27 @@ class ClassCore {
     return reallocate_slow(p, bytes);
   }
 
+  // realloc(NULL, n): a buffer of kGrowingBufferBytes or more, which will likely grow (the C
+  // idiom of a growing array), starts where it can grow without moving: at the top of the
+  // caller's heap, or in a mapping lent from the cache (a pool that cannot grow blocks);
+  // anything else, or where neither has room, is malloc(n).
+  [[gnu::noinline]] static void* allocate_to_grow(std::size_t bytes) noexcept {
+    if (bytes >= kGrowingBufferBytes) {
+      const std::size_t block = Map::block_for(bytes);
+      if constexpr (requires { Pool::allocate_at_home_top(block); }) {
+        if (block != 0) {
+          if (Block* top = Pool::allocate_at_home_top(block)) return top->payload();
+        }
+      }
+      if constexpr (Pool::kGrowsIntoCachedMappings) {
+        if (block != 0 && Pool::large_blocks_enabled()) {
+          if (Block* lent = large_.adopt_for_growth(bytes)) return lent->payload();
+        }
+      }
+    }
+    return allocate(bytes);
+  }
+
   [[gnu::noinline]] static void* reallocate_slow(void* p, std::size_t bytes) noexcept {
     Block* b = Block::of_payload(p);
     const std::size_t block = Map::block_for(bytes);
@@ -332,6 +353,7 @@ class ClassCore {
     s.mapped_objects = large.mapped_objects;
     s.peak_mapped_bytes = large.peak_mapped_bytes;
     s.peak_mapped_objects = large.peak_mapped_objects;
+    s.mapped_lent_bytes = large.lent_bytes;
     s.mapping_cache_bytes = large.cache.bytes;
     // (released_bytes comes from the pool: the pages of its free blocks that went back)
     s.mapping_cache_mappings = large.cache.mappings;

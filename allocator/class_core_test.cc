@@ -37,6 +37,10 @@ struct OneCachedHeap {
     return heap.locked(f);
   }
   template <class F>
+  static Block* with_home_heap(F f) {
+    return heap.locked(f);
+  }
+  template <class F>
   static void for_each_heap(F f) {
     f(heap);
   }
@@ -258,6 +262,27 @@ TYPED_TEST(ClassCoreTest, ReallocWithinTheClassKeepsTheBlockAndGrowingTakesTheTo
   Core::deallocate(buffer, "free");
   Core::deallocate(held, "free");
   Core::deallocate(after, "free");
+}
+
+TYPED_TEST(ClassCoreTest, ReallocOfNullStartsABufferOfAPageAtTheTopWhereItGrowsInPlace) {
+  using Core = typename TestFixture::TestedCore;
+  void* cached = Core::allocate(4096);
+  Core::deallocate(cached, "free");  // in the caller's cache: malloc(4096) would take it
+  void* buffer = Core::allocate_to_grow(4096);
+  ASSERT_NE(buffer, nullptr);
+  EXPECT_NE(buffer, cached) << "not the cached block, whose neighbour is in use";
+  std::memset(buffer, 0x5a, 4096);
+  for (std::size_t bytes = 8192; bytes <= (std::size_t{1} << 20); bytes *= 2) {
+    EXPECT_EQ(Core::reallocate(buffer, bytes), buffer) << "grew in place to " << bytes;
+  }
+  EXPECT_EQ(static_cast<unsigned char*>(buffer)[4095], 0x5a);
+  Core::deallocate(buffer, "free");
+  void* small = Core::allocate_to_grow(100);
+  void* again = Core::allocate(100);
+  Core::deallocate(again, "free");
+  Core::deallocate(small, "free");
+  EXPECT_EQ(Core::allocate_to_grow(100), small) << "a small one is malloc's, from the cache";
+  Core::deallocate(small, "free");
 }
 
 template <class Core>

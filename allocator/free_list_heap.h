@@ -14,6 +14,13 @@
 // only ever has one): [region block][blocks ...][fence]. The region block and the fence are
 // permanently in use, so coalescing never leaves a region.
 //
+// The free block that ends the newest region, the top (dlmalloc's "wilderness"), is on no
+// list: it is a free block like any other (boundary tags, date, statistics), but requests take
+// it only when no list has a block that fits, and a block at its left grows into it (or it
+// shrinks and grows with the region) by rewriting its header alone, with no list to fix up. A
+// buffer growing by realloc at the top of the heap, and the heap's own growth and trim, cost
+// what they cost on glibc's heap top.
+//
 // Under ASan, free payloads are poisoned and handed-out payloads unpoisoned; the heap's own
 // code runs unchecked because its links and headers live inside free memory.
 #pragma once
@@ -317,14 +324,18 @@ class FreeListHeap {
   POLYMALLOC_UNCHECKED_BY_ASAN std::size_t release_aged(std::uint64_t cutoff_ms,
                                                         std::size_t min_bytes = kDatedBlock) {
     consolidate();
+    const unsigned first = list_of(min_bytes > kMinBlock ? min_bytes : kMinBlock);
     std::size_t released = 0;
-    for (unsigned k = list_of(min_bytes > kMinBlock ? min_bytes : kMinBlock); k < kListCount; ++k) {
-      for (Block* b = lists_[k]; b != nullptr; b = b->next()) {
-        if (b->size_flags & Block::kReleased) continue;
-        if (b->size() >= kDatedBlock && freed_at(b) > cutoff_ms) continue;
-        released += release_pages_of(b);
-      }
+    auto release_if_aged = [&](Block* b) {
+      if (b->size_flags & Block::kReleased) return;
+      if (b->size() >= kDatedBlock && freed_at(b) > cutoff_ms) return;
+      released += release_pages_of(b);
+    };
+    for (unsigned k = first; k < kListCount; ++k) {
+      for (Block* b = lists_[k]; b != nullptr; b = b->next()) release_if_aged(b);
     }
+    Block* top = top_free_block();
+    if (top != nullptr && list_of(top->size()) >= first) release_if_aged(top);
     return released;
   }
 
@@ -336,6 +347,8 @@ class FreeListHeap {
         if (b->size_flags & Block::kReleased) released += inner_pages(b).second;
       }
     }
+    const Block* top = top_free_block();
+    if (top != nullptr && (top->size_flags & Block::kReleased)) released += inner_pages(top).second;
     return released;
   }
 
@@ -383,6 +396,12 @@ class FreeListHeap {
   }
 
   bool contains(const void* p) const { return source_.contains(p); }
+  // contains() for a caller that holds the heap's lock (as every other call here does): a
+  // source may answer it faster then.
+  bool contains_locked(const void* p) const {
+    if constexpr (requires { source_.contains_locked(p); }) return source_.contains_locked(p);
+    return source_.contains(p);
+  }
 
   // Whether the boundary tags around b, a block the client says is live, agree (a buffer
   // overflow that wrote over b's header, or a pointer into the middle of a block, breaks
@@ -398,7 +417,7 @@ class FreeListHeap {
     // when the right neighbour lies on another 4 KiB page than b (whose page is the heap's).
     if (right <= address) [[unlikely]]
       return false;
-    if (((right ^ address) >> 12) != 0 && !contains(reinterpret_cast<const void*>(right)))
+    if (((right ^ address) >> 12) != 0 && !contains_locked(reinterpret_cast<const void*>(right)))
         [[unlikely]]
       return false;
     if (Block::at(reinterpret_cast<void*>(right))->prev_free()) [[unlikely]]
@@ -544,11 +563,24 @@ class FreeListHeap {
         if (aligned_payload_in(f, alignment) - Block::kHeaderBytes + block_bytes <= end) return f;
       }
     }
-    return nullptr;
+    Block* top = top_free_block();
+    if (top == nullptr) return nullptr;
+    const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(top) + top->size();
+    return aligned_payload_in(top, alignment) - Block::kHeaderBytes + block_bytes <= end ? top
+                                                                                         : nullptr;
   }
 
-  // A free block of at least `block_bytes` (still on its list), or nullptr.
+  // A free block of at least `block_bytes` (still on its list, or the top), or nullptr: from
+  // the lists first, the top last.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* find_free(std::size_t block_bytes) const {
+    if (Block* listed = find_listed(block_bytes)) return listed;
+    Block* top = top_free_block();
+    return top != nullptr && top->size() >= block_bytes ? top : nullptr;
+  }
+
+  // A free block on the lists of at least `block_bytes`, or nullptr.
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* find_listed(
+      std::size_t block_bytes) const {
     // Every block on a list above the request's own is big enough, and on an exact list so is
     // every block of its own. A power-of-two list may also hold blocks that fit: the best of
     // the first few there that fit (an exact fit ends the search) is taken first, which keeps
@@ -613,12 +645,17 @@ class FreeListHeap {
   // Replaces free block `from` on the free lists by `to` (the same block, or one that now
   // covers its memory) with `new_size` bytes, dated `freed` if it is big enough to be dated,
   // and writes to's boundary tag. When the size stays in the same list, `to` simply takes
-  // from's place: no bitmap or head change.
+  // from's place: no bitmap or head change; when both are the top, only its header changes.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void refile(Block* from, Block* to,
                                                                std::size_t new_size,
                                                                std::uint64_t freed) {
     const unsigned k = list_of(from->size());
-    if (list_of(new_size) != k) {
+    const bool was_top = ends_region(from, from->size());
+    const bool top = ends_region(to, new_size);
+    if (was_top && top) {
+      stats_.free_bytes += new_size - from->size();
+      to->set_size_flags(new_size);
+    } else if (was_top || top || list_of(new_size) != k) {
       unlink(from);
       to->set_size_flags(new_size);
       link(to);
@@ -693,18 +730,31 @@ class FreeListHeap {
     poison_free(b->payload(), size - Block::kHeaderBytes);
   }
 
+  // Whether a free block at b of `size` bytes ends the newest region: the top, kept off the
+  // lists. (Asked before the region's end moves, of the size b has or is about to have.)
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool ends_region(const Block* b,
+                                                                    std::size_t size) const {
+    return reinterpret_cast<std::uintptr_t>(b) + size + Block::kHeaderBytes == top_->end;
+  }
+
+  // Files free block b: on its list, or as the top. (Counted either way.)
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void link(Block* b) {
+    stats_.free_bytes += b->size();
+    ++stats_.free_blocks;
+    if (ends_region(b, b->size())) return;
     const unsigned k = list_of(b->size());
     b->set_prev(nullptr);
     b->set_next(lists_[k]);
     if (lists_[k] != nullptr) lists_[k]->set_prev(b);
     lists_[k] = b;
     nonempty_[k / 64] |= std::uint64_t{1} << (k % 64);
-    stats_.free_bytes += b->size();
-    ++stats_.free_blocks;
   }
 
+  // Takes free block b (with its size intact) off its list, or off the top.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void unlink(Block* b) {
+    stats_.free_bytes -= b->size();
+    --stats_.free_blocks;
+    if (ends_region(b, b->size())) return;
     const unsigned k = list_of(b->size());
     if (b->prev() != nullptr) {
       b->prev()->set_next(b->next());
@@ -713,8 +763,6 @@ class FreeListHeap {
       if (lists_[k] == nullptr) nonempty_[k / 64] &= ~(std::uint64_t{1} << (k % 64));
     }
     if (b->next() != nullptr) b->next()->set_prev(b->prev());
-    stats_.free_bytes -= b->size();
-    --stats_.free_blocks;
   }
 
   // Adds at least `block_bytes` of free space from the source.
@@ -741,22 +789,31 @@ class FreeListHeap {
     return true;
   }
 
-  // The old fence becomes the start of a free block covering the new memory.
+  // The old fence becomes the start of a free block covering the new memory. The old top,
+  // which ends the region no more, goes on a list first, and joins the new top as it is freed.
   POLYMALLOC_UNCHECKED_BY_ASAN void extend_top_region(std::size_t bytes) {
     Block* old_fence = fence_of(top_);
+    Block* old_top = top_free_block();
+    if (old_top != nullptr) unlink(old_top);
     top_->end += bytes;
+    if (old_top != nullptr) link(old_top);
     new_header_at(fence_of(top_), Block::kInUse);
     old_fence->set_size_flags(bytes | Block::kInUse | (old_fence->size_flags & Block::kPrevFree));
     release(old_fence);
   }
 
+  // A region of its own (the source could not extend the newest one): the old region's top
+  // goes on a list, as any free block of an older region is.
   POLYMALLOC_UNCHECKED_BY_ASAN void add_region(std::uintptr_t address, std::size_t bytes) {
+    Block* old_top = top_free_block();
+    if (old_top != nullptr) unlink(old_top);
     auto* region = reinterpret_cast<RegionInfo*>(address);
     region->prev_size = 0;
     region->size_flags = kMinBlock | Block::kInUse;  // not yet visible to anyone
     region->previous = top_;
     region->end = address + bytes;
     top_ = region;
+    if (old_top != nullptr) link(old_top);
     new_header_at(fence_of(region), Block::kInUse);
     release(new_header_at(first_block_of(region),
                           (bytes - kMinBlock - Block::kHeaderBytes) | Block::kInUse));
@@ -828,6 +885,7 @@ POLYMALLOC_UNCHECKED_BY_ASAN const char* FreeListHeap<Source, QuickMaxBlock>::ch
     }
     if (!fence->in_use() || fence->prev_free() != left_free) return fail("damaged fence", fence);
   }
+  const Block* top = top_free_block();  // off the lists
   std::size_t listed = 0;
   for (unsigned k = 0; k < kListCount; ++k) {
     if ((lists_[k] != nullptr) != ((nonempty_[k / 64] >> (k % 64)) & 1))
@@ -835,11 +893,14 @@ POLYMALLOC_UNCHECKED_BY_ASAN const char* FreeListHeap<Source, QuickMaxBlock>::ch
     for (Block* b = lists_[k]; b != nullptr; b = b->next()) {
       if (b->in_use()) return fail("in-use block on a free list", b);
       if (list_of(b->size()) != k) return fail("free block on the wrong list", b);
+      if (b == top) return fail("the top on a free list", b);
       if (b->next() != nullptr && b->next()->prev() != b) return fail("broken free-list link", b);
       if (++listed > free_blocks) return fail("free list longer than the free blocks", b);
     }
   }
-  if (listed != free_blocks) return fail("free block missing from the free lists", nullptr);
+  if (listed + (top != nullptr ? 1 : 0) != free_blocks) {
+    return fail("free block missing from the free lists", nullptr);
+  }
   std::size_t cached_blocks = 0, cached_bytes = 0;
   for (unsigned k = kMinClass; k <= kQuickMaxClass; ++k) {
     std::uint32_t count = 0;

@@ -458,5 +458,36 @@ TEST(FreeListHeapTest, AllocateAtTopTakesTheFrontOfTheFreeBlockThatEndsTheNewest
   EXPECT_HEAP_OK(heap);
 }
 
+TEST(FreeListHeapTest, TheTopIsTakenLastAndABlockGrowsIntoItAcrossEveryListSize) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  Block* hole = heap.allocate(std::size_t{8} << 10);
+  Block* pin = heap.allocate(64);
+  heap.release(hole);
+  Block* small = heap.allocate(256);
+  EXPECT_EQ(small, hole) << "a hole fits, so the top (the region's free end) is left whole";
+  Block* grower = heap.allocate(std::size_t{16} << 10);
+  ASSERT_NE(grower, nullptr);
+  EXPECT_EQ(heap.stats().free_blocks, 2u) << "the rest of the hole, and the top";
+  // Growing through sizes of every power-of-two list: the top shrinks under it (and the
+  // heap grows under both), and the heap (its lists, statistics and boundary tags) stays
+  // whole at every step.
+  for (std::size_t size = std::size_t{32} << 10; size <= std::size_t{8} << 20; size *= 2) {
+    const bool grew = heap.grow_in_place(grower, size) || heap.grow_at_top(grower, size);
+    ASSERT_TRUE(grew) << size;
+    EXPECT_HEAP_OK(heap);
+  }
+  EXPECT_GE(grower->size(), std::size_t{8} << 20);
+  EXPECT_EQ(heap.stats().free_blocks, 2u);
+  heap.release(grower);
+  EXPECT_EQ(heap.stats().free_blocks, 2u) << "it went back into the top";
+  EXPECT_GE(heap.top_free_bytes(), std::size_t{8} << 20);
+  EXPECT_GT(heap.trim(0), 0u);
+  EXPECT_HEAP_OK(heap);
+  heap.release(small);
+  heap.release(pin);
+  EXPECT_HEAP_OK(heap);
+  EXPECT_EQ(heap.stats().free_blocks, 1u);
+}
+
 }  // namespace
 }  // namespace polymalloc::allocator

@@ -46,9 +46,15 @@ struct FrontEnd {
     return Core::allocate_zeroed(bytes != 0 ? bytes : 1);
   }
 
-  // realloc(p, 0) frees p and returns NULL, as glibc does.
+  // realloc(p, 0) frees p and returns NULL, as glibc does. realloc(NULL, n) is malloc(n),
+  // placed, where the core can, for a buffer that will grow.
   static void* realloc(void* p, std::size_t n) {
-    if (p == nullptr) return malloc(n);
+    if (p == nullptr) {
+      if constexpr (requires { Core::allocate_to_grow(n); }) {
+        return Core::allocate_to_grow(n != 0 ? n : 1);
+      }
+      return malloc(n);
+    }
     if (n == 0) {
       Core::deallocate(p, "realloc");
       return nullptr;

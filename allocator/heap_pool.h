@@ -39,6 +39,10 @@ concept HeapPlacement = requires(const void* p) {
   // Runs f(FreeListHeap&) on a heap under its lock (one the caller may take now, in
   // preference), then on the others until f returns non-null; the last result.
   { P::with_some_heap([](auto&) { return static_cast<Block*>(nullptr); }) } -> std::same_as<Block*>;
+  // Runs f(FreeListHeap&) on the caller's own heap (the one it tries first) under its lock.
+  {
+    P::with_home_heap([](auto&) { return static_cast<Block*>(nullptr); })
+    } -> std::same_as<Block*>;
   // Calls f(Heap&) for every heap.
   { P::for_each_heap([](auto&) {}) } -> std::same_as<void>;
 };
@@ -171,6 +175,14 @@ class HeapPool {
   static Block* allocate_to_grow(const void* p, std::size_t block) {
     Heap& heap = Placement::heap_of_owned(Block::of_payload(const_cast<void*>(p)));
     return heap.locked([block](auto& h) { return h.allocate_at_top(block); });
+  }
+
+  // A live block of `block` bytes at the top of the caller's heap, for a buffer that will
+  // likely grow (realloc(NULL, n)): it can then grow in place. nullptr if that top has not
+  // that much free (FreeListHeap::allocate_at_top()).
+  static Block* allocate_at_home_top(std::size_t block) {
+    if constexpr (Placement::kCachesInFront) choose_process_secret();
+    return Placement::with_home_heap([block](auto& h) { return h.allocate_at_top(block); });
   }
 
   static constexpr bool large_blocks_enabled() { return true; }

@@ -45,12 +45,19 @@ class LargeObjects {
   static constexpr std::size_t kReuseRoom = 2;
   static constexpr std::size_t kGrowthRoom = 4;
   static constexpr std::size_t kLargeGrowthRoom = 32;
+  // A buffer of at least this many bytes, growing by realloc, may also be lent a cached
+  // mapping of any size beyond that room (adopt_for_growth), as long as the mappings lent
+  // together stay within the cache's bound: a growing vector then moves once, into the
+  // mapping its last cycle left, instead of being copied from class to class.
+  static constexpr std::size_t kLendFromBytes = kGrowingBufferBytes;
+  static constexpr std::size_t kLent = Block::kLent;
 
   struct Stats {
     std::size_t mapped_bytes = 0;
     std::size_t mapped_objects = 0;
     std::size_t peak_mapped_bytes = 0;
     std::size_t peak_mapped_objects = 0;
+    std::size_t lent_bytes = 0;  // of mapped_bytes, in mappings lent to growing blocks
     MappingCache::Stats cache;
   };
 
@@ -68,8 +75,8 @@ class LargeObjects {
     const std::uint16_t found = registry_.get(b);
     if (found == tag(b, kLiveTag)) [[likely]] {
       const std::size_t header = b->size_flags_unlocked();
-      if ((header & Block::kFlags & ~kGrowing) == (kMapped | Block::kInUse) &&
-          b->prev_size < b->size() && Block::size_in(header) % platform::page_size() == 0)
+      if ((header & Block::kFlags & ~(kGrowing | kLent)) == (kMapped | Block::kInUse) &&
+          b->prev_size < b->size() && (header & (platform::page_size() - 1) & ~Block::kFlags) == 0)
           [[likely]]
         return;
       report_misuse(call, "corrupted header of", payload_of(b));
@@ -126,15 +133,21 @@ class LargeObjects {
   // took a big mapping would hold its resident pages for nothing, and many of them would
   // keep far more than they use), kLargeGrowthRoom times for a large one (a buffer already
   // that big, like a doubling vector's, will likely fill it, and the pages were resident in
-  // the cache already, within its bound).
+  // the cache already, within its bound). Beyond that room, a buffer of kLendFromBytes or
+  // more is lent the smallest cached mapping that fits, while the lent mappings' bytes stay
+  // within the cache's bound (lend()): what small growing blocks can hold for nothing is
+  // bounded as the cache's own pages are.
   Block* adopt_for_growth(std::size_t bytes) {
     if (bytes > SIZE_MAX / 2 / kLargeGrowthRoom) return nullptr;
     std::size_t length = 0;
     const std::size_t needed = MappingCache::class_length(bytes + Block::kHeaderBytes);
     const std::size_t room = needed >= kLargeBlockBytes / 2 ? kLargeGrowthRoom : kGrowthRoom;
-    void* start = cache_.take_between(needed, room * needed, &length);
+    const std::size_t lendable = bytes >= kLendFromBytes ? lendable_bytes() : 0;
+    const std::size_t most = room * needed > lendable ? room * needed : lendable;
+    void* start = cache_.take_between(needed, most, &length);
     if (start == nullptr) return nullptr;
-    return install(start, length, kGrowing);
+    if (length <= room * needed) return install(start, length, kGrowing);
+    return lend(start, length);
   }
 
   // A plain block whose payload holds `bytes` in a cached mapping (best fit, within
@@ -162,6 +175,7 @@ class LargeObjects {
   // cache if it takes it, else unmapped.
   void release(Block* b) {
     const std::size_t length = b->size();
+    if ((b->size_flags & kLent) != 0) atomics::fetch_sub_relaxed(&lent_bytes_, length);
     mark(b, kFreedTag);  // before the unmap: a new block may be mapped here right after it
     count(-1, length);
     if (b->prev_size == 0 && MappingCache::class_length(length) == length &&
@@ -189,6 +203,8 @@ class LargeObjects {
                                    ? MappingCache::class_length(Block::kHeaderBytes + bytes)
                                    : platform::round_up_to_page(b->prev_size + Block::kHeaderBytes +
                                                                 bytes);
+    // A lent block that outgrows its mapping is a growing block like any other from here.
+    const bool lent = (b->size_flags & kLent) != 0;
     const std::size_t flags = b->size_flags & kGrowing;
     if (resize_in_place(b, length)) {
       b->set_size_flags(length | kMapped | Block::kInUse | flags);
@@ -196,6 +212,7 @@ class LargeObjects {
       b = move(b, length);
       if (b == nullptr) return nullptr;
     }
+    if (lent) atomics::fetch_sub_relaxed(&lent_bytes_, old_length);
     atomics::fetch_add_relaxed(&mapped_bytes_, b->size() - old_length);
     note_peak();
     return b;
@@ -208,9 +225,10 @@ class LargeObjects {
   }
 
   Stats stats() const {
-    return {atomics::load_relaxed(&mapped_bytes_), atomics::load_relaxed(&mapped_objects_),
-            atomics::load_relaxed(&peak_mapped_bytes_),
-            atomics::load_relaxed(&peak_mapped_objects_), cache_.stats()};
+    return {
+        atomics::load_relaxed(&mapped_bytes_),      atomics::load_relaxed(&mapped_objects_),
+        atomics::load_relaxed(&peak_mapped_bytes_), atomics::load_relaxed(&peak_mapped_objects_),
+        atomics::load_relaxed(&lent_bytes_),        cache_.stats()};
   }
 
  private:
@@ -294,6 +312,26 @@ class LargeObjects {
     return moved;
   }
 
+  // How big a mapping may be lent now: what the cache's bound leaves of the lent bytes.
+  std::size_t lendable_bytes() const {
+    const std::size_t bound = cache_.bound();
+    const std::size_t lent = atomics::load_relaxed(&lent_bytes_);
+    return lent < bound ? bound - lent : 0;
+  }
+
+  // Lends cached mapping [start, start + length) to a growing block if the lent bytes stay
+  // within the cache's bound (another thread may have lent one since lendable_bytes());
+  // else it goes back to the cache and the block gets none (nullptr).
+  Block* lend(void* start, std::size_t length) {
+    if (atomics::fetch_add_relaxed(&lent_bytes_, length) + length > cache_.bound()) {
+      atomics::fetch_sub_relaxed(&lent_bytes_, length);
+      // (Still marked freed in the registry, as every cached mapping is.)
+      if (!cache_.put(start, length, platform::os_coarse_ms())) platform::os_unmap(start, length);
+      return nullptr;
+    }
+    return install(start, length, kGrowing | kLent);
+  }
+
   void count(int objects, std::size_t bytes) {
     const std::size_t now =
         atomics::fetch_add_relaxed(&mapped_objects_, static_cast<std::size_t>(objects)) + objects;
@@ -316,6 +354,7 @@ class LargeObjects {
   std::size_t mapped_objects_ = 0;
   std::size_t peak_mapped_bytes_ = 0;
   std::size_t peak_mapped_objects_ = 0;
+  std::size_t lent_bytes_ = 0;
   platform::PageMap registry_;
   MappingCache cache_;
 };

@@ -140,8 +140,12 @@ TEST(LargeObjectsTest, ResizeWithinTheMappingKeepsItAndAGrowingBlockMayTakeABigg
   EXPECT_FALSE(LargeObjects::keeps(b, 1000, false)) << "a small request moves to a class block";
   Block* spare = large.allocate(8 * kMiB);
   large.release(spare);  // cached
+  large.cache().set_bound(4 * kMiB);
   EXPECT_EQ(large.adopt_for_growth(10000), nullptr)
-      << "a small block does not take a mapping many times its size (it would hold its pages)";
+      << "a small block is not lent a mapping past the bound on lent mappings";
+  EXPECT_EQ(large.adopt_for_growth(4000), nullptr)
+      << "a block below kLendFromBytes is not lent one at all (it would hold its pages)";
+  large.cache().set_bound(MappingCache::kDefaultBoundBytes);
   Block* grower = large.adopt_for_growth(3 * kMiB);
   ASSERT_NE(grower, nullptr) << "a block growing by realloc takes a cached mapping up to 4x";
   EXPECT_GE(LargeObjects::usable_size(grower), 8 * kMiB);
@@ -160,6 +164,43 @@ TEST(LargeObjectsTest, ABufferThatDoubledTo16MiBLeavesAMappingItTakesAgainFrom51
   ASSERT_NE(grower, nullptr) << "the same buffer growing again takes it";
   EXPECT_TRUE(LargeObjects::keeps(grower, 16 * kMiB, false)) << "and grows to 16 MiB in it";
   large.release(grower);
+  large.release_cached(UINT64_MAX);
+}
+
+TEST(LargeObjectsTest, AGrowingBufferIsLentABigCachedMappingWithinTheCachesBound) {
+  static LargeObjects large;
+  large.cache().set_bound(24 * kMiB);
+  Block* doubled = large.allocate(16 * kMiB);  // a 20 MiB mapping
+  Block* other = large.allocate(2 * kMiB);     // a 2.5 MiB one
+  large.release(doubled);
+  large.release(other);
+  large.cache().set_bound(20 * kMiB);  // from here on, it bounds the lent mappings
+  Block* grower = large.adopt_for_growth(8192);
+  ASSERT_NE(grower, nullptr) << "a buffer of 8 KiB growing by realloc is lent a mapping";
+  EXPECT_LT(LargeObjects::usable_size(grower), 16 * kMiB) << "the smallest one that fits";
+  EXPECT_TRUE(LargeObjects::keeps(grower, 8192, false));
+  EXPECT_EQ(large.stats().lent_bytes, grower->size());
+  EXPECT_EQ(large.adopt_for_growth(8192), nullptr)
+      << "the 20 MiB mapping would take the lent bytes past the bound";
+  large.cache().set_bound(64 * kMiB);
+  large.release(grower);
+  EXPECT_EQ(large.stats().lent_bytes, 0u);
+  grower = large.adopt_for_growth(8192);
+  Block* big = large.adopt_for_growth(8192);
+  ASSERT_NE(grower, nullptr);
+  ASSERT_NE(big, nullptr);
+  EXPECT_GE(LargeObjects::usable_size(big), 16 * kMiB);
+  EXPECT_EQ(large.stats().lent_bytes, grower->size() + big->size());
+  // Growing past its mapping, a lent block is lent no more.
+  const std::size_t grower_length = grower->size();
+  grower = large.resize(grower, 4 * kMiB);
+  ASSERT_NE(grower, nullptr);
+  EXPECT_GT(grower->size(), grower_length);
+  EXPECT_EQ(large.stats().lent_bytes, big->size());
+  EXPECT_EQ(large.stats().lent_bytes + grower->size(), large.stats().mapped_bytes);
+  large.release(grower);
+  large.release(big);
+  EXPECT_EQ(large.stats().lent_bytes, 0u);
   large.release_cached(UINT64_MAX);
 }
 

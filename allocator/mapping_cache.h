@@ -3,10 +3,13 @@
 // fresh ones every time.
 //
 // Lock-free and async-signal-safe: a fixed table of slots, each one word (the mapping's
-// address, page-aligned, with its length class in the low bits), claimed and emptied with one
-// CAS. Nothing is read from a cached mapping's memory while it sits in the table, so whoever
-// takes a mapping out may unmap it or move pages into it at once; no other thread can still
-// be looking at it (which a linked stack through the mappings could not promise).
+// address, page-aligned, with its length class in the low bits), emptied with one CAS. A
+// bitmap word says which slots are claimed: a slot holds a mapping only while its bit is set
+// (put() claims the bit first, take clears it last), so a look scans the claimed slots
+// alone, not the whole table. Nothing is read from a cached mapping's memory while it sits
+// in the table, so whoever takes a mapping out may unmap it or move pages into it at once; no
+// other thread can still be looking at it (which a linked stack through the mappings could
+// not promise).
 //
 // Mapping lengths are classes: quarter powers of two, as the heaps' classes (at most 25 %
 // over the request, and the tail pages a block never touches cost no memory). A request takes
@@ -105,7 +108,9 @@ class MappingCache {
       unsigned best = kSlots;
       std::size_t best_length = 0;
       std::uintptr_t best_value = 0;  // the CAS below may rewrite it
-      for (unsigned i = 0; i < kSlots; ++i) {
+      for (std::uint64_t claimed = atomics::load_acquire(&claimed_); claimed != 0;
+           claimed &= claimed - 1) {
+        const auto i = static_cast<unsigned>(std::countr_zero(claimed));
         const std::uintptr_t value = atomics::load_relaxed(&slots_[i].value);
         if (value == 0) continue;
         const std::size_t l = length_of(value);
@@ -115,6 +120,7 @@ class MappingCache {
       }
       if (best == kSlots) return nullptr;
       if (atomics::cas_acq_rel(&slots_[best].value, best_value, std::uintptr_t{0})) {
+        unclaim(best);
         atomics::fetch_sub_relaxed(&bytes_, best_length);
         atomics::fetch_sub_relaxed(&mappings_, std::size_t{1});
         if (got != nullptr) *got = best_length;
@@ -134,14 +140,16 @@ class MappingCache {
       return false;
     }
     const std::uintptr_t value = reinterpret_cast<std::uintptr_t>(address) | class_index(length);
-    for (unsigned i = 0; i < kSlots; ++i) {
-      std::uintptr_t empty = 0;
-      if (atomics::load_relaxed(&slots_[i].value) == 0 &&
-          atomics::cas_acq_rel(&slots_[i].value, empty, value)) {
-        atomics::store_relaxed(&slots_[i].cached_at_ms, now_ms);
-        atomics::fetch_add_relaxed(&mappings_, std::size_t{1});
-        return true;
-      }
+    for (;;) {
+      const std::uint64_t claimed = atomics::load_relaxed(&claimed_);
+      if (claimed == ~std::uint64_t{0}) break;             // every slot taken
+      const std::uint64_t bit = ~claimed & (claimed + 1);  // the lowest free slot's
+      if ((atomics::fetch_or_acq_rel(&claimed_, bit) & bit) != 0) continue;  // another's now
+      const auto i = static_cast<unsigned>(std::countr_zero(bit));
+      atomics::store_relaxed(&slots_[i].cached_at_ms, now_ms);
+      atomics::store_release(&slots_[i].value, value);
+      atomics::fetch_add_relaxed(&mappings_, std::size_t{1});
+      return true;
     }
     atomics::fetch_sub_relaxed(&bytes_, length);
     return false;
@@ -152,10 +160,13 @@ class MappingCache {
   template <class Forget>
   std::size_t release_older_than(std::uint64_t cutoff_ms, Forget forget) {
     std::size_t released = 0;
-    for (unsigned i = 0; i < kSlots; ++i) {
-      std::uintptr_t value = atomics::load_relaxed(&slots_[i].value);
+    for (std::uint64_t claimed = atomics::load_acquire(&claimed_); claimed != 0;
+         claimed &= claimed - 1) {
+      const auto i = static_cast<unsigned>(std::countr_zero(claimed));
+      std::uintptr_t value = atomics::load_acquire(&slots_[i].value);
       if (value == 0 || atomics::load_relaxed(&slots_[i].cached_at_ms) > cutoff_ms) continue;
       if (!atomics::cas_acq_rel(&slots_[i].value, value, std::uintptr_t{0})) continue;
+      unclaim(i);
       const std::size_t length = length_of(value);
       atomics::fetch_sub_relaxed(&bytes_, length);
       atomics::fetch_sub_relaxed(&mappings_, std::size_t{1});
@@ -186,12 +197,17 @@ class MappingCache {
     return reinterpret_cast<void*>(value & ~kClassMask);
   }
 
+  // Frees slot i (emptied by its taker) for put() to claim again.
+  void unclaim(unsigned i) { atomics::fetch_and_acq_rel(&claimed_, ~(std::uint64_t{1} << i)); }
+
   struct Slot {
     std::uintptr_t value = 0;  // address | class index; 0: empty
     std::uint64_t cached_at_ms = 0;
   };
 
+  static_assert(kSlots == 64, "one bit of claimed_ per slot");
   Slot slots_[kSlots] = {};
+  std::uint64_t claimed_ = 0;  // bit i: slot i is claimed (holds a mapping, or is being filled)
   static constexpr std::size_t kUnread = SIZE_MAX;
   std::size_t read_bound() const {
     const char* text = platform::os_environment(kVariable);

@@ -166,7 +166,9 @@ void print_statistics(const Statistics& s, int fd) {
       .decimal(s.mapped_objects)
       .text(" large blocks (peak ")
       .bytes(s.peak_mapped_bytes)
-      .text(")\n")
+      .text("; ")
+      .bytes(s.mapped_lent_bytes)
+      .text(" lent to growing buffers)\n")
       .write_to(fd);
   LineWriter()
       .text("  cached: ")

@@ -53,6 +53,12 @@ class ReservedRange {
   // Whether p lies in memory committed by this range. Lock-free (free() asks it about
   // pointers before locking): one PageMap lookup.
   bool contains(const void* p) const { return map_->get(p) == tag_; }
+  // The same for a caller that holds the range's owner's lock (no grow() or shrink() runs
+  // meanwhile): the current span's committed bytes are this range's without a lookup.
+  bool contains_locked(const void* p) const {
+    const auto address = reinterpret_cast<std::uintptr_t>(p);
+    return (address >= span_.base && address < span_.top) || contains(p);
+  }
 
   // The current span's start and committed top.
   std::uintptr_t base() const { return span_.base; }

@@ -31,6 +31,10 @@ class OneHeap {
     return heap_.locked(f);
   }
   template <class F>
+  static allocator::Block* with_home_heap(F f) {
+    return heap_.locked(f);
+  }
+  template <class F>
   static void for_each_heap(F f) {
     f(heap_);
   }

@@ -102,6 +102,13 @@ class Partitions {
   }
 
   template <class F>
+  static allocator::Block* with_home_heap(F f) {
+    if (partition_count() == 0 && !set_up()) [[unlikely]]
+      return nullptr;
+    return table_.heaps[home_partition()].locked(f);
+  }
+
+  template <class F>
   static void for_each_heap(F f) {
     for (unsigned i = 0, n = partition_count(); i < n; ++i) f(table_.heaps[i]);
   }

@@ -108,6 +108,32 @@ TEST(SignalSafeTest, EveryRequestFrom32761To65528BytesWorksWithMmap) {
   MappingCore::deallocate(large, "free");
 }
 
+TEST(SignalSafeTest, AGrowingBufferIsLentTheMappingItsLastCycleLeftAndGrowsWithoutMoving) {
+  MappingCore::enable_mmap();
+  MappingCore::trim(0);  // no cached mapping left by earlier tests (the smallest is lent)
+  void* doubled = MappingCore::allocate(16 * kMiB);  // a 20 MiB mapping once freed: cached
+  ASSERT_NE(doubled, nullptr);
+  MappingCore::deallocate(doubled, "free");
+  const std::size_t hits = MappingCore::statistics().mapping_cache_hits;
+  void* buffer = MappingCore::allocate_to_grow(4 * kKiB);  // realloc(NULL, 4096)
+  ASSERT_NE(buffer, nullptr);
+  EXPECT_EQ(MappingCore::statistics().mapping_cache_hits, hits) << "lent: not a request's hit";
+  EXPECT_GT(MappingCore::statistics().mapped_lent_bytes, 16 * kMiB);
+  std::memset(buffer, 0x6b, 4 * kKiB);
+  for (std::size_t bytes = 8 * kKiB; bytes <= 16 * kMiB; bytes *= 2) {
+    ASSERT_EQ(MappingCore::reallocate(buffer, bytes), buffer) << "no copy at " << bytes;
+    static_cast<unsigned char*>(buffer)[bytes - 1] = 1;
+  }
+  EXPECT_EQ(static_cast<unsigned char*>(buffer)[4 * kKiB - 1], 0x6b);
+  MappingCore::deallocate(buffer, "free");
+  EXPECT_EQ(MappingCore::statistics().mapped_lent_bytes, 0u);
+  EXPECT_GT(MappingCore::statistics().mapping_cache_bytes, 16 * kMiB) << "cached again";
+  void* small = MappingCore::allocate_to_grow(100);
+  EXPECT_EQ(MappingCore::statistics().mapped_lent_bytes, 0u) << "a small one is malloc's";
+  MappingCore::deallocate(small, "free");
+  expect_consistent<MappingCore>();
+}
+
 TEST(SignalSafeTest, EveryRequestFrom32761To65528BytesWorksFromTheArenaAlone) {
   ASSERT_FALSE(ArenaOnlyCore::mmap_enabled());
   every_size_around_the_class_boundary_works<ArenaOnlyCore>();
