@@ -259,7 +259,7 @@ class ClassCore {
       }
       if constexpr (Pool::kGrowsIntoCachedMappings) {
         if (block != 0 && Pool::large_blocks_enabled()) {
-          if (Block* lent = large_.adopt_for_growth(bytes)) return lent->payload();
+          if (Block* lent = large_.adopt_for_growth(bytes, true)) return lent->payload();
         }
       }
     }
@@ -293,7 +293,7 @@ class ClassCore {
     }
     if constexpr (Pool::kGrowsIntoCachedMappings) {
       if (bytes > Pool::usable_size(p, "realloc")) {
-        if (Block* grown = large_.adopt_for_growth(bytes)) {
+        if (Block* grown = large_.adopt_for_growth(bytes, false)) {
           return move_to_fresh<ClassCore>(grown->payload(), p, bytes);
         }
       }

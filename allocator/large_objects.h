@@ -45,10 +45,10 @@ class LargeObjects {
   static constexpr std::size_t kReuseRoom = 2;
   static constexpr std::size_t kGrowthRoom = 4;
   static constexpr std::size_t kLargeGrowthRoom = 32;
-  // A buffer of at least this many bytes, growing by realloc, may also be lent a cached
-  // mapping of any size beyond that room (adopt_for_growth), as long as the mappings lent
-  // together stay within the cache's bound: a growing vector then moves once, into the
-  // mapping its last cycle left, instead of being copied from class to class.
+  // A buffer of at least this many bytes that realloc(NULL, n) starts may also be lent a
+  // cached mapping of any size beyond that room (adopt_for_growth), as long as the mappings
+  // lent together stay within the cache's bound: a growing vector then starts in the mapping
+  // its last cycle left, instead of being copied from class to class.
   static constexpr std::size_t kLendFromBytes = kGrowingBufferBytes;
   static constexpr std::size_t kLent = Block::kLent;
 
@@ -134,15 +134,17 @@ class LargeObjects {
   // keep far more than they use), kLargeGrowthRoom times for a large one (a buffer already
   // that big, like a doubling vector's, will likely fill it, and the pages were resident in
   // the cache already, within its bound). Beyond that room, a buffer of kLendFromBytes or
-  // more is lent the smallest cached mapping that fits, while the lent mappings' bytes stay
-  // within the cache's bound (lend()): what small growing blocks can hold for nothing is
-  // bounded as the cache's own pages are.
-  Block* adopt_for_growth(std::size_t bytes) {
+  // more that `may_lend` (one that realloc(NULL, n) starts: it says it will grow) is lent the
+  // smallest cached mapping that fits, while the lent mappings' bytes stay within the cache's
+  // bound (lend()): what small buffers can hold for nothing is bounded as the cache's own
+  // pages are. (Lending to every growing block held 43 MiB more on a replay whose blocks
+  // grow by realloc at random: they held big mappings while the big requests mapped afresh.)
+  Block* adopt_for_growth(std::size_t bytes, bool may_lend) {
     if (bytes > SIZE_MAX / 2 / kLargeGrowthRoom) return nullptr;
     std::size_t length = 0;
     const std::size_t needed = MappingCache::class_length(bytes + Block::kHeaderBytes);
     const std::size_t room = needed >= kLargeBlockBytes / 2 ? kLargeGrowthRoom : kGrowthRoom;
-    const std::size_t lendable = bytes >= kLendFromBytes ? lendable_bytes() : 0;
+    const std::size_t lendable = may_lend && bytes >= kLendFromBytes ? lendable_bytes() : 0;
     const std::size_t most = room * needed > lendable ? room * needed : lendable;
     void* start = cache_.take_between(needed, most, &length);
     if (start == nullptr) return nullptr;

@@ -141,16 +141,16 @@ TEST(LargeObjectsTest, ResizeWithinTheMappingKeepsItAndAGrowingBlockMayTakeABigg
   Block* spare = large.allocate(8 * kMiB);
   large.release(spare);  // cached
   large.cache().set_bound(4 * kMiB);
-  EXPECT_EQ(large.adopt_for_growth(10000), nullptr)
+  EXPECT_EQ(large.adopt_for_growth(10000, true), nullptr)
       << "a small block is not lent a mapping past the bound on lent mappings";
-  EXPECT_EQ(large.adopt_for_growth(4000), nullptr)
+  EXPECT_EQ(large.adopt_for_growth(4000, true), nullptr)
       << "a block below kLendFromBytes is not lent one at all (it would hold its pages)";
   large.cache().set_bound(MappingCache::kDefaultBoundBytes);
-  Block* grower = large.adopt_for_growth(3 * kMiB);
+  Block* grower = large.adopt_for_growth(3 * kMiB, true);
   ASSERT_NE(grower, nullptr) << "a block growing by realloc takes a cached mapping up to 4x";
   EXPECT_GE(LargeObjects::usable_size(grower), 8 * kMiB);
   EXPECT_TRUE(LargeObjects::keeps(grower, 6 * kMiB, false)) << "and keeps it while it fits";
-  EXPECT_EQ(large.adopt_for_growth(3 * kMiB), nullptr) << "the cache is empty now";
+  EXPECT_EQ(large.adopt_for_growth(3 * kMiB, true), nullptr) << "the cache is empty now";
   large.release(grower);
   large.release(b);
   large.release_cached(UINT64_MAX);
@@ -160,7 +160,7 @@ TEST(LargeObjectsTest, ABufferThatDoubledTo16MiBLeavesAMappingItTakesAgainFrom51
   static LargeObjects large;
   Block* doubled = large.allocate(16 * kMiB);  // a 20 MiB mapping: its quarter-power class
   large.release(doubled);
-  Block* grower = large.adopt_for_growth(512 << 10);
+  Block* grower = large.adopt_for_growth(512 << 10, true);
   ASSERT_NE(grower, nullptr) << "the same buffer growing again takes it";
   EXPECT_TRUE(LargeObjects::keeps(grower, 16 * kMiB, false)) << "and grows to 16 MiB in it";
   large.release(grower);
@@ -175,18 +175,18 @@ TEST(LargeObjectsTest, AGrowingBufferIsLentABigCachedMappingWithinTheCachesBound
   large.release(doubled);
   large.release(other);
   large.cache().set_bound(20 * kMiB);  // from here on, it bounds the lent mappings
-  Block* grower = large.adopt_for_growth(8192);
+  Block* grower = large.adopt_for_growth(8192, true);
   ASSERT_NE(grower, nullptr) << "a buffer of 8 KiB growing by realloc is lent a mapping";
   EXPECT_LT(LargeObjects::usable_size(grower), 16 * kMiB) << "the smallest one that fits";
   EXPECT_TRUE(LargeObjects::keeps(grower, 8192, false));
   EXPECT_EQ(large.stats().lent_bytes, grower->size());
-  EXPECT_EQ(large.adopt_for_growth(8192), nullptr)
+  EXPECT_EQ(large.adopt_for_growth(8192, true), nullptr)
       << "the 20 MiB mapping would take the lent bytes past the bound";
   large.cache().set_bound(64 * kMiB);
   large.release(grower);
   EXPECT_EQ(large.stats().lent_bytes, 0u);
-  grower = large.adopt_for_growth(8192);
-  Block* big = large.adopt_for_growth(8192);
+  grower = large.adopt_for_growth(8192, true);
+  Block* big = large.adopt_for_growth(8192, true);
   ASSERT_NE(grower, nullptr);
   ASSERT_NE(big, nullptr);
   EXPECT_GE(LargeObjects::usable_size(big), 16 * kMiB);

@@ -19,10 +19,10 @@ namespace polymalloc::allocator {
 // every variant.
 inline constexpr std::size_t kLargeBlockBytes = std::size_t{1} << 20;
 
-// A buffer of at least this many bytes that realloc grows, or that realloc(NULL, n) starts,
-// will likely grow again (a growing array): the heaps place it at their top, where it grows in
-// place, and a pool without coalescing lends it a cached mapping to grow into
-// (class_core.h's allocate_to_grow(), LargeObjects::adopt_for_growth()).
+// A buffer of at least this many bytes that realloc(NULL, n) starts will likely grow (the C
+// idiom of a growing array): the heaps place it at their top, where it grows in place, and a
+// pool without coalescing lends it a cached mapping to grow into (class_core.h's
+// allocate_to_grow(), LargeObjects::adopt_for_growth()).
 inline constexpr std::size_t kGrowingBufferBytes = std::size_t{4} << 10;
 
 // Requests whose block is at most this big are classified by one table load (2 KiB of table
