@@ -360,6 +360,7 @@ class ClassCore {
     s.mapping_cache_bound = large.cache.bound;
     s.mapping_cache_hits = large.cache.hits;
     s.mapping_cache_misses = large.cache.misses;
+    s.mapping_cache_gathered_bytes = large.cache.gathered_bytes;
     return s;
   }
 

@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "allocator/block.h"
 #include "allocator/decay.h"
@@ -50,6 +51,10 @@ class LargeObjects {
   // lent together stay within the cache's bound: a growing vector then starts in the mapping
   // its last cycle left, instead of being copied from class to class.
   static constexpr std::size_t kLendFromBytes = kGrowingBufferBytes;
+  // A fresh mapping gathers cached mappings' pages (gather()) while this much or more of it
+  // is left to fill: below it, a system call per cached mapping moved costs more than the
+  // page faults it saves.
+  static constexpr std::size_t kGatherFromBytes = std::size_t{256} << 10;
   static constexpr std::size_t kLent = Block::kLent;
 
   struct Stats {
@@ -154,8 +159,8 @@ class LargeObjects {
 
   // A plain block whose payload holds `bytes` in a cached mapping (best fit, within
   // kReuseRoom times its class length), or nullptr if the cache has none: its pages are
-  // resident already. A bigger mapping gives its tail back (shrinking a mapping in place
-  // cannot fail): its head's pages are reused, and the block is a plain one of its own class.
+  // resident already. A bigger mapping is split: the block, a plain one of its own class,
+  // takes its head, and its tail goes back to the cache with its pages (keep_tail()).
   // A miss counts only where it means a fresh mapping (`counts_misses`), not for a request
   // that a heap serves instead.
   Block* allocate_cached(std::size_t bytes, bool counts_misses = false) {
@@ -166,11 +171,21 @@ class LargeObjects {
     void* cached =
         counts_misses ? cache_.take(length, most, &got) : cache_.take_if_cached(length, most, &got);
     if (cached == nullptr) return nullptr;
-    if (got != length && !platform::os_resize_in_place(cached, got, length)) {
-      platform::os_unmap(cached, got);
-      return nullptr;
-    }
+    if (got != length) keep_tail(static_cast<unsigned char*>(cached) + length, got - length);
     return install(cached, length, 0);
+  }
+
+  // The tail [start, start + bytes) of a cached mapping whose head a block took: as much of
+  // it as is a class length goes back to the cache (registered first, as every mapping that
+  // may become a block is), the rest to the OS.
+  void keep_tail(unsigned char* start, std::size_t bytes) {
+    const ErrnoPreserved saved;
+    const std::size_t kept = MappingCache::class_length_within(bytes);
+    if (kept != bytes) platform::os_unmap(start + kept, bytes - kept);
+    if (kept == 0) return;
+    if (!registry_.prepare(start, 1) || !cache_.put(start, kept, platform::os_coarse_ms())) {
+      platform::os_unmap(start, kept);
+    }
   }
 
   // Frees live large block b (check_live() first, for a pointer from a caller): into the
@@ -274,7 +289,30 @@ class LargeObjects {
       platform::os_unmap(start, length);
       return nullptr;
     }
+    if (gather(static_cast<unsigned char*>(start), length) && fresh != nullptr) *fresh = false;
     return install(start, length, 0);
+  }
+
+  // Moves the pages of cached mappings, biggest first, into fresh mapping [start, start +
+  // length) from its front, while what is left of it is kGatherFromBytes or more and the cache
+  // has a mapping that fits there: a request no cached mapping holds alone is served by the
+  // resident pages of several (mremap moves them; nothing is copied or faulted in), as a page
+  // heap serves it from free spans. Whether any pages came (the memory is then not all zero).
+  bool gather(unsigned char* start, std::size_t length) {
+    const ErrnoPreserved saved;  // a move that fails leaves the rest fresh: not an error
+    std::size_t filled = 0;
+    while (length - filled >= kGatherFromBytes) {
+      std::size_t got = 0;
+      void* part = cache_.take_biggest_within(length - filled, &got);
+      if (part == nullptr) break;
+      if (!platform::os_move(part, got, got, start + filled)) {
+        platform::os_unmap(part, got);
+        break;
+      }
+      filled += got;
+    }
+    cache_.gathered(filled);
+    return filled != 0;
   }
 
   // Makes the mapping at `start` (registered before: fresh and prepared, or cached) a live
@@ -289,7 +327,8 @@ class LargeObjects {
   }
 
   // Moves b's mapping onto a fresh one of `length` bytes whose header is registered first
-  // (so the move cannot leave a block the registry does not know). nullptr on failure.
+  // (so the move cannot leave a block the registry does not know). nullptr if no fresh mapping
+  // can be made.
   Block* move(Block* b, std::size_t length) {
     const std::size_t flags = b->size_flags & kGrowing;  // b's memory moves away below
     auto* destination = static_cast<unsigned char*>(platform::os_map(length));
@@ -304,10 +343,11 @@ class LargeObjects {
     // a block at that address and mark it live, and that mark must stay.
     mark(b, kFreedTag);
     if (!platform::os_move(mapping_of(b), b->size(), length, destination)) {
+      // A mapping whose pages were gathered from several (gather()) spans several kernel
+      // mappings, which mremap cannot move as one: its bytes are copied instead.
       const ErrnoPreserved saved;
-      mark(b, kLiveTag);
-      platform::os_unmap(destination, length);
-      return nullptr;
+      std::memcpy(destination, mapping_of(b), b->size());
+      platform::os_unmap(mapping_of(b), b->size());
     }
     moved->set_size_flags(length | kMapped | Block::kInUse | flags);
     mark(moved, kLiveTag);

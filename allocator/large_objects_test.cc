@@ -78,14 +78,56 @@ TEST(LargeObjectsTest, ARequestReusesTheHeadOfABiggerCachedMapping) {
   EXPECT_EQ(smaller->payload(), address) << "the cached mapping, within 2x";
   EXPECT_FALSE(fresh);
   EXPECT_EQ(smaller->size(), MappingCache::class_length(3 * kMiB + Block::kHeaderBytes))
-      << "its tail went back";
+      << "its head is the block";
+  EXPECT_EQ(large.stats().cache.bytes, 5 * kMiB / 2 * 3 / 5) << "its 1.5 MiB tail is cached";
   EXPECT_EQ(static_cast<unsigned char*>(smaller->payload())[2 * kMiB], 0x3a);
+  Block* tail = large.allocate(kMiB + kMiB / 4, 16, &fresh);  // a 1.5 MiB class
+  ASSERT_NE(tail, nullptr);
+  EXPECT_FALSE(fresh) << "the tail, with its pages";
+  EXPECT_EQ(static_cast<unsigned char*>(tail->payload())[100], 0x3a);
+  EXPECT_EQ(large.stats().cache.bytes, 0u);
+  large.release(tail);
   large.release(smaller);
-  Block* small = large.allocate(kMiB, 16, &fresh);  // the 3.5 MiB mapping is over 2x: the OS
+  large.release_cached(UINT64_MAX);
+  Block* small = large.allocate(kMiB, 16, &fresh);  // nothing cached: the OS
   EXPECT_TRUE(fresh);
   large.release(small);
   large.release_cached(UINT64_MAX);
   EXPECT_EQ(large.stats().cache.bytes, 0u);
+}
+
+TEST(LargeObjectsTest, ARequestNoCachedMappingHoldsGathersThePagesOfSeveral) {
+  static LargeObjects large;
+  Block* two = large.allocate(2 * kMiB);  // a 2.5 MiB mapping
+  Block* one = large.allocate(kMiB);      // a 1.25 MiB one
+  ASSERT_NE(two, nullptr);
+  ASSERT_NE(one, nullptr);
+  std::memset(two->payload(), 0x22, 2 * kMiB);
+  std::memset(one->payload(), 0x11, kMiB);
+  large.release(two);
+  large.release(one);
+  bool fresh = true;
+  Block* b = large.allocate(7 * kMiB / 2, 16, &fresh);  // a 4 MiB class: neither holds it
+  ASSERT_NE(b, nullptr);
+  EXPECT_FALSE(fresh) << "its pages are the cached ones: not zero";
+  EXPECT_EQ(large.stats().cache.gathered_bytes, 15 * kMiB / 4) << "2.5 MiB, then 1.25 MiB";
+  EXPECT_EQ(large.stats().cache.bytes, 0u);
+  const auto* bytes = static_cast<const unsigned char*>(b->payload());
+  EXPECT_EQ(bytes[kMiB], 0x22) << "the biggest first, moved, not copied";
+  EXPECT_EQ(bytes[5 * kMiB / 2 + 100], 0x11);
+  EXPECT_EQ(bytes[15 * kMiB / 4 + 100], 0) << "the rest is fresh";
+  // Its pages came from two kernel mappings, which mremap cannot move as one: growing past
+  // it copies.
+  Block* grown = large.resize(b, 12 * kMiB);
+  ASSERT_NE(grown, nullptr);
+  bytes = static_cast<const unsigned char*>(grown->payload());
+  EXPECT_EQ(bytes[kMiB], 0x22);
+  EXPECT_EQ(bytes[5 * kMiB / 2 + 100], 0x11);
+  EXPECT_EQ(bytes[11 * kMiB], 0);
+  large.check_live(grown, "free");
+  large.release(grown);
+  large.release_cached(UINT64_MAX);
+  EXPECT_EQ(large.stats().mapped_bytes, 0u);
 }
 
 TEST(LargeObjectsTest, TheCacheKeepsWithinItsBound) {
@@ -98,9 +140,10 @@ TEST(LargeObjectsTest, TheCacheKeepsWithinItsBound) {
   EXPECT_EQ(large.stats().cache.mappings, 1u);
   EXPECT_LE(large.stats().cache.bytes, 3 * kMiB);
   large.cache().set_bound(0);  // off
-  Block* c = large.allocate(4 * kMiB);
+  Block* c = large.allocate(4 * kMiB);  // (gathers the cached mapping's pages)
+  const std::size_t left = large.stats().cache.mappings;
   large.release(c);
-  EXPECT_EQ(large.stats().cache.mappings, 1u);
+  EXPECT_EQ(large.stats().cache.mappings, left) << "off: nothing more is kept";
   large.release_cached(UINT64_MAX);
 }
 

@@ -46,6 +46,7 @@ class MappingCache {
     std::size_t bound = 0;
     std::size_t hits = 0;  // requests served from the cache
     std::size_t misses = 0;
+    std::size_t gathered_bytes = 0;  // of cached mappings, moved into fresh ones (gathered())
   };
 
   constexpr MappingCache() = default;
@@ -55,6 +56,15 @@ class MappingCache {
   // The class length of a mapping that holds `bytes` (a multiple of the page size above it).
   static std::size_t class_length(std::size_t bytes) {
     return platform::round_up_to_page(QuarterPowerClasses::round_up(bytes));
+  }
+
+  // The biggest class length of at most `bytes`, or 0 if there is none.
+  static std::size_t class_length_within(std::size_t bytes) {
+    if (bytes < platform::page_size()) return 0;
+    unsigned i = QuarterPowerClasses::index_of(QuarterPowerClasses::round_up(bytes));
+    while (i > 0 && platform::round_up_to_page(QuarterPowerClasses::size_of(i)) > bytes) --i;
+    const std::size_t length = platform::round_up_to_page(QuarterPowerClasses::size_of(i));
+    return length <= bytes ? length : 0;
   }
 
   // Sets the bound (bytes); mappings beyond it are not kept. 0 turns the cache off.
@@ -104,31 +114,19 @@ class MappingCache {
   // The smallest cached mapping of at least `length` and at most `most` bytes, or nullptr
   // (not counted: a growing block's opportunistic look). *got is its length.
   void* take_between(std::size_t length, std::size_t most, std::size_t* got = nullptr) {
-    for (;;) {
-      unsigned best = kSlots;
-      std::size_t best_length = 0;
-      std::uintptr_t best_value = 0;  // the CAS below may rewrite it
-      for (std::uint64_t claimed = atomics::load_acquire(&claimed_); claimed != 0;
-           claimed &= claimed - 1) {
-        const auto i = static_cast<unsigned>(std::countr_zero(claimed));
-        const std::uintptr_t value = atomics::load_relaxed(&slots_[i].value);
-        if (value == 0) continue;
-        const std::size_t l = length_of(value);
-        if (l < length || l > most || (best != kSlots && l >= best_length)) continue;
-        best = i, best_length = l, best_value = value;
-        if (l == length) break;
-      }
-      if (best == kSlots) return nullptr;
-      if (atomics::cas_acq_rel(&slots_[best].value, best_value, std::uintptr_t{0})) {
-        unclaim(best);
-        atomics::fetch_sub_relaxed(&bytes_, best_length);
-        atomics::fetch_sub_relaxed(&mappings_, std::size_t{1});
-        if (got != nullptr) *got = best_length;
-        return address_of(best_value);
-      }
-      // Another thread took or changed it: look again.
-    }
+    return take_best([length, most](std::size_t l) { return l >= length && l <= most; },
+                     [](std::size_t l, std::size_t best) { return l < best; }, got);
   }
+
+  // The biggest cached mapping of at most `most` bytes, or nullptr (not counted: its pages
+  // are gathered into a fresh mapping, LargeObjects::gather()). *got is its length.
+  void* take_biggest_within(std::size_t most, std::size_t* got) {
+    return take_best([most](std::size_t l) { return l <= most; },
+                     [](std::size_t l, std::size_t best) { return l > best; }, got);
+  }
+
+  // Counts `bytes` of cached mappings whose pages a fresh mapping took.
+  void gathered(std::size_t bytes) { atomics::fetch_add_relaxed(&gathered_bytes_, bytes); }
 
   // Keeps mapping [address, address + length) (a class length, page-aligned) if the bound and
   // a free slot allow; false otherwise (the caller unmaps it). `now_ms` dates it, for decay.
@@ -178,8 +176,12 @@ class MappingCache {
   }
 
   Stats stats() const {
-    return {atomics::load_relaxed(&bytes_), atomics::load_relaxed(&mappings_), bound(),
-            atomics::load_relaxed(&hits_), atomics::load_relaxed(&misses_)};
+    return {atomics::load_relaxed(&bytes_),
+            atomics::load_relaxed(&mappings_),
+            bound(),
+            atomics::load_relaxed(&hits_),
+            atomics::load_relaxed(&misses_),
+            atomics::load_relaxed(&gathered_bytes_)};
   }
 
  private:
@@ -195,6 +197,35 @@ class MappingCache {
   }
   static void* address_of(std::uintptr_t value) {
     return reinterpret_cast<void*>(value & ~kClassMask);
+  }
+
+  // Takes the cached mapping whose length `fits` and that `better(length, best)` prefers to
+  // every other that fits; nullptr if none fits. *got (if given) is its length. A slot
+  // another thread empties or changes meanwhile makes it look again.
+  template <class Fits, class Better>
+  void* take_best(Fits fits, Better better, std::size_t* got) {
+    for (;;) {
+      unsigned best = kSlots;
+      std::size_t best_length = 0;
+      std::uintptr_t best_value = 0;  // the CAS below may rewrite it
+      for (std::uint64_t claimed = atomics::load_acquire(&claimed_); claimed != 0;
+           claimed &= claimed - 1) {
+        const auto i = static_cast<unsigned>(std::countr_zero(claimed));
+        const std::uintptr_t value = atomics::load_relaxed(&slots_[i].value);
+        if (value == 0) continue;
+        const std::size_t l = length_of(value);
+        if (!fits(l) || (best != kSlots && !better(l, best_length))) continue;
+        best = i, best_length = l, best_value = value;
+      }
+      if (best == kSlots) return nullptr;
+      if (atomics::cas_acq_rel(&slots_[best].value, best_value, std::uintptr_t{0})) {
+        unclaim(best);
+        atomics::fetch_sub_relaxed(&bytes_, best_length);
+        atomics::fetch_sub_relaxed(&mappings_, std::size_t{1});
+        if (got != nullptr) *got = best_length;
+        return address_of(best_value);
+      }
+    }
   }
 
   // Frees slot i (emptied by its taker) for put() to claim again.
@@ -220,6 +251,7 @@ class MappingCache {
   std::size_t bytes_ = 0;
   std::size_t mappings_ = 0;
   std::size_t hits_ = 0;
+  std::size_t gathered_bytes_ = 0;
   std::size_t misses_ = 0;
 };
 

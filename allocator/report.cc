@@ -181,7 +181,9 @@ void print_statistics(const Statistics& s, int fd) {
       .decimal(s.mapping_cache_hits)
       .text(" hits, ")
       .decimal(s.mapping_cache_misses)
-      .text(" misses\n")
+      .text(" misses (")
+      .bytes(s.mapping_cache_gathered_bytes)
+      .text(" of pages gathered into them)\n")
       .write_to(fd);
   LineWriter().text("  total in use: ").bytes(s.in_use_bytes()).text("\n").write_to(fd);
   if (s.has_breakdown) print_breakdown(s.breakdown, fd);

@@ -65,6 +65,9 @@ struct Statistics {
   std::size_t mapping_cache_bound = 0;
   std::size_t mapping_cache_hits = 0;
   std::size_t mapping_cache_misses = 0;
+  // Of cached mappings, the bytes whose pages a fresh mapping gathered (a request that no one
+  // cached mapping held: LargeObjects::gather()).
+  std::size_t mapping_cache_gathered_bytes = 0;
   // Filled only for statistics(Detail::kBreakdown).
   bool has_breakdown = false;
   MemoryBreakdown breakdown;
