@@ -166,13 +166,8 @@ class LargeObjects {
   Block* allocate_cached(std::size_t bytes, bool counts_misses = false) {
     if (bytes > SIZE_MAX / 2) return nullptr;
     const std::size_t length = MappingCache::class_length(bytes + Block::kHeaderBytes);
-    const std::size_t most = kReuseRoom * length;
-    std::size_t got = 0;
-    void* cached =
-        counts_misses ? cache_.take(length, most, &got) : cache_.take_if_cached(length, most, &got);
-    if (cached == nullptr) return nullptr;
-    if (got != length) keep_tail(static_cast<unsigned char*>(cached) + length, got - length);
-    return install(cached, length, 0);
+    unsigned char* cached = take_cached(length, counts_misses);
+    return cached != nullptr ? install(cached, length, 0) : nullptr;
   }
 
   // The tail [start, start + bytes) of a cached mapping whose head a block took: as much of
@@ -209,9 +204,9 @@ class LargeObjects {
 
   // Resizes: a size that fits the mapping keeps it (as glibc keeps an mmapped chunk); a
   // bigger one grows it with mremap, in place where the pages above are free, else onto a
-  // fresh mapping: pages move, nothing is copied. (Not into a cached mapping: pages moved into
-  // part of one would leave two kernel mappings where the block needs one, and mremap works on
-  // one at a time.) nullptr with errno = ENOMEM and `b` untouched on failure.
+  // cached mapping of the new size (whose pages beyond the old ones stay resident) or a fresh
+  // one: pages move, nothing is copied (but for a block whose pages came from several
+  // mappings: move()). nullptr with errno = ENOMEM and `b` untouched on failure.
   Block* resize(Block* b, std::size_t bytes) {
     if (bytes > SIZE_MAX / 2) return fail();
     const std::size_t old_length = b->size();
@@ -301,13 +296,18 @@ class LargeObjects {
   bool gather(unsigned char* start, std::size_t length) {
     const ErrnoPreserved saved;  // a move that fails leaves the rest fresh: not an error
     std::size_t filled = 0;
+    std::size_t most = length;  // below any mapping that would not move
     while (length - filled >= kGatherFromBytes) {
       std::size_t got = 0;
-      void* part = cache_.take_biggest_within(length - filled, &got);
+      void* part =
+          cache_.take_biggest_within(most < length - filled ? most : length - filled, &got);
       if (part == nullptr) break;
       if (!platform::os_move(part, got, got, start + filled)) {
-        platform::os_unmap(part, got);
-        break;
+        // Itself gathered from several kernel mappings (mremap moves one): it stays cached
+        // for a request it holds alone.
+        if (!cache_.put(part, got, platform::os_coarse_ms())) platform::os_unmap(part, got);
+        most = got - platform::page_size();
+        continue;
       }
       filled += got;
     }
@@ -326,25 +326,31 @@ class LargeObjects {
     return b;
   }
 
-  // Moves b's mapping onto a fresh one of `length` bytes whose header is registered first
-  // (so the move cannot leave a block the registry does not know). nullptr if no fresh mapping
-  // can be made.
+  // Moves b's mapping onto one of `length` bytes: a cached one if one fits (its pages past
+  // b's stay resident, as allocate_cached() takes one), else a fresh one, whose header is
+  // registered first (so the move cannot leave a block the registry does not know). nullptr
+  // if no mapping can be had.
   Block* move(Block* b, std::size_t length) {
     const std::size_t flags = b->size_flags & kGrowing;  // b's memory moves away below
-    auto* destination = static_cast<unsigned char*>(platform::os_map(length));
-    if (destination == nullptr) return nullptr;
-    Block* moved = Block::at(destination + b->prev_size);
-    if (!registry_.prepare(moved, 1)) {
-      const ErrnoPreserved saved;
-      platform::os_unmap(destination, length);
-      return nullptr;
+    unsigned char* destination = b->prev_size == 0 ? take_cached(length, true) : nullptr;
+    if (destination == nullptr) {
+      destination = static_cast<unsigned char*>(platform::os_map(length));
+      if (destination == nullptr) return nullptr;
+      if (!registry_.prepare(destination + b->prev_size, 1)) {
+        const ErrnoPreserved saved;
+        platform::os_unmap(destination, length);
+        return nullptr;
+      }
+      gather(destination + b->size(), length - b->size());  // beyond where b's pages go
     }
+    Block* moved = Block::at(destination + b->prev_size);
     // Marked freed before the move: the moment the old pages are gone another thread may map
     // a block at that address and mark it live, and that mark must stay.
     mark(b, kFreedTag);
-    if (!platform::os_move(mapping_of(b), b->size(), length, destination)) {
-      // A mapping whose pages were gathered from several (gather()) spans several kernel
-      // mappings, which mremap cannot move as one: its bytes are copied instead.
+    if (!platform::os_move(mapping_of(b), b->size(), b->size(), destination)) {
+      // A mapping whose pages came from several (gather(), or a move into a cached one)
+      // spans several kernel mappings, which mremap cannot move as one: its bytes are
+      // copied instead.
       const ErrnoPreserved saved;
       std::memcpy(destination, mapping_of(b), b->size());
       platform::os_unmap(mapping_of(b), b->size());
@@ -352,6 +358,20 @@ class LargeObjects {
     moved->set_size_flags(length | kMapped | Block::kInUse | flags);
     mark(moved, kLiveTag);
     return moved;
+  }
+
+  // A cached mapping of class length `length` (best fit within kReuseRoom times; a bigger
+  // one's tail stays cached, keep_tail()), counted as a hit, and as a miss if it
+  // `counts_misses`; nullptr if none.
+  unsigned char* take_cached(std::size_t length, bool counts_misses) {
+    const std::size_t most = kReuseRoom * length;
+    std::size_t got = 0;
+    void* cached =
+        counts_misses ? cache_.take(length, most, &got) : cache_.take_if_cached(length, most, &got);
+    if (cached != nullptr && got != length) {
+      keep_tail(static_cast<unsigned char*>(cached) + length, got - length);
+    }
+    return static_cast<unsigned char*>(cached);
   }
 
   // How big a mapping may be lent now: what the cache's bound leaves of the lent bytes.
