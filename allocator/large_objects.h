@@ -80,9 +80,11 @@ class LargeObjects {
     const std::uint16_t found = registry_.get(b);
     if (found == tag(b, kLiveTag)) [[likely]] {
       const std::size_t header = b->size_flags_unlocked();
-      if ((header & Block::kFlags & ~(kGrowing | kLent)) == (kMapped | Block::kInUse) &&
-          b->prev_size < b->size() && (header & (platform::page_size() - 1) & ~Block::kFlags) == 0)
-          [[likely]]
+      // (kLent only ever comes with kGrowing.)
+      const std::size_t flags = header & Block::kFlags;
+      if ((flags & ~(kGrowing | kLent)) == (kMapped | Block::kInUse) &&
+          (flags & (kGrowing | kLent)) != kLent && b->prev_size < b->size() &&
+          (header & (platform::page_size() - 1) & ~Block::kFlags) == 0) [[likely]]
         return;
       report_misuse(call, "corrupted header of", payload_of(b));
     }

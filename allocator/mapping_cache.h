@@ -138,12 +138,15 @@ class MappingCache {
       return false;
     }
     const std::uintptr_t value = reinterpret_cast<std::uintptr_t>(address) | class_index(length);
-    for (;;) {
-      const std::uint64_t claimed = atomics::load_relaxed(&claimed_);
-      if (claimed == ~std::uint64_t{0}) break;             // every slot taken
+    for (unsigned w = 0; w < kWords;) {
+      const std::uint64_t claimed = atomics::load_relaxed(&claimed_[w]);
+      if (claimed == ~std::uint64_t{0}) {  // every slot of this word taken
+        ++w;
+        continue;
+      }
       const std::uint64_t bit = ~claimed & (claimed + 1);  // the lowest free slot's
-      if ((atomics::fetch_or_acq_rel(&claimed_, bit) & bit) != 0) continue;  // another's now
-      const auto i = static_cast<unsigned>(std::countr_zero(bit));
+      if ((atomics::fetch_or_acq_rel(&claimed_[w], bit) & bit) != 0) continue;  // another's
+      const unsigned i = 64 * w + static_cast<unsigned>(std::countr_zero(bit));
       atomics::store_relaxed(&slots_[i].cached_at_ms, now_ms);
       atomics::store_release(&slots_[i].value, value);
       atomics::fetch_add_relaxed(&mappings_, std::size_t{1});
@@ -158,12 +161,10 @@ class MappingCache {
   template <class Forget>
   std::size_t release_older_than(std::uint64_t cutoff_ms, Forget forget) {
     std::size_t released = 0;
-    for (std::uint64_t claimed = atomics::load_acquire(&claimed_); claimed != 0;
-         claimed &= claimed - 1) {
-      const auto i = static_cast<unsigned>(std::countr_zero(claimed));
+    for_each_claimed([&](unsigned i) {
       std::uintptr_t value = atomics::load_acquire(&slots_[i].value);
-      if (value == 0 || atomics::load_relaxed(&slots_[i].cached_at_ms) > cutoff_ms) continue;
-      if (!atomics::cas_acq_rel(&slots_[i].value, value, std::uintptr_t{0})) continue;
+      if (value == 0 || atomics::load_relaxed(&slots_[i].cached_at_ms) > cutoff_ms) return;
+      if (!atomics::cas_acq_rel(&slots_[i].value, value, std::uintptr_t{0})) return;
       unclaim(i);
       const std::size_t length = length_of(value);
       atomics::fetch_sub_relaxed(&bytes_, length);
@@ -171,7 +172,7 @@ class MappingCache {
       forget(address_of(value), length);
       platform::os_unmap(address_of(value), length);
       released += length;
-    }
+    });
     return released;
   }
 
@@ -208,15 +209,13 @@ class MappingCache {
       unsigned best = kSlots;
       std::size_t best_length = 0;
       std::uintptr_t best_value = 0;  // the CAS below may rewrite it
-      for (std::uint64_t claimed = atomics::load_acquire(&claimed_); claimed != 0;
-           claimed &= claimed - 1) {
-        const auto i = static_cast<unsigned>(std::countr_zero(claimed));
+      for_each_claimed([&](unsigned i) {
         const std::uintptr_t value = atomics::load_relaxed(&slots_[i].value);
-        if (value == 0) continue;
+        if (value == 0) return;
         const std::size_t l = length_of(value);
-        if (!fits(l) || (best != kSlots && !better(l, best_length))) continue;
+        if (!fits(l) || (best != kSlots && !better(l, best_length))) return;
         best = i, best_length = l, best_value = value;
-      }
+      });
       if (best == kSlots) return nullptr;
       if (atomics::cas_acq_rel(&slots_[best].value, best_value, std::uintptr_t{0})) {
         unclaim(best);
@@ -229,16 +228,31 @@ class MappingCache {
   }
 
   // Frees slot i (emptied by its taker) for put() to claim again.
-  void unclaim(unsigned i) { atomics::fetch_and_acq_rel(&claimed_, ~(std::uint64_t{1} << i)); }
+  void unclaim(unsigned i) {
+    atomics::fetch_and_acq_rel(&claimed_[i / 64], ~(std::uint64_t{1} << (i % 64)));
+  }
+
+  // Calls f(i) for every claimed slot i (as the bitmap said when its word was read).
+  template <class F>
+  void for_each_claimed(F f) const {
+    for (unsigned w = 0; w < kWords; ++w) {
+      for (std::uint64_t claimed = atomics::load_acquire(&claimed_[w]); claimed != 0;
+           claimed &= claimed - 1) {
+        f(64 * w + static_cast<unsigned>(std::countr_zero(claimed)));
+      }
+    }
+  }
 
   struct Slot {
     std::uintptr_t value = 0;  // address | class index; 0: empty
     std::uint64_t cached_at_ms = 0;
   };
 
-  static_assert(kSlots == 64, "one bit of claimed_ per slot");
+  static constexpr unsigned kWords = kSlots / 64;
+  static_assert(kSlots % 64 == 0, "one bit of claimed_ per slot");
   Slot slots_[kSlots] = {};
-  std::uint64_t claimed_ = 0;  // bit i: slot i is claimed (holds a mapping, or is being filled)
+  // Bit i % 64 of word i / 64: slot i is claimed (holds a mapping, or is being filled).
+  std::uint64_t claimed_[kWords] = {};
   static constexpr std::size_t kUnread = SIZE_MAX;
   std::size_t read_bound() const {
     const char* text = platform::os_environment(kVariable);
