@@ -326,17 +326,24 @@ class FreeListHeap {
     consolidate();
     const unsigned first = list_of(min_bytes > kMinBlock ? min_bytes : kMinBlock);
     std::size_t released = 0;
-    auto release_if_aged = [&](Block* b) {
-      if (b->size_flags & Block::kReleased) return;
-      if (b->size() >= kDatedBlock && freed_at(b) > cutoff_ms) return;
-      released += release_pages_of(b);
-    };
     for (unsigned k = first; k < kListCount; ++k) {
-      for (Block* b = lists_[k]; b != nullptr; b = b->next()) release_if_aged(b);
+      for (Block* b = lists_[k]; b != nullptr; b = b->next()) {
+        released += release_if_aged(b, cutoff_ms);
+      }
     }
     Block* top = top_free_block();
-    if (top != nullptr && list_of(top->size()) >= first) release_if_aged(top);
+    if (top != nullptr && list_of(top->size()) >= first)
+      released += release_if_aged(top, cutoff_ms);
     return released;
+  }
+
+  // Releases the inner pages of free block b if they are still held and b became free at or
+  // before `cutoff_ms` (or is too small to be dated); the bytes released. (A member, not a
+  // lambda: it reads b's date in poisoned free memory, which only unchecked code may.)
+  POLYMALLOC_UNCHECKED_BY_ASAN std::size_t release_if_aged(Block* b, std::uint64_t cutoff_ms) {
+    if (b->size_flags & Block::kReleased) return 0;
+    if (b->size() >= kDatedBlock && freed_at(b) > cutoff_ms) return 0;
+    return release_pages_of(b);
   }
 
   // The bytes of free blocks whose inner pages went back (and have not been used since).
