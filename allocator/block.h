@@ -24,8 +24,8 @@ struct Block {
   //   bit 3  kCached    heap: freed, but parked on a quick list (still "in use" as far as
   //                     its neighbours' coalescing is concerned)
   //          kReleased  pool: a free block whose inner pages went back to the OS
-  //          kLent      large block: a cached mapping lent to a growing block beyond its
-  //                     room (LargeObjects::adopt_for_growth), counted against a bound
+  //          kLent      large block: a cached mapping lent to a buffer that realloc(NULL, n)
+  //                     started (LargeObjects::adopt_for_growth), counted against a bound
   static constexpr std::size_t kInUse = 1;
   static constexpr std::size_t kPrevFree = 2;
   static constexpr std::size_t kShifted = 2;

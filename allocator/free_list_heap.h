@@ -566,15 +566,19 @@ class FreeListHeap {
       for (Block* f = lists_[k]; f != nullptr && in_list < kAlignedFitScanPerList;
            f = f->next(), ++in_list) {
         if (++scanned > kAlignedFitScanLimit) return nullptr;
-        const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(f) + f->size();
-        if (aligned_payload_in(f, alignment) - Block::kHeaderBytes + block_bytes <= end) return f;
+        if (holds_aligned(f, block_bytes, alignment)) return f;
       }
     }
     Block* top = top_free_block();
-    if (top == nullptr) return nullptr;
-    const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(top) + top->size();
-    return aligned_payload_in(top, alignment) - Block::kHeaderBytes + block_bytes <= end ? top
-                                                                                         : nullptr;
+    return top != nullptr && holds_aligned(top, block_bytes, alignment) ? top : nullptr;
+  }
+
+  // Whether free block f holds a block of `block_bytes` whose payload is `alignment`-aligned
+  // where it lies (aligned_payload_in()).
+  POLYMALLOC_UNCHECKED_BY_ASAN static bool holds_aligned(const Block* f, std::size_t block_bytes,
+                                                         std::size_t alignment) {
+    const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(f) + f->size();
+    return aligned_payload_in(f, alignment) - Block::kHeaderBytes + block_bytes <= end;
   }
 
   // A free block of at least `block_bytes` (still on its list, or the top), or nullptr: from

@@ -55,8 +55,9 @@ struct Statistics {
   std::size_t mapped_objects = 0;
   std::size_t peak_mapped_bytes = 0;
   std::size_t peak_mapped_objects = 0;
-  // Of mapped_bytes, cached mappings lent to buffers growing by realloc beyond their room
-  // (LargeObjects::adopt_for_growth): at most mapping_cache_bound.
+  // Of mapped_bytes, cached mappings lent to buffers that realloc(NULL, n) started, however
+  // much bigger than they asked for (LargeObjects::adopt_for_growth): at most
+  // mapping_cache_bound.
   std::size_t mapped_lent_bytes = 0;
   // Freed mappings kept for reuse (allocator/mapping_cache.h): counted in neither of the
   // above, as the client holds none of them.
