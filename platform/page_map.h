@@ -68,7 +68,9 @@ class PageMap {
   }
 
  private:
-  std::uint16_t get_from_leaves(const void* p) const {
+  // Inline: a call here, even off the fast path, makes free() save registers on every call
+  // (GCC stopped inlining it once more callers used get(), and free() grew a stack frame).
+  [[gnu::always_inline]] std::uint16_t get_from_leaves(const void* p) const {
     const std::uintptr_t slot = slot_of(p);
     if (slot >> (kRootBits + kLeafBits) != 0) return 0;
     const std::uint16_t* leaf = atomics::load_acquire(&root_[slot >> kLeafBits]);
