@@ -120,6 +120,7 @@ class CacheBins {
       atomics::store_relaxed(&bins_[i].bottom, first);
       atomics::store_relaxed(&bins_[i].top, first);
       bins_[i].limit = first;
+      bins_[i].max = Layout::kCapacity[i];
     }
   }
   // The slots the bins use (nullptr before attach()).
@@ -131,17 +132,32 @@ class CacheBins {
     Slots* slots = reinterpret_cast<Slots*>(slots_);
     for (Bin& bin : bins_) bin = Bin{};
     slots_ = nullptr;
+    open_ = false;
     key_ = 0;
     return slots;
   }
 
-  // Lets the bins take blocks up to their capacities, or stops them (the blocks they hold
-  // stay until taken).
+  // Lets the bins take blocks up to their sizes (max_count()), or stops them (the blocks they
+  // hold stay until taken).
   void open() {
-    for (unsigned i = 0; i < kBins; ++i) bins_[i].limit = bins_[i].bottom + Layout::kCapacity[i];
+    for (unsigned i = 0; i < kBins; ++i) bins_[i].limit = bins_[i].bottom + bins_[i].max;
+    open_ = true;
   }
   void close() {
     for (unsigned i = 0; i < kBins; ++i) bins_[i].limit = bins_[i].bottom;
+    open_ = false;
+  }
+
+  // The most blocks bin i takes while open: its capacity, unless its owner sized it down.
+  std::uint32_t max_count(unsigned i) const { return bins_[i].max; }
+  // Sizes bin i to take at most n blocks (0 to capacity(i)): the oldest of those above n now
+  // come back as a chain, for the caller to free.
+  POLYMALLOC_UNCHECKED_BY_ASAN BlockChain resize(unsigned i, std::uint32_t n) {
+    Bin& bin = bins_[i];
+    bin.max = n;
+    if (open_) bin.limit = bin.bottom + n;
+    const std::uint32_t held = count(i);
+    return held > n ? take_oldest(i, held - n) : BlockChain{};
   }
 
   // A block of class i, or nullptr if the bin is empty. A block whose guard was overwritten
@@ -292,7 +308,8 @@ class CacheBins {
     Block** top = nullptr;
     Block** limit = nullptr;
     Block** bottom = nullptr;
-    Block** unused = nullptr;  // (32 bytes: the index scales by a shift)
+    std::uint32_t max = 0;  // blocks it takes while open (limit - bottom then)
+    std::uint32_t unused = 0;  // (32 bytes: the index scales by a shift)
   };
 
   Block* empty_big_slot() {
@@ -339,11 +356,24 @@ class CacheBins {
 
   std::array<Bin, kBins + 1> bins_{};  // and the spare, always empty and full
   Block** slots_ = nullptr;
+  bool open_ = false;
   std::uintptr_t key_ = 0;  // (keyed) the process secret, kept where the fast paths have it
   Block* big_ = nullptr;
   unsigned big_class_ = 0;
   std::size_t big_bytes_ = 0;  // the slot's block's size, for other threads' statistics
   bool big_credit_ = false;
+};
+
+// How a cache's bins are sized when they keep their capacities: a miss takes, and an overflow
+// sends back, half a bin at a time, and there is nothing to review. (ThreadCaches sizes its
+// bins to use instead.)
+template <class Bins>
+struct FixedBinSizes {
+  static std::uint32_t missed(const Bins&, unsigned i) { return Bins::batch(i); }
+  static std::uint32_t overflowed(const Bins&, unsigned i) { return Bins::batch(i); }
+  static bool review_due(const Bins&) { return false; }
+  template <class Give>
+  static void review(Bins&, Give) {}
 };
 
 }  // namespace polymalloc::allocator

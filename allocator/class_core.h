@@ -99,10 +99,9 @@ concept ClassPool = requires(Block* b, const Block* cb, const void* p, void* q, 
 };
 
 // No caches: every call goes to the pool (global_spinlock).
-struct NoCaches {
+struct NoCaches : FixedBinSizes<CacheBins<SizeMap<PowerOfTwoClasses>, 1>> {
   using Bins = CacheBins<SizeMap<PowerOfTwoClasses>, 1>;
   static constexpr unsigned kBins = 0;
-  static constexpr std::uint32_t batch(unsigned) { return 0; }
   static Bins* enter() { return nullptr; }
   static Bins* enter_or_set_up() { return nullptr; }
   template <class F>
@@ -452,7 +451,9 @@ class ClassCore {
       if (auto cache = Caches::enter_or_set_up()) {
         if (Block* b = cache->pop(i)) return Pool::hand_out(b, i);
         tick();
-        const BlockChain chain = Pool::take(i, Caches::batch(i));
+        review_if_due(*cache);
+        const std::uint32_t n = Caches::missed(*cache, i);
+        const BlockChain chain = n != 0 ? Pool::take(i, n) : BlockChain{};
         if (chain.head != nullptr) {
           cache->fill(i, chain);
           return Pool::hand_out(cache->pop(i), i);
@@ -481,8 +482,7 @@ class ClassCore {
     const unsigned i = Map::class_of_block(Block::size_in(header));
     if (i < kBigSlotClasses && Pool::is_live(b, header)) {
       if (auto cache = Caches::enter_or_set_up()) {
-        if (i < Caches::kBins) return cache_evicting(*cache, b, i);
-        if (keep_big(*cache, b, i)) return;
+        if (i < Caches::kBins ? cache_evicting(*cache, b, i) : keep_big(*cache, b, i)) return;
       }
     }
     tick();  // (a block that stays in a cache is as cheap as the fast path: no clock read)
@@ -490,22 +490,36 @@ class ClassCore {
       if (Block* own = Pool::block_of_aligned(p, call)) {  // an aligned payload inside it
         const unsigned k = Map::class_of_block(own->size());
         if (k < Caches::kBins) {
-          if (auto cache = Caches::enter_or_set_up()) return cache_evicting(*cache, own, k);
+          auto cache = Caches::enter_or_set_up();
+          if (cache && cache_evicting(*cache, own, k)) return;
         }
       }
     }
     Pool::release(p, call);
   }
 
-  // Caches live block b of class i; a full bin first sends half of itself to the pool.
+  // Caches live block b of class i (a full bin first grows, or sends half of itself to the
+  // pool); false if its bin takes none now.
   template <class Cache>
-  static void cache_evicting(Cache& cache, Block* b, unsigned i) noexcept {
+  static bool cache_evicting(Cache& cache, Block* b, unsigned i) noexcept {
     if (!cache.push_live(i, b)) {
       tick();
-      Pool::give(i, cache.take_oldest(i, Caches::batch(i)));
-      cache.push_live(i, b);
+      review_if_due(cache);
+      if (const std::uint32_t n = Caches::overflowed(cache, i); n != 0) {
+        Pool::give(i, cache.take_oldest(i, n));
+      }
+      if (!cache.push_live(i, b)) return false;
     }
     Pool::mark_cached(b, i);
+    return true;
+  }
+
+  // Resizes the cache's bins to what its thread uses, when a review is due (ThreadCaches).
+  template <class Cache>
+  static void review_if_due(Cache& cache) noexcept {
+    if (!Caches::review_due(cache)) [[likely]]
+      return;
+    Caches::review(cache, [](unsigned i, BlockChain chain) { Pool::give(i, chain); });
   }
 
   // Empties the cache's big slot into the pool.

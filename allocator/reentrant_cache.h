@@ -39,11 +39,10 @@ class ReentrantCache : public CacheBins<Map, Bins> {
 // into the pool; it runs at thread exit, and in a fork child for the caches of the threads
 // that did not survive the fork.
 template <class Cache, class Backend, unsigned kSlots = 256>
-class ReentrantCaches {
+class ReentrantCaches : public FixedBinSizes<Cache> {
  public:
   using Bins = Cache;
   static constexpr unsigned kBins = Cache::kBins;
-  static constexpr std::uint32_t batch(unsigned i) { return Cache::batch(i); }
 
   // A cache taken out of its thread's hands for the length of a scope (a signal handler that
   // interrupts the scope finds the closed cache): the caller's own, or the closed one (which

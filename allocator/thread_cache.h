@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 
@@ -29,14 +30,33 @@ namespace polymalloc::allocator {
 // Blocks up to 32 KiB are cached.
 inline constexpr std::size_t kCacheMaxBlock = std::size_t{32} << 10;
 
+// What the bins of all threads may hold together (tcmalloc's max_total_thread_cache_bytes),
+// shared out equally among the threads with a cache, each share within [min, max]. A cached
+// block is live to its heap: it neither coalesces nor serves another class, so each one
+// scattered through a heap keeps the free space around it in pieces. The share is therefore
+// small, as glibc's tcache is (7 blocks a bin), and goes to the bins a thread uses now.
+inline constexpr std::size_t kThreadCachesTotalBytes = std::size_t{4} << 20;
+inline constexpr std::size_t kThreadCacheMinBytes = std::size_t{32} << 10;
+inline constexpr std::size_t kThreadCacheMaxBytes = std::size_t{64} << 10;
+// A cache reviews its bins after this many misses and overflows: the bins that had none
+// since the last review halve (the blocks above their new size go back to the heaps), and
+// all halve while the cache holds more than its share.
+inline constexpr std::uint32_t kCacheReviewEvents = 64;
+
 // A thread's bins (one per class of size map Map up to kCacheMaxBlock), its state, and its
 // place in the registry. The bins are closed except while the state is kActive, so the fast
 // paths use them without reading the state.
 template <class Map>
 struct ThreadCache : CacheBins<Map, Map::classes_up_to(kCacheMaxBlock), /*kKeyed=*/true> {
+  using Bins = CacheBins<Map, Map::classes_up_to(kCacheMaxBlock), /*kKeyed=*/true>;
   CacheState state = CacheState::kUnused;
   ThreadCache* next_registered = nullptr;
   ThreadCache* prev_registered = nullptr;
+  // The bins' sizes (ThreadCaches): the bytes they may hold together, the misses and
+  // overflows since the last review, and which bins had one.
+  std::size_t sized_bytes = 0;
+  std::uint32_t events = 0;
+  std::array<bool, Bins::kBinCount> busy{};
 };
 
 // The calling thread's cache, the registry of all of them, and the thread-exit hook.
@@ -47,7 +67,50 @@ class ThreadCaches {
   using ThreadCache = allocator::ThreadCache<Map>;
   using Bins = ThreadCache;
   static constexpr unsigned kBins = Map::classes_up_to(kCacheMaxBlock);
-  static constexpr std::uint32_t batch(unsigned i) { return ThreadCache::batch(i); }
+
+  // ---- the bins' sizes: each starts at 0 and grows as its class misses or overflows ----
+
+  // Empty bin i of cache c missed: it grows if it may, and the blocks to take from the pool
+  // for it come back (half its size; 0 when it has no room, and the request goes uncached).
+  static std::uint32_t missed(ThreadCache& c, unsigned i) {
+    note_event(c, i);
+    grow(c, i);
+    return (c.max_count(i) + 1) / 2;
+  }
+  // Full bin i of cache c overflowed: it grows if it may, and the blocks to send back to the
+  // pool before it takes one more come back (half its size; 0 when it grew, or when it takes
+  // none: then its block goes to the pool).
+  static std::uint32_t overflowed(ThreadCache& c, unsigned i) {
+    note_event(c, i);
+    grow(c, i);
+    const std::uint32_t max = c.max_count(i);
+    return max == 0 || c.count(i) < max ? 0 : (max + 1) / 2;
+  }
+  // Whether cache c is due a review (review() next).
+  static bool review_due(const ThreadCache& c) { return c.events >= kCacheReviewEvents; }
+  // Shrinks the bins of cache c that had no miss or overflow since the last review (all of
+  // them while it holds more than its share) to half their size, and calls give(i, chain)
+  // with what each had above that.
+  template <class Give>
+  static void review(ThreadCache& c, Give give) {
+    const bool over = c.sized_bytes > share();
+    for (unsigned i = 0; i < kBins; ++i) {
+      if (c.busy[i] && !over) continue;
+      const std::uint32_t max = c.max_count(i);
+      c.sized_bytes -= (max - max / 2) * Map::block_size(i);
+      if (const BlockChain chain = c.resize(i, max / 2); chain.head != nullptr) give(i, chain);
+    }
+    c.busy = {};
+    c.events = 0;
+  }
+  // What one thread's bins may hold now: the total shared among the caches, within bounds.
+  static std::size_t share() {
+    const std::uint32_t caches = atomics::load_relaxed(&caches_);
+    const std::size_t even = kThreadCachesTotalBytes / (caches != 0 ? caches : 1);
+    return even < kThreadCacheMinBytes   ? kThreadCacheMinBytes
+           : even > kThreadCacheMaxBytes ? kThreadCacheMaxBytes
+                                         : even;
+  }
 
   // The caller's bins for the fast paths, whatever its state (closed unless in use: a push
   // fails and a pop finds nothing, so the call goes to its slow path), and the caller's cache
@@ -75,6 +138,7 @@ class ThreadCaches {
   }
 
   static void prepare_fork() { registry_lock_.lock(); }
+
   static void after_fork_in_parent() { registry_lock_.unlock(); }
   // Only the forking thread lives on in the child; the other threads' caches are abandoned
   // with what they held (as glibc abandons their tcaches).
@@ -82,9 +146,27 @@ class ThreadCaches {
     registry_lock_.reset_after_fork();
     registered_ = mine_.state == CacheState::kActive ? &mine_ : nullptr;
     mine_.next_registered = mine_.prev_registered = nullptr;
+    atomics::store_relaxed(&caches_, std::uint32_t{registered_ != nullptr ? 1u : 0u});
   }
 
  private:
+  static void note_event(ThreadCache& c, unsigned i) {
+    c.busy[i] = true;
+    ++c.events;
+  }
+  // Doubles bin i of cache c (from 0 to 1), within its capacity and the room its share has.
+  static void grow(ThreadCache& c, unsigned i) {
+    const std::uint32_t max = c.max_count(i);
+    const std::uint32_t want = max == 0 ? 1 : max >= ThreadCache::capacity(i) / 2 ? ThreadCache::capacity(i) : 2 * max;
+    const std::size_t size = Map::block_size(i);
+    const std::size_t limit = share();
+    const std::size_t room = limit > c.sized_bytes ? (limit - c.sized_bytes) / size : 0;
+    const auto more = static_cast<std::uint32_t>(want - max < room ? want - max : room);
+    if (more == 0) return;
+    c.resize(i, max + more);
+    c.sized_bytes += more * size;
+  }
+
   [[gnu::noinline]] static ThreadCache* activate() {
     if (mine_.state != CacheState::kUnused) return nullptr;
     mine_.state = CacheState::kActivating;  // anything malloc'd meanwhile bypasses it
@@ -100,6 +182,11 @@ class ThreadCaches {
         return nullptr;
       }
       mine_.attach(slots);
+      for (unsigned i = 0; i < kBins; ++i) mine_.resize(i, 0);  // (they grow as they are used)
+      mine_.sized_bytes = 0;
+      mine_.events = 0;
+      mine_.busy = {};
+      atomics::store_relaxed(&caches_, caches_ + 1);
       mine_.next_registered = registered_;
       if (registered_ != nullptr) registered_->prev_registered = &mine_;
       registered_ = &mine_;
@@ -119,6 +206,7 @@ class ThreadCaches {
     mine_.close();
     Backend::flush(mine_);
     atomics::LockGuard guard(registry_lock_);
+    atomics::store_relaxed(&caches_, caches_ - 1);
     if (mine_.prev_registered != nullptr) {
       mine_.prev_registered->next_registered = mine_.next_registered;
     } else {
@@ -158,6 +246,7 @@ class ThreadCaches {
       &closed_;
   static inline constinit atomics::Spinlock registry_lock_{};
   static inline constinit ThreadCache* registered_ = nullptr;
+  static inline constinit std::uint32_t caches_ = 0;  // registered (written under the lock)
   static inline constinit typename ThreadCache::Slots* spare_ = nullptr;
   static inline constinit pthread_key_t exit_key_ = 0;
   static inline constinit bool key_created_ = false;

@@ -1,6 +1,7 @@
 // ThreadCaches through its backend seam: closed bins until a slow path sets one up, one cache per
-// thread, statistics see every registered cache, a thread's exit hands its blocks to the
-// backend, and a fork child keeps only the forking thread's cache.
+// thread, bins sized by use within the thread's share of the total, statistics see every
+// registered cache, a thread's exit hands its blocks to the backend, and a fork child keeps only
+// the forking thread's cache.
 #include "allocator/thread_cache.h"
 
 #include <gtest/gtest.h>
@@ -55,6 +56,8 @@ TEST(ThreadCachesTest, TheBinsAreClosedUntilASlowPathSetsTheCacheUp) {
     ASSERT_NE(cache, nullptr);
     EXPECT_EQ(Caches::enter(), cache);
     EXPECT_EQ(Caches::enter_or_set_up(), cache);
+    EXPECT_FALSE(cache->push(2, b)) << "a bin takes nothing until its class is used";
+    EXPECT_EQ(Caches::missed(*cache, 2), 1u) << "a miss sizes it for one block";
     EXPECT_TRUE(cache->push(2, b)) << "open once set up";
     EXPECT_EQ(cache->pop(2), b);
     std::free(b);
@@ -77,6 +80,7 @@ TEST(ThreadCachesTest, AKeyedBinRefusesABlockItHoldsAndClearsTheKeyOnTheWayOut) 
   ASSERT_NE(cache, nullptr);
   Block* b = fresh_block();
   b->set_key_word(0);
+  if (cache->max_count(3) == 0) Caches::missed(*cache, 3);
   ASSERT_TRUE(cache->push(3, b));
   EXPECT_NE(b->key_word(), 0u);
   EXPECT_FALSE(cache->push(3, b)) << "freed twice";
@@ -108,7 +112,13 @@ TEST(ThreadCachesTest, EachThreadHasItsOwnCacheAndItsExitFlushesIt) {
   std::thread([&] {
     other = Caches::enter_or_set_up();
     ASSERT_NE(other, nullptr);
-    for (int k = 0; k < 5; ++k) ASSERT_TRUE(other->push(2, fresh_block()));
+    for (int k = 0; k < 5; ++k) {
+      Block* b = fresh_block();
+      if (!other->push(2, b)) {
+        EXPECT_EQ(Caches::overflowed(*other, 2), 0u) << "a full bin that may grow grows";
+        ASSERT_TRUE(other->push(2, b));
+      }
+    }
     int registered = 0;
     Caches::for_each([&](const Caches::ThreadCache&) { ++registered; });
     EXPECT_GE(registered, 2) << "statistics see this cache and the main thread's";
@@ -118,6 +128,98 @@ TEST(ThreadCachesTest, EachThreadHasItsOwnCacheAndItsExitFlushesIt) {
   int registered = 0;
   Caches::for_each([&](const Caches::ThreadCache&) { ++registered; });
   EXPECT_EQ(registered, 1) << "the exited thread's cache left the registry";
+}
+
+// Frees the blocks of a chain (what a review or a flush hands back).
+int free_chain(BlockChain chain) {
+  int n = 0;
+  for (Block *b = chain.head, *next; b != nullptr; b = next, ++n) {
+    next = b->next();
+    std::free(b);
+  }
+  return n;
+}
+
+TEST(ThreadCachesTest, ABinDoublesAsItMissesUpToItsCapacity) {
+  std::thread([] {
+    auto* cache = Caches::enter_or_set_up();
+    ASSERT_NE(cache, nullptr);
+    const unsigned i = 2;  // 48-byte blocks: a whole bin is far below any share
+    const std::uint32_t capacity = Caches::ThreadCache::capacity(i);
+    EXPECT_EQ(cache->max_count(i), 0u);
+    std::uint32_t expected = 1;
+    for (int miss = 0; miss < 10; ++miss) {
+      EXPECT_EQ(Caches::missed(*cache, i), (expected + 1) / 2) << "half the bin is taken";
+      EXPECT_EQ(cache->max_count(i), expected);
+      expected = expected * 2 > capacity ? capacity : expected * 2;
+    }
+    EXPECT_EQ(cache->max_count(i), capacity);
+    EXPECT_EQ(cache->sized_bytes, capacity * Map::block_size(i));
+  }).join();
+}
+
+TEST(ThreadCachesTest, TheBinsTogetherStayWithinTheThreadsShare) {
+  std::thread([] {
+    auto* cache = Caches::enter_or_set_up();
+    ASSERT_NE(cache, nullptr);
+    const std::size_t share = Caches::share();
+    EXPECT_GE(share, kThreadCacheMinBytes);
+    EXPECT_LE(share, kThreadCacheMaxBytes);
+    // Every class misses until nothing grows: the sizes add up to at most the share.
+    for (int round = 0; round < 12; ++round) {
+      for (unsigned i = 0; i < Caches::kBins; ++i) Caches::missed(*cache, i);
+      if (Caches::review_due(*cache)) cache->events = 0;  // (no review: only growth here)
+    }
+    std::size_t sized = 0;
+    for (unsigned i = 0; i < Caches::kBins; ++i) {
+      sized += cache->max_count(i) * Map::block_size(i);
+    }
+    EXPECT_EQ(sized, cache->sized_bytes);
+    EXPECT_LE(sized, share);
+    EXPECT_GT(sized, share / 2) << "the share is used";
+  }).join();
+}
+
+TEST(ThreadCachesTest, AReviewHalvesTheIdleBinsAndHandsBackWhatTheyHeldAboveThat) {
+  std::thread([] {
+    auto* cache = Caches::enter_or_set_up();
+    ASSERT_NE(cache, nullptr);
+    const unsigned idle = 1;
+    const unsigned busy = 2;
+    for (int k = 0; k < 4; ++k) {  // both to 8 blocks
+      Caches::missed(*cache, idle);
+      Caches::missed(*cache, busy);
+    }
+    ASSERT_EQ(cache->max_count(idle), 8u);
+    for (int k = 0; k < 8; ++k) ASSERT_TRUE(cache->push(idle, fresh_block()));
+    // A review is due after enough events, all of them the busy bin's since the last one.
+    auto review = [&] {
+      int handed_back = 0;
+      Caches::review(*cache, [&](unsigned i, BlockChain chain) {
+        EXPECT_EQ(i, idle);
+        handed_back += free_chain(chain);
+      });
+      return handed_back;
+    };
+    EXPECT_EQ(review(), 0) << "both were busy since the cache was set up";
+    EXPECT_EQ(cache->max_count(idle), 8u);
+    std::uint32_t events = 0;
+    while (!Caches::review_due(*cache)) {
+      Caches::missed(*cache, busy);
+      ++events;
+    }
+    EXPECT_EQ(events, kCacheReviewEvents);
+    const std::uint32_t busy_max = cache->max_count(busy);
+    EXPECT_EQ(review(), 4) << "the idle bin kept its 4 newest";
+    EXPECT_EQ(cache->max_count(idle), 4u);
+    EXPECT_EQ(cache->count(idle), 4u);
+    EXPECT_EQ(cache->max_count(busy), busy_max) << "a busy bin keeps its size";
+    EXPECT_EQ(review() + review() + review(), 4);
+    EXPECT_EQ(cache->max_count(idle), 0u) << "an idle bin shrinks to nothing";
+    EXPECT_EQ(cache->count(idle), 0u);
+    EXPECT_EQ(cache->max_count(busy), busy_max / 8) << "idle for three reviews";
+    EXPECT_EQ(cache->sized_bytes, busy_max / 8 * Map::block_size(busy));
+  }).join();
 }
 
 TEST(ThreadCachesTest, AForkChildKeepsOnlyTheForkingThreadsCache) {
