@@ -337,7 +337,12 @@ class ClassCore {
     Caches::for_each([&](const auto& cache) {
       cached_bytes += cache.cached_bytes();
       cached_blocks += cache.cached_blocks();
+      ++s.thread_caches;
     });
+    s.thread_cache_bytes = cached_bytes;
+    if constexpr (requires { Caches::share(); }) {
+      s.thread_cache_bound = Caches::share() * s.thread_caches;
+    }
     s.heap_free_bytes += cached_bytes;
     s.heap_free_blocks += cached_blocks;
     const auto large = large_.stats();

@@ -136,6 +136,9 @@ TYPED_TEST(ClassCoreTest, AFullBinSendsHalfOfItselfToThePoolAndCachedBlocksCount
   const Statistics after = Core::statistics();
   EXPECT_EQ(after.heap_in_use_bytes() + freed * Map::block_size(i), before.heap_in_use_bytes())
       << "cached blocks count as free";
+  EXPECT_GE(after.thread_caches, 1u);
+  EXPECT_GE(after.thread_cache_bytes, cache->count(i) * Map::block_size(i));
+  EXPECT_GE(after.thread_cache_bound, kThreadCacheMinBytes) << "at least one thread's share";
   for (std::size_t k = freed; k < held.size(); ++k) Core::deallocate(held[k], "free");
 }
 

@@ -185,6 +185,13 @@ void print_statistics(const Statistics& s, int fd) {
       .bytes(s.mapping_cache_gathered_bytes)
       .text(" of pages gathered into them)\n")
       .write_to(fd);
+  if (s.thread_caches != 0) {
+    LineWriter line;
+    line.text("  thread caches: ").bytes(s.thread_cache_bytes).text(" in ").decimal(s.thread_caches);
+    line.text(s.thread_caches == 1 ? " cache" : " caches");
+    if (s.thread_cache_bound != 0) line.text(" (bound ").bytes(s.thread_cache_bound).text(")");
+    line.text("\n").write_to(fd);
+  }
   LineWriter().text("  total in use: ").bytes(s.in_use_bytes()).text("\n").write_to(fd);
   if (s.has_breakdown) print_breakdown(s.breakdown, fd);
 }

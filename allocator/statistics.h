@@ -69,6 +69,13 @@ struct Statistics {
   // Of cached mappings, the bytes whose pages a fresh mapping gathered (a request that no one
   // cached mapping held: LargeObjects::gather()).
   std::size_t mapping_cache_gathered_bytes = 0;
+  // Per-thread caches: what they hold (free to the client, so in heap_free_bytes too), how
+  // many there are, and what their bins may hold together now (ThreadCaches: each thread's
+  // share of the total times the caches; 0 where bins keep fixed capacities). The big slots,
+  // a few blocks of up to 512 KiB process-wide, come on top.
+  std::size_t thread_cache_bytes = 0;
+  std::size_t thread_caches = 0;
+  std::size_t thread_cache_bound = 0;
   // Filled only for statistics(Detail::kBreakdown).
   bool has_breakdown = false;
   MemoryBreakdown breakdown;

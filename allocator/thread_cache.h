@@ -38,10 +38,11 @@ inline constexpr std::size_t kCacheMaxBlock = std::size_t{32} << 10;
 inline constexpr std::size_t kThreadCachesTotalBytes = std::size_t{4} << 20;
 inline constexpr std::size_t kThreadCacheMinBytes = std::size_t{32} << 10;
 inline constexpr std::size_t kThreadCacheMaxBytes = std::size_t{64} << 10;
-// A cache reviews its bins after this many misses and overflows: the bins that had none
+// A cache reviews its bins after this many misses and overflows (more often costs speed and
+// saves no memory on the traces): the bins that had none
 // since the last review halve (the blocks above their new size go back to the heaps), and
 // all halve while the cache holds more than its share.
-inline constexpr std::uint32_t kCacheReviewEvents = 64;
+inline constexpr std::uint32_t kCacheReviewEvents = 1024;
 
 // A thread's bins (one per class of size map Map up to kCacheMaxBlock), its state, and its
 // place in the registry. The bins are closed except while the state is kActive, so the fast
