@@ -1,5 +1,6 @@
-// FreeListHeap over real page sources: placement, splitting, coalescing, in-place growth,
-// trimming, refused growth, several regions, and a randomized run checked as it goes.
+// FreeListHeap over real page sources: placement, the fit policy, splitting, coalescing,
+// in-place growth, trimming, refused growth, several regions, and a randomized run checked as
+// it goes.
 #include "allocator/free_list_heap.h"
 
 #include <errno.h>
@@ -435,6 +436,38 @@ TEST(FreeListHeapTest, GrowingIntoAFreeNeighbourLeavesTheRestFreeWithItsAge) {
       << "the rest is as old as the free block it was part of";
   heap.release(a);
   heap.release(guard);
+  EXPECT_HEAP_OK(heap);
+}
+
+// Free blocks of the given sizes, each kept apart from the next by a live 64-byte block, freed
+// in the order given (so the last is first on its list).
+std::vector<Block*> separated_holes(FreeListHeap<ReservedRange>& heap,
+                                    const std::vector<std::size_t>& sizes) {
+  std::vector<Block*> holes;
+  for (std::size_t size : sizes) {
+    holes.push_back(heap.allocate(size));
+    heap.allocate(64);  // (kept live: the holes do not coalesce, nor join the top)
+  }
+  for (Block* b : holes) heap.release(b);
+  return holes;
+}
+
+TEST(FreeListHeapTest, ALargeRequestSplitsTheSmallestFreeBlockAboveItsOwnList) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  constexpr std::size_t kKiB = 1024;
+  // The 30 KiB block comes first on a list that held both under one list per doubling.
+  const std::vector<Block*> holes = separated_holes(heap, {17 * kKiB, 30 * kKiB});
+  EXPECT_EQ(heap.allocate(9 * kKiB), holes[0]) << "within a quarter of the best fit";
+  EXPECT_HEAP_OK(heap);
+}
+
+TEST(FreeListHeapTest, ASmallRequestSplitsABlockOf2KiBOrMoreBeforeOneOf1To2KiB) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  const std::vector<Block*> holes = separated_holes(heap, {3072, 1536});
+  EXPECT_EQ(heap.allocate(128), holes[0]) << "the 1.5 KiB block is kept whole";
+  EXPECT_EQ(heap.allocate(1536), holes[1]);
+  EXPECT_EQ(heap.allocate(256), reinterpret_cast<Block*>(reinterpret_cast<char*>(holes[0]) + 128))
+      << "and only then the rest of the bigger one";
   EXPECT_HEAP_OK(heap);
 }
 
