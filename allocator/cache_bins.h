@@ -151,8 +151,9 @@ class CacheBins {
   // The most blocks bin i takes while open: its capacity, unless its owner sized it down.
   std::uint32_t max_count(unsigned i) const { return bins_[i].max; }
   // Sizes bin i to take at most n blocks (0 to capacity(i)): the oldest of those above n now
-  // come back as a chain, for the caller to free.
-  POLYMALLOC_UNCHECKED_BY_ASAN BlockChain resize(unsigned i, std::uint32_t n) {
+  // come back as a chain, for the caller to free. (Out of line, as attach() is: inlined into
+  // the thread-local cache's set-up, GCC 12's -fsanitize=undefined reports a null `this`.)
+  [[gnu::noinline]] POLYMALLOC_UNCHECKED_BY_ASAN BlockChain resize(unsigned i, std::uint32_t n) {
     Bin& bin = bins_[i];
     bin.max = n;
     if (open_) bin.limit = bin.bottom + n;
