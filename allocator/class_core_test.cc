@@ -74,7 +74,7 @@ class ClassCoreTest : public ::testing::Test {
 };
 
 // Two policies: the same core and parts follow whichever the config names.
-using Policies = ::testing::Types<PowerOfTwoClasses, QuarterPowerClasses>;
+using Policies = ::testing::Types<PowerOfTwoClasses, QuarterPowerClasses, SnugQuarterPowerClasses>;
 TYPED_TEST_SUITE(ClassCoreTest, Policies);
 
 TYPED_TEST(ClassCoreTest, UsableSizesFollowTheSizeMap) {

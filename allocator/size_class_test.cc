@@ -82,5 +82,21 @@ TEST(SizeClassTest, QuarterPowerPolicy) {
   expect_consistent_policy<QuarterPowerClasses>(25);
 }
 
+TEST(SizeClassTest, SnugQuarterPowerPolicy) {
+  using Classes = SnugQuarterPowerClasses;
+  EXPECT_EQ(Classes::round_up(200), 224u);
+  EXPECT_EQ(Classes::round_up(256), 256u);
+  EXPECT_EQ(Classes::round_up(257), 288u) << "256 B and its header";
+  EXPECT_EQ(Classes::round_up(289), 320u);
+  EXPECT_EQ(Classes::round_up(1040), 1152u) << "1 KiB and its header";
+  EXPECT_EQ(Classes::round_up(4368 + 16), 4608u) << "sqlite's 4368-byte page and its header";
+  EXPECT_EQ(Classes::round_up(4609), 5120u);
+  EXPECT_EQ(Classes::index_of(256), QuarterPowerClasses::index_of(256));
+  EXPECT_EQ(Classes::index_of(288), QuarterPowerClasses::index_of(256) + 1);
+  EXPECT_EQ(Classes::index_of(320), QuarterPowerClasses::index_of(320) + 1);
+  EXPECT_EQ(Classes::index_of(32768), QuarterPowerClasses::index_of(32768) + 7);
+  expect_consistent_policy<Classes>(25);
+}
+
 }  // namespace
 }  // namespace polymalloc::allocator

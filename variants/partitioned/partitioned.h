@@ -45,7 +45,7 @@ class Partitions {
  public:
   // Four classes per doubling: the thread caches make many classes cheap, and the finer
   // rounding is what keeps memory overhead at or below glibc's.
-  using Map = allocator::SizeMap<allocator::QuarterPowerClasses>;
+  using Map = allocator::SizeMap<allocator::SnugQuarterPowerClasses>;
   using Heap = PartitionHeap;
   static constexpr bool kCachesInFront = true;
   static constexpr bool kOneHeap = false;
