@@ -58,7 +58,7 @@ struct PowerOfTwoClasses {
 // Four classes per doubling, as in tcmalloc-style allocators: 32, 48, 64, then 2^p + j·2^(p-2)
 // for j = 1..4 (80, 96, 112, 128, 160 …). At most 25 % rounding.
 struct QuarterPowerClasses {
-  static constexpr std::size_t round_up(std::size_t b) {
+  [[gnu::always_inline]] static constexpr std::size_t round_up(std::size_t b) {
     if (b <= 64) return b <= kMinBlock ? kMinBlock : (b + 15) & ~std::size_t{15};
     const std::size_t step = std::size_t{1} << (std::bit_width(b - 1) - 3);  // 2^p < b <= 2^(p+1)
     return (b + step - 1) & ~(step - 1);
@@ -66,7 +66,7 @@ struct QuarterPowerClasses {
   static constexpr bool is_class_size(std::size_t s) {
     return s >= kMinBlock && s % 16 == 0 && round_up(s) == s;
   }
-  static constexpr unsigned index_of(std::size_t s) {
+  [[gnu::always_inline]] static constexpr unsigned index_of(std::size_t s) {
     if (s <= 64) return static_cast<unsigned>(s / 16 - 2);
     const unsigned p = static_cast<unsigned>(std::bit_width(s - 1) - 1);
     const unsigned j = static_cast<unsigned>((s - (std::size_t{1} << p)) >> (p - 2));
@@ -79,40 +79,45 @@ struct QuarterPowerClasses {
   }
 };
 
-// QuarterPowerClasses and one class more above each power of two from 256 B, halfway to the
-// next quarter: 2^p + 2^(p-3) (288, 576, 1152, 2304, 4608 …). Programs ask most for a power of
-// two, or one plus a small header of their own: with polymalloc's header such a block is
-// just above the power, where the quarter classes round it by up to 25 % (a 4096-byte
+// QuarterPowerClasses and one class more above each power of two from 256 B to 16 KiB, halfway
+// to the next quarter: 2^p + 2^(p-3) (288, 576, 1152, 2304, 4608 …). Programs ask most for a
+// power of two, or one plus a small header of their own: with polymalloc's header such a block
+// is just above the power, where the quarter classes round it by up to 25 % (a 4096-byte
 // request's 4112-byte block was a 5120-byte class, sqlite's 4368-byte pages too; now both
 // are 4608: 12 % and 5 %). Used by partitioned.
 struct SnugQuarterPowerClasses {
   using Quarter = QuarterPowerClasses;
+  // The powers with a snug class: 256 B to 16 KiB (past that, blocks are classified by
+  // arithmetic rather than a table load, and the quarter classes' is the cheaper).
   static constexpr unsigned kFirstSnugPower = 8;
+  static constexpr unsigned kLastSnugPower = 14;
+  static constexpr unsigned kSnugClasses = kLastSnugPower - kFirstSnugPower + 1;
+  static constexpr std::size_t kSnugFloor = std::size_t{1} << kFirstSnugPower;
+  static constexpr std::size_t kSnugCeiling = std::size_t{2} << kLastSnugPower;
 
   // The snug class above 2^p (p >= kFirstSnugPower).
   static constexpr std::size_t snug_of(unsigned p) {
     return (std::size_t{1} << p) + (std::size_t{1} << (p - 3));
   }
-  static constexpr std::size_t round_up(std::size_t b) {
-    if (b > snug_of(kFirstSnugPower)) {
-      const unsigned p = static_cast<unsigned>(std::bit_width(b - 1)) - 1;  // 2^p < b <= 2^(p+1)
-      if (b <= snug_of(p)) return snug_of(p);
-    } else if (b > (std::size_t{1} << kFirstSnugPower)) {
-      return snug_of(kFirstSnugPower);
-    }
-    return Quarter::round_up(b);
+  // (Sizes past the snug classes first: blocks past the size map's tables are classified by
+  // this arithmetic on every malloc and free of them.)
+  [[gnu::always_inline]] static constexpr std::size_t round_up(std::size_t b) {
+    if (b > kSnugCeiling || b <= kSnugFloor) return Quarter::round_up(b);
+    const unsigned p = static_cast<unsigned>(std::bit_width(b - 1)) - 1;  // 2^p < b <= 2^(p+1)
+    return b <= snug_of(p) ? snug_of(p) : Quarter::round_up(b);
   }
   static constexpr bool is_snug(std::size_t s) {
-    if (s <= (std::size_t{1} << kFirstSnugPower)) return false;
-    const unsigned p = static_cast<unsigned>(std::bit_width(s)) - 1;
-    return s == snug_of(p);
+    if (s > kSnugCeiling || s <= kSnugFloor) return false;
+    return s == snug_of(static_cast<unsigned>(std::bit_width(s)) - 1);
   }
-  static constexpr bool is_class_size(std::size_t s) {
+  [[gnu::always_inline]] static constexpr bool is_class_size(std::size_t s) {
+    if (s > kSnugCeiling) return Quarter::is_class_size(s);
     return Quarter::is_class_size(s) || is_snug(s);
   }
   // The quarter classes below s and the snug ones below s, for a class size s.
-  static constexpr unsigned index_of(std::size_t s) {
-    if (s <= (std::size_t{1} << kFirstSnugPower)) return Quarter::index_of(s);
+  [[gnu::always_inline]] static constexpr unsigned index_of(std::size_t s) {
+    if (s > kSnugCeiling) return Quarter::index_of(s) + kSnugClasses;
+    if (s <= kSnugFloor) return Quarter::index_of(s);
     const unsigned p = static_cast<unsigned>(std::bit_width(s)) - 1;  // 2^p <= s
     if (is_snug(s)) return Quarter::index_of(std::size_t{1} << p) + 1 + (p - kFirstSnugPower);
     return Quarter::index_of(s) + (p - kFirstSnugPower) + (s > (std::size_t{1} << p) ? 1 : 0);
@@ -122,7 +127,7 @@ struct SnugQuarterPowerClasses {
     for (unsigned n = 0;; ++q, ++n) {
       const std::size_t s = Quarter::size_of(q);
       if (n == i) return s;
-      if (s >= (std::size_t{1} << kFirstSnugPower) && is_power_of_two(s) && ++n == i) {
+      if (s >= kSnugFloor && s < kSnugCeiling && is_power_of_two(s) && ++n == i) {
         return snug_of(static_cast<unsigned>(std::bit_width(s)) - 1);
       }
     }

@@ -91,6 +91,8 @@ TEST(SizeClassTest, SnugQuarterPowerPolicy) {
   EXPECT_EQ(Classes::round_up(1040), 1152u) << "1 KiB and its header";
   EXPECT_EQ(Classes::round_up(4368 + 16), 4608u) << "sqlite's 4368-byte page and its header";
   EXPECT_EQ(Classes::round_up(4609), 5120u);
+  EXPECT_EQ(Classes::round_up(16400), 18432u);
+  EXPECT_EQ(Classes::round_up(32784), QuarterPowerClasses::round_up(32784)) << "none past 16 KiB";
   EXPECT_EQ(Classes::index_of(256), QuarterPowerClasses::index_of(256));
   EXPECT_EQ(Classes::index_of(288), QuarterPowerClasses::index_of(256) + 1);
   EXPECT_EQ(Classes::index_of(320), QuarterPowerClasses::index_of(320) + 1);

@@ -93,7 +93,8 @@ class SizeMap {
   }
 
  private:
-  static constexpr unsigned index_of_block(std::size_t block) {
+  // (Inlined: past the tables, free() and malloc() of a big class pay for it on every call.)
+  [[gnu::always_inline]] static constexpr unsigned index_of_block(std::size_t block) {
     return Classes::index_of(Classes::round_up(block));
   }
 
