@@ -111,7 +111,6 @@ struct SnugQuarterPowerClasses {
     return s == snug_of(static_cast<unsigned>(std::bit_width(s)) - 1);
   }
   [[gnu::always_inline]] static constexpr bool is_class_size(std::size_t s) {
-    if (s > kSnugCeiling) return Quarter::is_class_size(s);
     return Quarter::is_class_size(s) || is_snug(s);
   }
   // The quarter classes below s and the snug ones below s, for a class size s.

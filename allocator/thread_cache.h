@@ -39,9 +39,9 @@ inline constexpr std::size_t kThreadCachesTotalBytes = std::size_t{4} << 20;
 inline constexpr std::size_t kThreadCacheMinBytes = std::size_t{32} << 10;
 inline constexpr std::size_t kThreadCacheMaxBytes = std::size_t{64} << 10;
 // A cache reviews its bins after this many misses and overflows (more often costs speed and
-// saves no memory on the traces): the bins that had none
-// since the last review halve (the blocks above their new size go back to the heaps), and
-// all halve while the cache holds more than its share.
+// saves no memory on the traces): the bins that had none since the last review halve (the
+// blocks above their new size go back to the heaps), and all halve while the cache holds more
+// than its share.
 inline constexpr std::uint32_t kCacheReviewEvents = 1024;
 
 // A thread's bins (one per class of size map Map up to kCacheMaxBlock), its state, and its
@@ -139,7 +139,6 @@ class ThreadCaches {
   }
 
   static void prepare_fork() { registry_lock_.lock(); }
-
   static void after_fork_in_parent() { registry_lock_.unlock(); }
   // Only the forking thread lives on in the child; the other threads' caches are abandoned
   // with what they held (as glibc abandons their tcaches).
@@ -158,7 +157,9 @@ class ThreadCaches {
   // Doubles bin i of cache c (from 0 to 1), within its capacity and the room its share has.
   static void grow(ThreadCache& c, unsigned i) {
     const std::uint32_t max = c.max_count(i);
-    const std::uint32_t want = max == 0 ? 1 : max >= ThreadCache::capacity(i) / 2 ? ThreadCache::capacity(i) : 2 * max;
+    const std::uint32_t want = max == 0                              ? 1
+                               : max >= ThreadCache::capacity(i) / 2 ? ThreadCache::capacity(i)
+                                                                     : 2 * max;
     const std::size_t size = Map::block_size(i);
     const std::size_t limit = share();
     const std::size_t room = limit > c.sized_bytes ? (limit - c.sized_bytes) / size : 0;
@@ -184,9 +185,6 @@ class ThreadCaches {
       }
       mine_.attach(slots);
       for (unsigned i = 0; i < kBins; ++i) mine_.resize(i, 0);  // (they grow as they are used)
-      mine_.sized_bytes = 0;
-      mine_.events = 0;
-      mine_.busy = {};
       atomics::store_relaxed(&caches_, caches_ + 1);
       mine_.next_registered = registered_;
       if (registered_ != nullptr) registered_->prev_registered = &mine_;

@@ -43,8 +43,9 @@ constexpr PartitionTable partition_table(platform::PageMap* pages, std::index_se
 
 class Partitions {
  public:
-  // Four classes per doubling: the thread caches make many classes cheap, and the finer
-  // rounding is what keeps memory overhead at or below glibc's.
+  // Four classes per doubling, and one more just above each power of two to 16 KiB: the
+  // thread caches make many classes cheap, and the finer rounding is what keeps memory
+  // overhead near glibc's.
   using Map = allocator::SizeMap<allocator::SnugQuarterPowerClasses>;
   using Heap = PartitionHeap;
   static constexpr bool kCachesInFront = true;
