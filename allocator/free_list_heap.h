@@ -101,7 +101,7 @@ class FreeListHeap {
   static constexpr std::size_t kSmallSplitFloor = std::size_t{2} << 10;
 
   // The list of a free block of `size` bytes (a multiple of 16, >= kMinBlock).
-  static constexpr unsigned list_of(std::size_t size) {
+  [[gnu::always_inline]] static constexpr unsigned list_of(std::size_t size) {
     if (size <= kExactListMax) return static_cast<unsigned>((size - kMinBlock) >> 4);
     const unsigned p = static_cast<unsigned>(std::bit_width(size)) - 1;  // 2^p <= size
     const unsigned quarter = static_cast<unsigned>(size >> (p - 2)) & 3;

@@ -67,7 +67,8 @@ class SizeMap {
   }
 
   // The class for any request (0 included, served as 1), or kClasses when it is large.
-  static unsigned class_or_large(std::size_t bytes) {
+  // (Inlined, as block_for() is: out of line, every slow path and realloc pays a call.)
+  [[gnu::always_inline]] static unsigned class_or_large(std::size_t bytes) {
     if (bytes - 1 >= kMaxRequest) return bytes == 0 ? 0 : kClasses;
     return class_of(bytes);
   }
@@ -87,7 +88,7 @@ class SizeMap {
 
   // The block for a request: its class size, or 0 when the request is large. Requests of 0
   // bytes are served as 1.
-  static std::size_t block_for(std::size_t bytes) {
+  [[gnu::always_inline]] static std::size_t block_for(std::size_t bytes) {
     const unsigned i = class_or_large(bytes);
     return i < kClasses ? block_size(i) : 0;
   }
