@@ -5,6 +5,7 @@
 #pragma once
 
 #include <malloc.h>
+#include <polymalloc/polymalloc.h>
 #include <stddef.h>
 
 #include <new>
@@ -114,7 +115,8 @@ void register_fork_handlers_once() {
   }
 
 // The process's malloc: the unprefixed C API, glibc's extras and __libc_* aliases,
-// polymalloc_check_heap/polymalloc_variant, statistics at exit, and operator new/delete.
+// polymalloc_check_heap/_variant/_version (<polymalloc/polymalloc.h>), statistics at exit, and
+// operator new/delete.
 #define POLYMALLOC_DEFINE_PROCESS_MALLOC(Core)                                              \
   POLYMALLOC_DEFINE_C_API(, Core)                                                           \
   extern "C" POLYMALLOC_EXPORT struct mallinfo mallinfo() noexcept {                        \
@@ -135,6 +137,9 @@ void register_fork_handlers_once() {
   }                                                                                         \
   extern "C" POLYMALLOC_EXPORT const char* polymalloc_variant() noexcept {                 \
     return Core::kName;                                                                     \
+  }                                                                                         \
+  extern "C" POLYMALLOC_EXPORT const char* polymalloc_version() noexcept {                 \
+    return POLYMALLOC_VERSION_STRING;                                                       \
   }                                                                                         \
   __attribute__((destructor)) static void polymalloc_statistics_at_exit() {                 \
     ::polymalloc::allocator::FrontEnd<Core>::print_statistics_if_requested();               \

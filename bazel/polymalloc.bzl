@@ -79,3 +79,17 @@ setting_header = rule(
         "out": attr.output(mandatory = True),
     },
 )
+
+def _generated_source_impl(ctx):
+    ctx.actions.write(ctx.outputs.out, ctx.attr.content)
+    files = depset([ctx.outputs.out])
+    return [DefaultInfo(files = files, runfiles = ctx.runfiles(transitive_files = files))]
+
+# A source file whose text is computed here (no shell, no template files to keep in step).
+generated_source = rule(
+    implementation = _generated_source_impl,
+    attrs = {
+        "content": attr.string(mandatory = True),
+        "out": attr.output(mandatory = True),
+    },
+)

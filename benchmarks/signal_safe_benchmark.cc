@@ -4,6 +4,7 @@
 // Throughput is items per second of wall time.
 //   ./bazelw run //benchmarks:signal_safe_benchmark [-- --benchmark_filter=cross]
 #include <benchmark/benchmark.h>
+#include <polymalloc/polymalloc.h>
 #include <stdlib.h>
 
 #include <atomic>
@@ -14,7 +15,6 @@
 
 #include "benchmarks/ao_malloc_adapter.h"
 #include "variants/all_variants.h"
-#include "variants/signal_safe/signal_safe_api.h"
 
 namespace polymalloc::benchmarks {
 namespace {

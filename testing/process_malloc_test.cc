@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <gtest/gtest.h>
 #include <malloc.h>
+#include <polymalloc/polymalloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,6 @@
 #include <string>
 #include <vector>
 
-extern "C" const char* polymalloc_check_heap(const void** where) noexcept;
-extern "C" const char* polymalloc_variant() noexcept;
 extern "C" void* __libc_malloc(size_t) noexcept;
 extern "C" void __libc_free(void*) noexcept;
 extern "C" void* __libc_memalign(size_t, size_t) noexcept;
@@ -38,6 +37,14 @@ TEST_F(ProcessMallocTest, TheProcessRunsOnThisVariant) {
   const char* expected = getenv("POLYMALLOC_EXPECTED_VARIANT");
   ASSERT_NE(expected, nullptr);
   EXPECT_STREQ(polymalloc_variant(), expected);
+}
+
+TEST_F(ProcessMallocTest, TheLibraryIsTheVersionItsHeaderNames) {
+  EXPECT_STREQ(polymalloc_version(), POLYMALLOC_VERSION_STRING);
+  const std::string from_macros = std::to_string(POLYMALLOC_VERSION_MAJOR) + "." +
+                                  std::to_string(POLYMALLOC_VERSION_MINOR) + "." +
+                                  std::to_string(POLYMALLOC_VERSION_PATCH);
+  EXPECT_EQ(from_macros, POLYMALLOC_VERSION_STRING);
 }
 
 TEST_F(ProcessMallocTest, OperatorNewAndDeleteReachPolymalloc) {

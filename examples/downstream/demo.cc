@@ -1,15 +1,13 @@
 // A small program whose malloc, new and libc-internal allocations are polymalloc's: it
 // says which variant it runs on and checks the heap after some work.
 #include <malloc.h>
+#include <polymalloc/polymalloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <map>
 #include <string>
-
-extern "C" const char* polymalloc_variant() noexcept;
-extern "C" const char* polymalloc_check_heap(const void** where) noexcept;
 
 int main() {
   std::map<std::string, int> words;
@@ -24,7 +22,7 @@ int main() {
   free(big);
   free(copy);
   const char* problem = polymalloc_check_heap(nullptr);
-  printf("downstream demo on polymalloc %s: %zu distinct words, heap %s\n", polymalloc_variant(),
-         words.size(), problem == nullptr ? "consistent" : problem);
+  printf("downstream demo on polymalloc %s %s: %zu distinct words, heap %s\n", polymalloc_variant(),
+         polymalloc_version(), words.size(), problem == nullptr ? "consistent" : problem);
   return problem == nullptr ? 0 : 1;
 }

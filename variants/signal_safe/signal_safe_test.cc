@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <gtest/gtest.h>
+#include <polymalloc/polymalloc.h>
 
 #include <algorithm>
 #include <atomic>
@@ -15,8 +16,6 @@
 #include <string_view>
 #include <thread>
 #include <vector>
-
-#include "variants/signal_safe/signal_safe_api.h"
 
 namespace polymalloc::variants {
 namespace {

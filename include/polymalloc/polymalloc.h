@@ -1,0 +1,50 @@
+/* polymalloc's public API: what it adds to the standard malloc family (malloc, free, calloc,
+ * realloc, posix_memalign, aligned_alloc, malloc_usable_size, malloc_trim, mallinfo2 and the
+ * rest, which <stdlib.h> and <malloc.h> declare). Valid C (C99 on) and C++.
+ *
+ * A program gets polymalloc as its malloc by linking one variant's library
+ * (-lpolymalloc_<variant>, pkg-config polymalloc-<variant>, CMake polymalloc::<variant>, or
+ * Bazel's @polymalloc//:malloc) or by LD_PRELOAD; these functions are then polymalloc's.
+ * Every function here is thread-safe. */
+#ifndef POLYMALLOC_POLYMALLOC_H_
+#define POLYMALLOC_POLYMALLOC_H_
+
+#include <polymalloc/version.h>
+
+#if defined(__cplusplus)
+#define POLYMALLOC_NOTHROW noexcept
+extern "C" {
+#else
+#define POLYMALLOC_NOTHROW
+#endif
+
+/* The version of the library the program runs on, "MAJOR.MINOR.PATCH" (compare with
+ * POLYMALLOC_VERSION_STRING, the version of this header). */
+const char* polymalloc_version(void) POLYMALLOC_NOTHROW;
+
+/* The name of the variant the program runs on: "global_spinlock", "partitioned" or
+ * "signal_safe". */
+const char* polymalloc_variant(void) POLYMALLOC_NOTHROW;
+
+/* Walks the whole heap and checks every invariant it can: NULL if it is consistent, else a
+ * one-line description of the first problem, and (if `where` is not NULL) *where = the
+ * address it concerns. It takes the allocator's locks: not for signal handlers. */
+const char* polymalloc_check_heap(const void** where) POLYMALLOC_NOTHROW;
+
+/* signal_safe only (defined by libpolymalloc_signal_safe alone; a program that calls them
+ * links only with that variant). Both are async-signal-safe. */
+
+/* From now on, once the static arena is spent, fresh memory comes from mmap, and requests of
+ * about 1 MiB and more are served (each as its own mapping). The environment variable
+ * POLYMALLOC_SIGNAL_SAFE_MMAP=1 does the same from the start. */
+void polymalloc_signal_safe_enable_mmap(void) POLYMALLOC_NOTHROW;
+
+/* 1 if malloc and free are lock-free in this build (double-width CAS), 0 if they are
+ * 1-lock-free (the load-linked emulation) or use the lock-table fallback. */
+int polymalloc_signal_safe_is_lock_free(void) POLYMALLOC_NOTHROW;
+
+#if defined(__cplusplus)
+} /* extern "C" */
+#endif
+
+#endif /* POLYMALLOC_POLYMALLOC_H_ */
