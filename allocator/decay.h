@@ -22,7 +22,7 @@ class Decay {
   static constexpr const char* kVariable = "POLYMALLOC_RELEASE_DELAY_MS";
   // The default: long enough that a program's steady churn reuses its free memory instead
   // of faulting it in again, short enough that an idle service's RSS comes down within
-  // seconds (the README has the measurements behind it).
+  // seconds (docs/design.md has the measurements behind it).
   static constexpr std::int64_t kDefaultDelayMs = 1000;
   static constexpr std::int64_t kNever = -1;
   static constexpr std::int64_t kMaxDelayMs = std::int64_t{1} << 40;

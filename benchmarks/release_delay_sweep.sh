@@ -2,7 +2,7 @@
 # Speed against memory for POLYMALLOC_RELEASE_DELAY_MS: memsim replays the shootout's two
 # generated traces (trace_mixed_power_law, trace_large_blocks) on every variant at each delay,
 # with the idle phase (--idle-ms 1500), 3 runs each, and prints the medians: operations per
-# second, peak RSS, and RSS after the idle phase. The README's table of the default delay
+# second, peak RSS, and RSS after the idle phase. docs/design.md's table of the default delay
 # comes from it. Not a CI step: about ten minutes on 2 cores.
 #
 #   benchmarks/release_delay_sweep.sh [DELAY ...]     (default: 0 100 1000 10000 -1)

@@ -74,12 +74,17 @@ expect_run() {
   echo "$1"
 }
 
-# ---- examples/make: pkg-config, signal_safe ----
+# ---- examples/make: pkg-config, signal_safe (its default) and partitioned ----
 examples="$PWD/examples"  # (in the runfiles: the sources as links)
-cp -rL "$examples/make" "$work/make"
-PKG_CONFIG_PATH="$lib/pkgconfig" make -s -C "$work/make" VARIANT=signal_safe >/dev/null ||
-  fail "examples/make did not build"
-expect_run "$("$work/make/example")" signal_safe
+for v in signal_safe partitioned; do
+  rm -rf "$work/make"
+  cp -rL "$examples/make" "$work/make"
+  if PKG_CONFIG_PATH="$lib/pkgconfig" make -s -C "$work/make" VARIANT="$v" >/dev/null; then
+    expect_run "$("$work/make/example")" "$v"
+  else
+    fail "examples/make did not build for $v"
+  fi
+done
 
 # ---- examples/cmake: find_package, partitioned ----
 cp -rL "$examples/cmake" "$work/cmake"
