@@ -78,10 +78,10 @@ struct Block {
   // address (or null) was overwritten, and the process stops with a one-line report.
   // (Inlined: GCC otherwise calls them out of line from the heaps' list walks, which cost
   // partitioned's replay of the uniform trace 2 % of its instructions.)
-  [[gnu::always_inline]] POLYMALLOC_UNCHECKED_BY_ASAN Block* next() const {
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* next() const {
     return checked(demangle(next_in_list, &next_in_list));
   }
-  [[gnu::always_inline]] POLYMALLOC_UNCHECKED_BY_ASAN Block* prev() const {
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* prev() const {
     return checked(demangle(prev_in_list, &prev_in_list));
   }
   POLYMALLOC_UNCHECKED_BY_ASAN void set_next(Block* b) { next_in_list = mangle(b, &next_in_list); }

@@ -11,6 +11,7 @@
 #include <new>
 
 #include "allocator/front_end.h"
+#include "allocator/settings.h"
 #include "atomics/atomics.h"
 #include "platform/platform.h"
 
@@ -53,6 +54,21 @@ void register_fork_handlers_once() {
   if (atomics::exchange_acq_rel(&fork_handlers_registered<Core>, true)) return;
   platform::register_fork_handlers(&Core::prepare_fork, &Core::after_fork_in_parent,
                                    &Core::after_fork_in_child);
+}
+
+// The process malloc's start-up (a constructor): the variant's defaults for the process
+// malloc (signal_safe maps memory) and the settings whose defaults its parts choose
+// (partitioned's partitions), then every other setting read, unknown POLYMALLOC_ names
+// warned about, and the settings listed under POLYMALLOC_VERBOSE. (No malloc here: a block
+// handed out and back before main() leaves its address in a cache's slots, which turns
+// valgrind's "definitely lost" for a program's first leak into "possibly lost".)
+template <class Variant, AllocatorCore Core>
+void start_up_process_malloc() {
+  if constexpr (requires { Variant::use_process_malloc_defaults(); }) {
+    Variant::use_process_malloc_defaults();
+  }
+  if constexpr (requires { Variant::read_settings(); }) Variant::read_settings();
+  Settings::start_up(Core::kName);
 }
 
 }  // namespace polymalloc::allocator
@@ -117,8 +133,11 @@ void register_fork_handlers_once() {
 // The process's malloc: the unprefixed C API, glibc's extras and __libc_* aliases,
 // polymalloc_check_heap/_variant/_version (<polymalloc/polymalloc.h>), statistics at exit, and
 // operator new/delete.
-#define POLYMALLOC_DEFINE_PROCESS_MALLOC(Core)                                              \
+#define POLYMALLOC_DEFINE_PROCESS_MALLOC(Variant, Core)                                     \
   POLYMALLOC_DEFINE_C_API(, Core)                                                           \
+  __attribute__((constructor)) static void polymalloc_start_up() {                          \
+    ::polymalloc::allocator::start_up_process_malloc<Variant, Core>();                      \
+  }                                                                                         \
   extern "C" POLYMALLOC_EXPORT struct mallinfo mallinfo() noexcept {                        \
     return ::polymalloc::allocator::FrontEnd<Core>::mallinfo();                             \
   }                                                                                         \
@@ -140,6 +159,19 @@ void register_fork_handlers_once() {
   }                                                                                         \
   extern "C" POLYMALLOC_EXPORT const char* polymalloc_version() noexcept {                 \
     return POLYMALLOC_VERSION_STRING;                                                       \
+  }                                                                                         \
+  extern "C" POLYMALLOC_EXPORT int polymalloc_get_numeric_property(const char* name,        \
+                                                                   size_t* value) noexcept { \
+    return ::polymalloc::allocator::FrontEnd<Core>::get_numeric_property(name, value);      \
+  }                                                                                         \
+  extern "C" POLYMALLOC_EXPORT void polymalloc_release_free_memory() noexcept {            \
+    ::polymalloc::allocator::FrontEnd<Core>::release_free_memory();                         \
+  }                                                                                         \
+  extern "C" POLYMALLOC_EXPORT int polymalloc_write_stats(int fd, int json) noexcept {     \
+    return ::polymalloc::allocator::FrontEnd<Core>::write_stats(fd, json);                  \
+  }                                                                                         \
+  extern "C" POLYMALLOC_EXPORT int malloc_info(int options, FILE* out) noexcept {          \
+    return ::polymalloc::allocator::FrontEnd<Core>::malloc_info(options, out);              \
   }                                                                                         \
   __attribute__((destructor)) static void polymalloc_statistics_at_exit() {                 \
     ::polymalloc::allocator::FrontEnd<Core>::print_statistics_if_requested();               \

@@ -27,6 +27,7 @@
 #include "allocator/block.h"
 #include "allocator/core.h"
 #include "allocator/report.h"
+#include "allocator/settings.h"
 #include "atomics/atomics.h"
 #include "platform/os.h"
 
@@ -51,8 +52,6 @@ class CheckedCore {
   // Freed blocks are junk-filled up to this much (bigger ones are unmapped anyway).
   static constexpr std::size_t kMaxJunkBytes = std::size_t{1} << 20;
   static constexpr std::size_t kMaxOffset = std::size_t{1} << 40;  // the largest alignment
-  static constexpr std::uint64_t kDefaultCheckInterval = 1024;
-  static constexpr const char* kCheckIntervalVariable = "POLYMALLOC_CHECK_INTERVAL";
 
   static void* allocate(std::size_t n) {
     if (n > SIZE_MAX - kOverhead) return fail();
@@ -212,33 +211,13 @@ class CheckedCore {
     if (const char* problem = Inner::check_heap(&where)) report_failed_check(call, problem, where);
   }
 
+  // POLYMALLOC_CHECK_INTERVAL (settings.h; 1024 by default, 0: never).
   static std::uint64_t check_interval() {
-    std::uint64_t interval = atomics::load_relaxed(&interval_);
-    if (interval == kUnread) {
-      interval = parse_interval(platform::os_environment(kCheckIntervalVariable));
-      atomics::store_relaxed(&interval_, interval);
-    }
-    return interval;
+    return static_cast<std::uint64_t>(Settings::value(Setting::kCheckInterval));
   }
 
-  // A decimal count; the default when unset; a malformed value stops the process with a
-  // report (a check the user asked for must not be silently skipped).
-  static std::uint64_t parse_interval(const char* text) {
-    if (text == nullptr || *text == '\0') return kDefaultCheckInterval;
-    std::uint64_t value = 0;
-    for (const char* c = text; *c != '\0'; ++c) {
-      if (*c < '0' || *c > '9' || value > (UINT64_MAX - 9) / 10) {
-        report_bad_setting(kCheckIntervalVariable, text, "a count of calls (0: never)");
-      }
-      value = value * 10 + static_cast<std::uint64_t>(*c - '0');
-    }
-    return value;
-  }
-
-  static constexpr std::uint64_t kUnread = ~std::uint64_t{0};
   static inline constinit std::uintptr_t secret_ = 0;
   static inline constinit std::uint64_t calls_ = 0;
-  static inline constinit std::uint64_t interval_ = kUnread;
 };
 
 }  // namespace polymalloc::allocator

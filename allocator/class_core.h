@@ -328,6 +328,12 @@ class ClassCore {
     return (large_.release_cached(UINT64_MAX) != 0) || trimmed;
   }
 
+  // Reads now the settings whose defaults its parts choose (partitioned's partition count),
+  // so that the process malloc's start-up lists them.
+  static void read_settings() {
+    if constexpr (requires { Pool::read_settings(); }) Pool::read_settings();
+  }
+
   // Blocks in caches count as free (to the client they are).
   static Statistics statistics(Detail detail = Detail::kTotals) {
     Statistics s;
@@ -340,6 +346,8 @@ class ClassCore {
       ++s.thread_caches;
     });
     s.thread_cache_bytes = cached_bytes;
+    s.thread_cache_blocks = cached_blocks;
+    s.metadata_bytes = platform::os_metadata_bytes();
     if constexpr (requires { Caches::share(); }) {
       s.thread_cache_bound = Caches::share() * s.thread_caches;
     }

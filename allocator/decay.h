@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-#include "allocator/report.h"
+#include "allocator/settings.h"
 #include "atomics/atomics.h"
 #include "platform/os.h"
 
@@ -19,24 +19,16 @@ namespace polymalloc::allocator {
 
 class Decay {
  public:
-  static constexpr const char* kVariable = "POLYMALLOC_RELEASE_DELAY_MS";
-  // The default: long enough that a program's steady churn reuses its free memory instead
-  // of faulting it in again, short enough that an idle service's RSS comes down within
-  // seconds (docs/design.md has the measurements behind it).
-  static constexpr std::int64_t kDefaultDelayMs = 1000;
+  // The delay's default (settings.cc: 1000 ms) is long enough that a program's steady churn
+  // reuses its free memory instead of faulting it in again, short enough that an idle
+  // service's RSS comes down within seconds (docs/design.md has the measurements behind it).
   static constexpr std::int64_t kNever = -1;
-  static constexpr std::int64_t kMaxDelayMs = std::int64_t{1} << 40;
   // A heap's free blocks this big are dated (and their inner pages released when they age),
   // and freeing one is a slow path that ticks: two pages.
   static constexpr std::size_t kDatedBlockBytes = std::size_t{8} << 10;
 
-  // The delay, read from the environment once (a malformed value stops the process).
-  static std::int64_t delay_ms() {
-    std::int64_t delay = atomics::load_relaxed(&delay_ms_);
-    if (delay == kUnread) [[unlikely]]
-      delay = read_delay();
-    return delay;
-  }
+  // The delay: POLYMALLOC_RELEASE_DELAY_MS (settings.h), read once.
+  static std::int64_t delay_ms() { return Settings::value(Setting::kReleaseDelayMs); }
 
   // A slow path's tick: reads the clock, and returns true (and the time) when a release is
   // due: a quarter of the delay has passed since the last one (at most a second), for one of
@@ -54,29 +46,9 @@ class Decay {
   }
 
   // For tests: forget the delay read (so the next call reads the environment again).
-  static void reread_for_tests() { atomics::store_relaxed(&delay_ms_, kUnread); }
+  static void reread_for_tests() { Settings::forget_for_tests(); }
 
  private:
-  static constexpr std::int64_t kUnread = -2;
-
-  static std::int64_t read_delay() {
-    std::int64_t delay = kDefaultDelayMs;
-    if (const char* text = platform::os_environment(kVariable)) delay = parse(text);
-    atomics::store_relaxed(&delay_ms_, delay);
-    return delay;
-  }
-
-  static std::int64_t parse(const char* text) {
-    if (text[0] == '-' && text[1] == '1' && text[2] == '\0') return kNever;
-    const char* c = nullptr;
-    const auto value = static_cast<std::int64_t>(parse_decimal(text, kMaxDelayMs, &c));
-    if (c == text || *c != '\0' || value > kMaxDelayMs) {
-      report_bad_setting(kVariable, text, "a delay in milliseconds (0: at once, -1: never)");
-    }
-    return value;
-  }
-
-  static inline constinit std::int64_t delay_ms_ = kUnread;
   static inline constinit std::uint64_t last_release_ms_ = 0;
 };
 

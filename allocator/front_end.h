@@ -13,6 +13,7 @@
 #include <new>
 
 #include "allocator/core.h"
+#include "allocator/introspection.h"
 #include "allocator/report.h"
 #include "allocator/size_class.h"
 #include "platform/platform.h"
@@ -175,7 +176,36 @@ struct FrontEnd {
   // Statistics at exit, when POLYMALLOC_STATS asks for them (runs as a destructor function,
   // which needs no allocation to register, unlike atexit()).
   static void print_statistics_if_requested() {
-    if (statistics_requested_at_exit()) print_statistics(Core::statistics(Detail::kBreakdown), 2);
+    const StatsRequest request = statistics_request();
+    if (request != StatsRequest::kNone) {
+      write_requested_statistics(Core::statistics(Detail::kBreakdown), request);
+    }
+  }
+
+  // ---- the runtime API (<polymalloc/polymalloc.h>) ----
+
+  static int get_numeric_property(const char* name, std::size_t* value) {
+    return numeric_property(Core::statistics(), name, value) ? 1 : 0;
+  }
+
+  // Everything free that can go back to the OS does: the caller's cache, the heaps' free
+  // tops and the inner pages of their free blocks, the mapping cache (malloc_trim(0)).
+  static void release_free_memory() { Core::trim(0); }
+
+  // The statistics to fd on demand, text or JSON (with the breakdown: it walks the heaps);
+  // 0, or -1 with errno = EBADF for a negative fd.
+  static int write_stats(int fd, int json) {
+    if (fd < 0) {
+      errno = EBADF;
+      return -1;
+    }
+    write_statistics(Core::statistics(Detail::kBreakdown),
+                     json != 0 ? StatsFormat::kJson : StatsFormat::kText, fd);
+    return 0;
+  }
+
+  static int malloc_info(int options, FILE* out) {
+    return write_malloc_info(Core::statistics(), options, out);
   }
 
  private:

@@ -210,6 +210,10 @@ class HeapPool {
     Placement::for_each_heap([cutoff_ms](Heap& heap) { heap.release_aged(cutoff_ms); });
   }
 
+  static void read_settings() {
+    if constexpr (requires { Placement::read_settings(); }) Placement::read_settings();
+  }
+
   static bool trim(std::size_t pad) {
     std::size_t returned = 0;
     Placement::for_each_heap([&](Heap& heap) { returned += heap.trim(pad); });
@@ -217,7 +221,10 @@ class HeapPool {
   }
 
   static void add_statistics(Statistics& s) {
-    Placement::for_each_heap([&](Heap& heap) { heap.add_statistics(s); });
+    Placement::for_each_heap([&](Heap& heap) {
+      heap.add_statistics(s);
+      ++s.heaps;
+    });
   }
 
   static void add_breakdown(MemoryBreakdown& b) {

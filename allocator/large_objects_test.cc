@@ -147,31 +147,15 @@ TEST(LargeObjectsTest, TheCacheKeepsWithinItsBound) {
   large.release_cached(UINT64_MAX);
 }
 
-TEST(LargeObjectsTest, TheCacheBoundSettingTakesBytesWithAnOptionalSuffix) {
-  EXPECT_EQ(MappingCache::parse_bound("0"), 0u);
-  EXPECT_EQ(MappingCache::parse_bound("4096"), 4096u);
-  EXPECT_EQ(MappingCache::parse_bound("16m"), 16 * kMiB);
-  EXPECT_EQ(MappingCache::parse_bound("512K"), 512u << 10);
-  EXPECT_EQ(MappingCache::parse_bound("2G"), std::size_t{2} << 30);
-  EXPECT_EQ(MappingCache::parse_bound("1024g"), MappingCache::kMaxBoundBytes);
-}
-
+// (The setting's parsing is settings_test's.)
 TEST(LargeObjectsTest, TheCacheBoundComesFromTheEnvironmentOnFirstUse) {
-  setenv(MappingCache::kVariable, "5m", 1);
+  Settings::forget_for_tests();
+  setenv("POLYMALLOC_MAPPING_CACHE_BYTES", "5m", 1);
   static LargeObjects large;  // first used here: reads the setting
   EXPECT_EQ(large.stats().cache.bound, 5 * kMiB);
-  unsetenv(MappingCache::kVariable);
+  unsetenv("POLYMALLOC_MAPPING_CACHE_BYTES");
   EXPECT_EQ(large.stats().cache.bound, 5 * kMiB) << "read once";
-}
-
-TEST(LargeObjectsDeathTest, AMalformedCacheBoundStopsTheProcessWithOneLine) {
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  for (const char* bad : {"", "m", "12q", "-1", "5 m", "1025g", "99999999999999999999"}) {
-    EXPECT_DEATH(MappingCache::parse_bound(bad),
-                 "^polymalloc: POLYMALLOC_MAPPING_CACHE_BYTES=.* is not a size in bytes up to "
-                 "1 TiB, with an optional k, m or g suffix \\(0: no cache\\)\n$")
-        << bad;
-  }
+  Settings::forget_for_tests();
 }
 
 TEST(LargeObjectsTest, ResizeWithinTheMappingKeepsItAndAGrowingBlockMayTakeABiggerOne) {
@@ -188,7 +172,7 @@ TEST(LargeObjectsTest, ResizeWithinTheMappingKeepsItAndAGrowingBlockMayTakeABigg
       << "a small block is not lent a mapping past the bound on lent mappings";
   EXPECT_EQ(large.adopt_for_growth(4000, true), nullptr)
       << "a block below kLendFromBytes is not lent one at all (it would hold its pages)";
-  large.cache().set_bound(MappingCache::kDefaultBoundBytes);
+  large.cache().set_bound(std::size_t{64} << 20);  // the default
   Block* grower = large.adopt_for_growth(3 * kMiB, true);
   ASSERT_NE(grower, nullptr) << "a block growing by realloc takes a cached mapping up to 4x";
   EXPECT_GE(LargeObjects::usable_size(grower), 8 * kMiB);

@@ -21,7 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "allocator/report.h"
+#include "allocator/settings.h"
 #include "allocator/size_class.h"
 #include "atomics/atomics.h"
 #include "platform/os.h"
@@ -31,14 +31,10 @@ namespace polymalloc::allocator {
 class MappingCache {
  public:
   static constexpr unsigned kSlots = 64;
-  // The bound on the bytes the cache holds: POLYMALLOC_MAPPING_CACHE_BYTES (a size in bytes,
-  // with an optional k, m or g suffix for KiB, MiB, GiB; 0 turns the cache off; a malformed
-  // value stops the process with a one-line message), read on first use, else the default.
-  // A program that churns through more big buffers than this keeps faulting them in; one
-  // with a spike of them keeps up to this much for the release delay after it.
-  static constexpr const char* kVariable = "POLYMALLOC_MAPPING_CACHE_BYTES";
-  static constexpr std::size_t kDefaultBoundBytes = std::size_t{64} << 20;
-  static constexpr std::size_t kMaxBoundBytes = std::size_t{1} << 40;
+  // The bound on the bytes the cache holds: POLYMALLOC_MAPPING_CACHE_BYTES (settings.h; 64 MiB
+  // by default, 0 turns the cache off), read on first use. A program that churns through
+  // more big buffers than this keeps faulting them in; one with a spike of them keeps up to
+  // this much for the release delay after it.
 
   struct Stats {
     std::size_t bytes = 0;  // in cached mappings now
@@ -74,25 +70,6 @@ class MappingCache {
     if (bound == kUnread) [[unlikely]]
       return read_bound();
     return bound;
-  }
-
-  // The bound POLYMALLOC_MAPPING_CACHE_BYTES's value `text` sets; a malformed one is reported
-  // (the process stops).
-  static std::size_t parse_bound(const char* text) {
-    const char* c = nullptr;
-    const std::size_t value = parse_decimal(text, kMaxBoundBytes, &c);
-    const bool digits = c != text;
-    unsigned shift = 0;
-    if (*c == 'k' || *c == 'K') shift = 10;
-    if (*c == 'm' || *c == 'M') shift = 20;
-    if (*c == 'g' || *c == 'G') shift = 30;
-    if (shift != 0) ++c;
-    if (!digits || *c != '\0' || value > (kMaxBoundBytes >> shift)) {
-      report_bad_setting(kVariable, text,
-                         "a size in bytes up to 1 TiB, with an optional k, m or g suffix "
-                         "(0: no cache)");
-    }
-    return value << shift;
   }
 
   // The smallest cached mapping of `length` (a class length) to `most` bytes, or nullptr:
@@ -255,8 +232,7 @@ class MappingCache {
   std::uint64_t claimed_[kWords] = {};
   static constexpr std::size_t kUnread = SIZE_MAX;
   std::size_t read_bound() const {
-    const char* text = platform::os_environment(kVariable);
-    const std::size_t bound = text != nullptr ? parse_bound(text) : kDefaultBoundBytes;
+    const auto bound = static_cast<std::size_t>(Settings::value(Setting::kMappingCacheBytes));
     atomics::store_relaxed(&bound_, bound);
     return bound;
   }

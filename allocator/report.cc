@@ -98,19 +98,6 @@ void report_failed_check(const char* call, const char* problem, const void* wher
   abort();
 }
 
-void report_bad_setting(const char* variable, const char* value, const char* expected) {
-  LineWriter()
-      .text("polymalloc: ")
-      .text(variable)
-      .text("=")
-      .text(value)
-      .text(" is not ")
-      .text(expected)
-      .text("\n")
-      .write_to(STDERR_FILENO);
-  abort();
-}
-
 // Where the memory goes (statistics.h), one part a line.
 static void print_breakdown(const MemoryBreakdown& b, int fd) {
   auto part = [fd](const char* label, std::size_t bytes) {
@@ -134,7 +121,13 @@ static void print_breakdown(const MemoryBreakdown& b, int fd) {
 }
 
 void print_statistics(const Statistics& s, int fd) {
-  LineWriter().text("polymalloc ").text(s.variant).text(" statistics\n").write_to(fd);
+  LineWriter()
+      .text("polymalloc ")
+      .text(s.variant)
+      .text(" statistics (pid ")
+      .decimal(static_cast<std::uint64_t>(getpid()))
+      .text(")\n")
+      .write_to(fd);
   LineWriter()
       .text("  heap:   ")
       .bytes(s.heap_committed_bytes)
@@ -209,11 +202,6 @@ void print_malloc_stats(const Statistics& s, int fd) {
   line("max mmap regions", s.peak_mapped_objects);
   line("max mmap bytes  ", s.peak_mapped_bytes);
   print_statistics(s, fd);
-}
-
-bool statistics_requested_at_exit() {
-  const char* value = getenv("POLYMALLOC_STATS");
-  return value != nullptr && value[0] != '\0' && !(value[0] == '0' && value[1] == '\0');
 }
 
 }  // namespace polymalloc::allocator

@@ -19,21 +19,6 @@ namespace polymalloc::allocator {
 // "polymalloc: <call>(): heap check failed: <problem> at 0x<where>", then SIGABRT.
 [[noreturn]] void report_failed_check(const char* call, const char* problem, const void* where);
 
-// "polymalloc: <variable>=<value> is not <expected>", then SIGABRT: a setting the user made
-// is never ignored.
-[[noreturn]] void report_bad_setting(const char* variable, const char* value, const char* expected);
-
-// The decimal number that a setting's value `text` starts with, read no further than past
-// `max` (a caller compares the result with its own bound), and *end where its digits stop
-// (text itself when there are none). No locale, no errno: callable from a signal handler.
-inline std::uint64_t parse_decimal(const char* text, std::uint64_t max, const char** end) {
-  std::uint64_t value = 0;
-  const char* c = text;
-  for (; *c >= '0' && *c <= '9' && value <= max; ++c) value = value * 10 + (*c - '0');
-  *end = c;
-  return value;
-}
-
 // The problem to report when `call` meets a block already freed, chosen by what the call
 // does with it: a call that frees it (free, operator delete) frees it twice; a call that
 // uses it (realloc, malloc_usable_size) uses a freed pointer.
@@ -43,16 +28,14 @@ inline const char* freed_block_problem(const char* call) {
   return uses ? "freed pointer" : "double free of";
 }
 
-// The statistics as a few human-readable lines (POLYMALLOC_STATS=1).
+// The statistics as a few human-readable lines (POLYMALLOC_STATS=1), the first naming the
+// variant and the process.
 void print_statistics(const Statistics& stats, int fd);
 
 // malloc_stats(): glibc's lines first, in glibc's layout (one arena for the heap, then the
 // totals with the mapping peaks), which programs and glibc's own tests read; then
 // print_statistics()'s.
 void print_malloc_stats(const Statistics& stats, int fd);
-
-// Whether the environment asks for statistics at exit (POLYMALLOC_STATS set and not "0").
-bool statistics_requested_at_exit();
 
 // A fixed-size line buffer with decimal and hexadecimal formatting; output that does not
 // fit is cut off, never overflowed.

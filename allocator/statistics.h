@@ -74,14 +74,36 @@ struct Statistics {
   // share of the total times the caches; 0 where bins keep fixed capacities). The big slots,
   // a few blocks of up to 512 KiB process-wide, come on top.
   std::size_t thread_cache_bytes = 0;
+  std::size_t thread_cache_blocks = 0;
   std::size_t thread_caches = 0;
   std::size_t thread_cache_bound = 0;
+  // Memory mapped for the allocator's own bookkeeping (the page map, the caches' slot
+  // arrays); its static data is not counted.
+  std::size_t metadata_bytes = 0;
+  // Independently locked heaps (partitioned; 1 for global_spinlock, 0 for signal_safe).
+  std::size_t heaps = 0;
+  // Whether heap_committed_bytes and heap_free_bytes include released_bytes (the heaps: a
+  // released page stays inside its free block) or leave them out (signal_safe).
+  bool released_in_committed = true;
   // Filled only for statistics(Detail::kBreakdown).
   bool has_breakdown = false;
   MemoryBreakdown breakdown;
 
   std::size_t heap_in_use_bytes() const { return heap_committed_bytes - heap_free_bytes; }
   std::size_t in_use_bytes() const { return heap_in_use_bytes() + mapped_bytes; }
+  // The heaps' resident bytes: committed and not released.
+  std::size_t heap_resident_bytes() const {
+    return released_in_committed ? heap_committed_bytes - released_bytes : heap_committed_bytes;
+  }
+  // Free in the heaps (thread caches included) and resident.
+  std::size_t heap_free_resident_bytes() const {
+    return released_in_committed ? heap_free_bytes - released_bytes : heap_free_bytes;
+  }
+  // Everything obtained from the OS and not given back: resident heaps, live mappings,
+  // cached mappings, and the allocator's own metadata.
+  std::size_t os_bytes() const {
+    return heap_resident_bytes() + mapped_bytes + mapping_cache_bytes + metadata_bytes;
+  }
 };
 
 }  // namespace polymalloc::allocator

@@ -22,6 +22,7 @@
 #include "allocator/block.h"
 #include "allocator/cache_bins.h"
 #include "allocator/sanitizer.h"
+#include "allocator/settings.h"
 #include "atomics/atomics.h"
 #include "platform/platform.h"
 
@@ -35,9 +36,10 @@ inline constexpr std::size_t kCacheMaxBlock = std::size_t{32} << 10;
 // block is live to its heap: it neither coalesces nor serves another class, so each one
 // scattered through a heap keeps the free space around it in pieces. The share is therefore
 // small, as glibc's tcache is (7 blocks a bin), and goes to the bins a thread uses now.
+// The most one thread's share is POLYMALLOC_THREAD_CACHE_BYTES (settings.h: 64 KiB by
+// default; 0 turns the caches off), the least kThreadCacheMinBytes or that, the smaller.
 inline constexpr std::size_t kThreadCachesTotalBytes = std::size_t{4} << 20;
 inline constexpr std::size_t kThreadCacheMinBytes = std::size_t{32} << 10;
-inline constexpr std::size_t kThreadCacheMaxBytes = std::size_t{64} << 10;
 // A cache reviews its bins after this many misses and overflows (more often costs speed and
 // saves no memory on the traces): the bins that had none since the last review halve (the
 // blocks above their new size go back to the heaps), and all halve while the cache holds more
@@ -108,9 +110,13 @@ class ThreadCaches {
   static std::size_t share() {
     const std::uint32_t caches = atomics::load_relaxed(&caches_);
     const std::size_t even = kThreadCachesTotalBytes / (caches != 0 ? caches : 1);
-    return even < kThreadCacheMinBytes   ? kThreadCacheMinBytes
-           : even > kThreadCacheMaxBytes ? kThreadCacheMaxBytes
-                                         : even;
+    const std::size_t most = max_share();
+    const std::size_t least = kThreadCacheMinBytes < most ? kThreadCacheMinBytes : most;
+    return even < least ? least : even > most ? most : even;
+  }
+  // The most one thread's bins may hold (POLYMALLOC_THREAD_CACHE_BYTES).
+  static std::size_t max_share() {
+    return static_cast<std::size_t>(Settings::value(Setting::kThreadCacheBytes));
   }
 
   // The caller's bins for the fast paths, whatever its state (closed unless in use: a push
@@ -225,7 +231,7 @@ class ThreadCaches {
       return slots;
     }
     const int saved_errno = errno;
-    void* fresh = platform::os_map(sizeof(typename ThreadCache::Slots));
+    void* fresh = platform::os_map_metadata(sizeof(typename ThreadCache::Slots));
     errno = saved_errno;
     return static_cast<typename ThreadCache::Slots*>(fresh);
   }

@@ -164,7 +164,7 @@ TEST(ThreadCachesTest, TheBinsTogetherStayWithinTheThreadsShare) {
     ASSERT_NE(cache, nullptr);
     const std::size_t share = Caches::share();
     EXPECT_GE(share, kThreadCacheMinBytes);
-    EXPECT_LE(share, kThreadCacheMaxBytes);
+    EXPECT_LE(share, Caches::max_share());
     // Every class misses until nothing grows: the sizes add up to at most the share.
     for (int round = 0; round < 12; ++round) {
       for (unsigned i = 0; i < Caches::kBins; ++i) Caches::missed(*cache, i);

@@ -2,4 +2,5 @@
 #include "allocator/c_api.h"
 #include "benchmarks/ao_malloc_core.h"
 
-POLYMALLOC_DEFINE_PROCESS_MALLOC(polymalloc::benchmarks::AoMallocCore)
+POLYMALLOC_DEFINE_PROCESS_MALLOC(polymalloc::benchmarks::AoMallocCore,
+                                 polymalloc::benchmarks::AoMallocCore)

@@ -63,6 +63,13 @@ expect_usage_error "matches no workload" --only '^nothing$'
 expect_usage_error "at least 1" --rounds 0
 expect_usage_error "give one" --profile
 expect_usage_error "NAME=LIBRARY" --allocator noequals
+expect_usage_error "unrecognized arguments: --no-such-option" --no-such-option
+
+# --help: the usage on stdout, exit 0.
+help=$(/usr/bin/python3 benchmarks/shootout.py --help 2>&1)
+status=$?
+[[ $status == 0 ]] || fail "--help exited $status, not 0"
+grep -q "^usage: shootout" <<<"$help" || fail "--help printed no usage: $help"
 
 # A peer whose library is missing is reported and skipped, not a crash.
 "${shootout[@]}" --rounds 1 --min-time 0.01 --only '^pair/64$' --allocators glibc,ghost \

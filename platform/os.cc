@@ -91,6 +91,24 @@ void* os_map(std::size_t bytes) {
   return map_result(raw_mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS));
 }
 
+namespace {
+constinit std::size_t g_metadata_bytes = 0;
+}  // namespace
+
+void* os_map_metadata(std::size_t bytes) {
+  void* mapped = os_map(bytes);
+  if (mapped != nullptr) atomics::fetch_add_relaxed(&g_metadata_bytes, round_up_to_page(bytes));
+  return mapped;
+}
+
+bool os_unmap_metadata(void* address, std::size_t bytes) {
+  if (!os_unmap(address, bytes)) return false;
+  atomics::fetch_add_relaxed(&g_metadata_bytes, -round_up_to_page(bytes));
+  return true;
+}
+
+std::size_t os_metadata_bytes() { return atomics::load_relaxed(&g_metadata_bytes); }
+
 void* os_reserve(std::size_t bytes) {
   if (refused()) return nullptr;
   return map_result(
@@ -196,6 +214,14 @@ const char* os_environment(const char* name) {
     if (*n == '\0' && *e == '=') return e + 1;
   }
   return nullptr;
+}
+
+const char* os_environment_at(std::size_t i) {
+  if (environ == nullptr) return nullptr;
+  for (std::size_t k = 0; k < i; ++k) {
+    if (environ[k] == nullptr) return nullptr;
+  }
+  return environ[i];
 }
 
 bool os_environment_enables(const char* name) {

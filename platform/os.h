@@ -19,6 +19,11 @@ inline std::size_t round_up_to_page(std::size_t n) {
 
 // Fresh zeroed read-write memory, or nullptr.
 void* os_map(std::size_t bytes);
+// The same, for the allocator's own bookkeeping (the page map, the caches' slot arrays),
+// which it keeps for the life of the process: counted in os_metadata_bytes().
+void* os_map_metadata(std::size_t bytes);
+bool os_unmap_metadata(void* address, std::size_t bytes);
+std::size_t os_metadata_bytes();
 // Address space only (PROT_NONE, not committed, not counted against overcommit), or nullptr.
 void* os_reserve(std::size_t bytes);
 // The same at exactly `address`, or nullptr (EEXIST) if anything is mapped in the way: the
@@ -61,5 +66,7 @@ std::uintptr_t os_random_word();
 const char* os_environment(const char* name);
 // Whether environment variable `name` is set to something other than "" or "0".
 bool os_environment_enables(const char* name);
+// The environment's i-th entry ("NAME=value"), or nullptr past the last; no allocation.
+const char* os_environment_at(std::size_t i);
 
 }  // namespace polymalloc::platform

@@ -48,7 +48,7 @@ class PageMap {
     if (!atomics::cas_acq_rel(&window_claimed_, unclaimed, std::uint32_t{1})) return false;
     const std::size_t guard = page_size();  // an unused page on each side, as for a leaf
     const int saved_errno = errno;
-    auto* mapped = static_cast<unsigned char*>(os_map(kWindowTagBytes + 2 * guard));
+    auto* mapped = static_cast<unsigned char*>(os_map_metadata(kWindowTagBytes + 2 * guard));
     errno = saved_errno;
     if (mapped == nullptr) return false;
     window_tags_ = reinterpret_cast<std::uint16_t*>(mapped + guard);
@@ -144,11 +144,11 @@ class PageMap {
     std::uint16_t* leaf = atomics::load_acquire(&root_[i]);
     if (leaf != nullptr) return leaf;
     const std::size_t guard = page_size();
-    auto* mapped = static_cast<unsigned char*>(os_map(kLeafBytes + 2 * guard));
+    auto* mapped = static_cast<unsigned char*>(os_map_metadata(kLeafBytes + 2 * guard));
     if (mapped == nullptr) return nullptr;
     auto* fresh = reinterpret_cast<std::uint16_t*>(mapped + guard);
     if (atomics::cas_acq_rel(&root_[i], leaf, fresh)) return fresh;
-    os_unmap(mapped, kLeafBytes + 2 * guard);
+    os_unmap_metadata(mapped, kLeafBytes + 2 * guard);
     return leaf;
   }
 

@@ -1,6 +1,8 @@
 // Thread numbering through initial-exec TLS; CPU identity through the vDSO's getcpu.
 #include "platform/thread.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
@@ -29,14 +31,89 @@ std::uint32_t current_cpu() {
   return cpu < 0 ? 0 : static_cast<std::uint32_t>(cpu);
 }
 
-std::uint32_t cpu_count() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    const int n = CPU_COUNT(&set);
-    if (n > 0) return static_cast<std::uint32_t>(n);
+namespace {
+
+// The whole of a small file into buffer (null-terminated), or false. No allocation.
+bool read_small_file(const char* path, char* buffer, std::size_t size) {
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  std::size_t n = 0;
+  for (ssize_t got; n + 1 < size && (got = read(fd, buffer + n, size - 1 - n)) != 0;) {
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      close(fd);
+      return false;
+    }
+    n += static_cast<std::size_t>(got);
   }
-  const long online = sysconf(_SC_NPROCESSORS_ONLN);
-  return online > 0 ? static_cast<std::uint32_t>(online) : 1;
+  close(fd);
+  buffer[n] = '\0';
+  return true;
+}
+
+std::uint64_t parse_u64(const char* text, const char** end) {
+  std::uint64_t v = 0;
+  const char* c = text;
+  for (; *c >= '0' && *c <= '9' && v < (UINT64_MAX - 9) / 10; ++c) v = v * 10 + (*c - '0');
+  *end = c;
+  return v;
+}
+
+}  // namespace
+
+std::uint32_t cgroup_cpu_limit(const char* cgroup_file, const char* cgroup_root) {
+  // cgroup v2: "0::/path" in /proc/self/cgroup; the quota is "QUOTA PERIOD" (or "max
+  // PERIOD") in <root>/<path>/cpu.max, and every ancestor's limit applies too.
+  char membership[1024];
+  if (!read_small_file(cgroup_file, membership, sizeof(membership))) return 0;
+  const char* line = membership;
+  while (line[0] != '\0' && !(line[0] == '0' && line[1] == ':' && line[2] == ':')) {
+    while (*line != '\0' && *line != '\n') ++line;
+    if (*line == '\n') ++line;
+  }
+  if (line[0] == '\0') return 0;
+  char path[1536];
+  std::size_t n = 0;
+  for (const char* c = cgroup_root; *c != '\0' && n + 1 < sizeof(path); ++c) path[n++] = *c;
+  for (const char* c = line + 3; *c != '\0' && *c != '\n' && n + 1 < sizeof(path); ++c) {
+    path[n++] = *c;
+  }
+  while (n > 0 && path[n - 1] == '/') --n;
+  const std::size_t root_length = __builtin_strlen(cgroup_root);
+  std::uint32_t limit = 0;
+  for (;;) {
+    static constexpr char kFile[] = "/cpu.max";
+    if (n + sizeof(kFile) > sizeof(path)) return limit;
+    __builtin_memcpy(path + n, kFile, sizeof(kFile));
+    char quota[64];
+    if (read_small_file(path, quota, sizeof(quota)) && quota[0] >= '0' && quota[0] <= '9') {
+      const char* end = nullptr;
+      const std::uint64_t q = parse_u64(quota, &end);
+      const std::uint64_t period = *end == ' ' ? parse_u64(end + 1, &end) : 0;
+      if (period != 0) {
+        const std::uint64_t cpus = (q + period - 1) / period;
+        const auto capped = static_cast<std::uint32_t>(cpus < 1 ? 1 : cpus > 65536 ? 65536 : cpus);
+        if (limit == 0 || capped < limit) limit = capped;
+      }
+    }
+    // The parent cgroup, until the root.
+    while (n > root_length && path[n - 1] != '/') --n;
+    if (n <= root_length) return limit;
+    --n;
+  }
+}
+
+std::uint32_t cpu_count() {
+  std::uint32_t n = 0;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
+    n = static_cast<std::uint32_t>(CPU_COUNT(&set));
+  } else {
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    n = online > 0 ? static_cast<std::uint32_t>(online) : 1;
+  }
+  const std::uint32_t quota = cgroup_cpu_limit("/proc/self/cgroup", "/sys/fs/cgroup");
+  return quota != 0 && quota < n ? quota : n;
 }
 
 namespace {

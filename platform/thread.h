@@ -44,8 +44,13 @@ class LockUnlessSingleThreaded {
   Lock* lock_;
 };
 
-// Number of CPUs this process may run on (at least 1).
+// Number of CPUs this process may use (at least 1): those its affinity mask allows, fewer
+// when a cgroup v2 CPU quota (cpu.max) of its own or of an ancestor allows fewer (rounded up).
 std::uint32_t cpu_count();
+// The CPUs a cgroup v2 quota allows the process, from its membership file (/proc/self/cgroup)
+// and the cgroup tree's root (/sys/fs/cgroup): the smallest quota of its cgroup and its
+// ancestors, rounded up; 0 when there is none (or no cgroup v2). For tests, any paths.
+std::uint32_t cgroup_cpu_limit(const char* cgroup_file, const char* cgroup_root);
 
 // Registers an allocator's handlers around fork(): `prepare` runs in the parent before the
 // fork (take every lock), `parent` after it in the parent, `child` after it in the child

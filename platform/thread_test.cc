@@ -2,12 +2,16 @@
 #include "platform/thread.h"
 
 #include <gtest/gtest.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <set>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace polymalloc::platform {
@@ -32,6 +36,58 @@ TEST(ThreadTest, CpuIdentityIsWithinTheMachine) {
   EXPECT_GE(cpu_count(), 1u);
   EXPECT_LT(current_cpu(),
             std::max<std::uint32_t>(cpu_count(), std::thread::hardware_concurrency()));
+}
+
+// A cgroup v2 tree under a temporary directory: `membership` is /proc/self/cgroup's text,
+// and each (relative directory, cpu.max text) pair a cgroup's quota.
+class CgroupTree {
+ public:
+  CgroupTree(const char* membership, std::vector<std::pair<std::string, std::string>> quotas) {
+    const char* tmp = getenv("TEST_TMPDIR");
+    root_ = std::string(tmp != nullptr ? tmp : "/tmp") + "/cgroup." + std::to_string(getpid()) +
+            "." + std::to_string(++count_);
+    mkdir(root_.c_str(), 0755);
+    write(root_ + "/membership", membership);
+    for (const auto& [dir, text] : quotas) {
+      std::string path = root_;
+      for (std::size_t at = 0; at <= dir.size();) {
+        const std::size_t slash = std::min(dir.find('/', at), dir.size());
+        path += "/" + dir.substr(at, slash - at);
+        mkdir(path.c_str(), 0755);
+        at = slash + 1;
+      }
+      write(path + "/cpu.max", text);
+    }
+  }
+  std::uint32_t limit() const {
+    return cgroup_cpu_limit((root_ + "/membership").c_str(), root_.c_str());
+  }
+
+ private:
+  static void write(const std::string& path, const std::string& text) {
+    FILE* f = fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr) << path;
+    fputs(text.c_str(), f);
+    fclose(f);
+  }
+  std::string root_;
+  static inline int count_ = 0;
+};
+
+TEST(ThreadTest, ACgroupQuotaLimitsTheCpusRoundedUpAndTheSmallestAncestorWins) {
+  EXPECT_EQ(CgroupTree("0::/a/b\n", {{"a/b", "250000 100000\n"}}).limit(), 3u);
+  EXPECT_EQ(
+      CgroupTree("1:cpu:/x\n0::/a/b\n", {{"a/b", "250000 100000\n"}, {"a", "100000 100000\n"}})
+          .limit(),
+      1u)
+      << "the parent's quota is smaller";
+  EXPECT_EQ(CgroupTree("0::/a/b\n", {{"a/b", "max 100000\n"}, {"a", "50000 100000\n"}}).limit(), 1u)
+      << "half a CPU rounds up to one";
+  EXPECT_EQ(CgroupTree("0::/a\n", {{"a", "max 100000\n"}}).limit(), 0u) << "no quota";
+  EXPECT_EQ(CgroupTree("0::/\n", {}).limit(), 0u) << "the root has none";
+  EXPECT_EQ(CgroupTree("4:memory:/m\n", {}).limit(), 0u) << "cgroup v1 only";
+  EXPECT_EQ(cgroup_cpu_limit("/nonexistent/cgroup", "/nonexistent"), 0u);
+  EXPECT_LE(cpu_count(), std::max<std::uint32_t>(1, std::thread::hardware_concurrency()));
 }
 
 int g_events[3];

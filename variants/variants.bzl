@@ -242,7 +242,7 @@ POLYMALLOC_DEFINE_PREFIXED_API({prefix}, ::polymalloc::allocator::Configured<{co
 #include "allocator/configured_core.h"
 #include "{header}"
 
-POLYMALLOC_DEFINE_PROCESS_MALLOC(::polymalloc::allocator::Configured<{core_type}>)
+POLYMALLOC_DEFINE_PROCESS_MALLOC({core_type}, ::polymalloc::allocator::Configured<{core_type}>)
 """.format(header = core_header, core_type = core_type),
     )
     generated_source(

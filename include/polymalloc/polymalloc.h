@@ -10,6 +10,7 @@
 #define POLYMALLOC_POLYMALLOC_H_
 
 #include <polymalloc/version.h>
+#include <stddef.h>
 
 #if defined(__cplusplus)
 #define POLYMALLOC_NOTHROW noexcept
@@ -30,6 +31,33 @@ const char* polymalloc_variant(void) POLYMALLOC_NOTHROW;
  * one-line description of the first problem, and (if `where` is not NULL) *where = the
  * address it concerns. It takes the allocator's locks: not for signal handlers. */
 const char* polymalloc_check_heap(const void** where) POLYMALLOC_NOTHROW;
+
+/* ---- What the process holds, and giving it back: every variant ---- */
+
+/* 1 and *value = the property's current value for a known `name`, else 0 (*value untouched).
+ * It allocates nothing and never walks the live blocks: each heap's lock is held while its
+ * counters are read and its free blocks of 1 KiB or more are counted for released pages.
+ * The names (docs/settings.md says more):
+ *   generic.current_allocated_bytes  bytes in blocks the program holds (with their headers)
+ *   generic.heap_size                bytes obtained from the OS and not given back
+ *   polymalloc.heap_free_bytes       free bytes in the heaps, still resident (caches included)
+ *   polymalloc.thread_cache_bytes    free bytes held in threads' caches
+ *   polymalloc.mapped_bytes          bytes of large blocks that are mappings of their own
+ *   polymalloc.mapping_cache_bytes   bytes of freed mappings kept for reuse
+ *   polymalloc.released_bytes        bytes of free heap blocks whose pages went back
+ *   polymalloc.metadata_bytes        bytes mapped for the allocator's own bookkeeping
+ *   polymalloc.partitions            independently locked heaps (partitioned's partitions) */
+int polymalloc_get_numeric_property(const char* name, size_t* value) POLYMALLOC_NOTHROW;
+
+/* Gives everything free that can go back to the OS back: the caller's thread cache, the
+ * heaps' free tops and free pages, the cached mappings (other threads' caches stay theirs). */
+void polymalloc_release_free_memory(void) POLYMALLOC_NOTHROW;
+
+/* Writes the statistics to `fd`: the text summary (json == 0) or one JSON object (json != 0)
+ * with the variant, version, pid, in_use_bytes, every property above and the breakdown of
+ * where the memory goes. Allocates nothing. 0, or -1 with errno set (EBADF). The same is
+ * written at exit with POLYMALLOC_STATS=1 or =json (to POLYMALLOC_STATS_FILE, %p = pid). */
+int polymalloc_write_stats(int fd, int json) POLYMALLOC_NOTHROW;
 
 /* signal_safe only (defined by libpolymalloc_signal_safe alone; a program that calls them
  * links only with that variant). Both are async-signal-safe. */

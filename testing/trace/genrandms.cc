@@ -6,12 +6,14 @@
 //   genrandms [--seed N] [--ops N] [--slots N] [--min-size S] [--max-size S]
 //             [--distribution uniform|power-law] [--realloc-share P] [--calloc-share P]
 //             [--memalign-share P] [--threads N] [--output FILE]
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -34,15 +36,22 @@ struct Options {
   std::string output;
 };
 
+constexpr const char* kUsage =
+    "usage: genrandms [--seed N] [--ops N] [--slots N] [--min-size S] [--max-size S]\n"
+    "                 [--distribution uniform|power-law] [--realloc-share P]\n"
+    "                 [--calloc-share P] [--memalign-share P] [--threads N]\n"
+    "                 [--output FILE]\n"
+    "  sizes take a k, m or g suffix (powers of 1024); shares are fractions 0..1\n";
+
+// --help: the usage on stdout, and success.
+[[noreturn]] void help() {
+  std::fputs("genrandms: writes a seeded random allocation trace for memsim\n", stdout);
+  std::fputs(kUsage, stdout);
+  std::exit(0);
+}
+
 [[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr,
-               "genrandms: %s\n"
-               "usage: genrandms [--seed N] [--ops N] [--slots N] [--min-size S] [--max-size S]\n"
-               "                 [--distribution uniform|power-law] [--realloc-share P]\n"
-               "                 [--calloc-share P] [--memalign-share P] [--threads N]\n"
-               "                 [--output FILE]\n"
-               "  sizes take a k, m or g suffix (powers of 1024); shares are fractions 0..1\n",
-               message.c_str());
+  std::fprintf(stderr, "genrandms: %s\n%s", message.c_str(), kUsage);
   std::exit(2);
 }
 
@@ -78,6 +87,14 @@ Options parse_options(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") help();
+    static constexpr const char* kFlags[] = {
+        "--seed",           "--ops",     "--slots",         "--min-size",
+        "--max-size",       "--threads", "--realloc-share", "--calloc-share",
+        "--memalign-share", "--output",  "--distribution"};
+    if (std::find(std::begin(kFlags), std::end(kFlags), flag) == std::end(kFlags)) {
+      usage_error("unknown argument '" + flag + "'");
+    }
     if (i + 1 >= argc) usage_error(flag + " needs a value");
     const char* value = argv[++i];
     if (flag == "--seed")

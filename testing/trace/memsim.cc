@@ -49,13 +49,43 @@ std::string allocator_names(const char* separator) {
   return names + "system";
 }
 
-[[noreturn]] void usage_error(const std::string& message) {
-  std::fprintf(stderr,
-               "memsim: %s\n"
+void print_usage(std::FILE* out) {
+  std::fprintf(out,
                "usage: memsim [--allocator %s]\n"
                "              [--json FILE] [--verify] [--idle-ms N] [--breakdown] TRACE\n",
-               message.c_str(), allocator_names("|").c_str());
+               allocator_names("|").c_str());
+}
+
+// --help: the usage on stdout, and success.
+[[noreturn]] void help() {
+  std::fputs("memsim: replays an allocation trace on an allocator and measures it\n", stdout);
+  print_usage(stdout);
+  std::exit(0);
+}
+
+[[noreturn]] void usage_error(const std::string& message) {
+  std::fprintf(stderr, "memsim: %s\n", message.c_str());
+  print_usage(stderr);
   std::exit(2);
+}
+
+// `text` as a JSON string, quotes and escapes included.
+std::string json_string(const std::string& text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\u%04x", u);
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
 }
 
 // The variant named `name` (with the environment it runs with: signal_safe's mmap, say, as
@@ -96,7 +126,9 @@ Options parse_options(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--verify") {
+    if (arg == "--help" || arg == "-h") {
+      help();
+    } else if (arg == "--verify") {
       o.verify = true;
     } else if (arg == "--breakdown") {
       o.breakdown = true;
@@ -520,20 +552,20 @@ int run(const Options& options) {
                    std::strerror(errno));
       return 1;
     }
-    std::fprintf(
-        f,
-        "{\"trace\": \"%s\", \"allocator\": \"%s\", \"operations\": %llu, \"threads\": %u, "
-        "\"seconds\": %.6f, \"ns_per_operation\": %.2f, \"peak_rss_bytes\": %llu, "
-        "\"rss_growth_bytes\": %llu, \"peak_live_bytes\": %llu, \"fragmentation\": %.4f, "
-        "\"failures\": %llu, \"rss_at_end_bytes\": %llu, \"rss_after_idle_bytes\": %s, "
-        "\"breakdown_at_peak\": %s}\n",
-        options.trace.c_str(), options.allocator.c_str(),
-        static_cast<unsigned long long>(trace.count), trace.threads, seconds, ns_per_op,
-        static_cast<unsigned long long>(peak_rss), static_cast<unsigned long long>(growth),
-        static_cast<unsigned long long>(trace.peak_live_bytes), fragmentation,
-        static_cast<unsigned long long>(replay.failures.load()),
-        static_cast<unsigned long long>(rss_done),
-        idled ? std::to_string(rss_idle).c_str() : "null", breakdown_json(breakdown).c_str());
+    std::fprintf(f,
+                 "{\"trace\": %s, \"allocator\": %s, \"operations\": %llu, \"threads\": %u, "
+                 "\"seconds\": %.6f, \"ns_per_operation\": %.2f, \"peak_rss_bytes\": %llu, "
+                 "\"rss_growth_bytes\": %llu, \"peak_live_bytes\": %llu, \"fragmentation\": %.4f, "
+                 "\"failures\": %llu, \"rss_at_end_bytes\": %llu, \"rss_after_idle_bytes\": %s, "
+                 "\"breakdown_at_peak\": %s}\n",
+                 json_string(options.trace).c_str(), json_string(options.allocator).c_str(),
+                 static_cast<unsigned long long>(trace.count), trace.threads, seconds, ns_per_op,
+                 static_cast<unsigned long long>(peak_rss), static_cast<unsigned long long>(growth),
+                 static_cast<unsigned long long>(trace.peak_live_bytes), fragmentation,
+                 static_cast<unsigned long long>(replay.failures.load()),
+                 static_cast<unsigned long long>(rss_done),
+                 idled ? std::to_string(rss_idle).c_str() : "null",
+                 breakdown_json(breakdown).c_str());
     std::fclose(f);
   }
   if (replay.failures.load() != 0) {

@@ -121,6 +121,31 @@ expect_error "min above max" "larger than --max-size" "$genrandms" --min-size 10
 expect_error "bad share" "fraction between 0 and 1" "$genrandms" --calloc-share 1.5
 expect_error "bad distribution" "is not uniform or power-law" "$genrandms" --distribution zipf
 expect_error "unknown flag" "unknown argument" "$genrandms" --bogus 1
+expect_error "unknown flag without a value" "unknown argument '--bogus'" "$genrandms" --bogus
+expect_error "memsim's unknown option" "unknown option '--bogus'" "$memsim" --bogus "$work/a.trace"
+
+# --help: the usage on stdout and exit 0; an unknown option: exit 2.
+for tool in "$memsim" "$genrandms"; do
+  name=$(basename "$tool")
+  if out=$("$tool" --help 2>/dev/null) && grep -q "^usage: $name" <<<"$out"; then
+    echo "ok   $name --help: exit 0 with its usage"
+  else
+    fail "$name --help: exit $? with '$out'"
+  fi
+  "$tool" --no-such-option >/dev/null 2>&1 && rc=0 || rc=$?
+  ((rc == 2)) && echo "ok   $name --no-such-option: exit 2" || fail "$name --no-such-option: exit $rc"
+done
+
+# --json escapes what it quotes: a trace path with a quote and a backslash stays valid JSON.
+quoted="$work/q\"uote\\d.trace"
+cp "$work/a.trace" "$quoted"
+if "$memsim" --json "$work/quoted.json" "$quoted" >/dev/null &&
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["trace"]==sys.argv[2], d["trace"]' \
+    "$work/quoted.json" "$quoted"; then
+  echo "ok   --json escapes a trace path with a quote and a backslash"
+else
+  fail "--json with a quote in the trace's path is not valid JSON: $(cat "$work/quoted.json")"
+fi
 
 if ((failures)); then
   echo "$failures failure(s)"

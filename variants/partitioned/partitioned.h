@@ -55,12 +55,18 @@ class Partitions {
   static constexpr std::size_t kAreaBytes = std::size_t{64} << 30;
   static constexpr std::size_t kMinimumShareBytes = std::size_t{16} << 20;
 
-  // Partitions to set up: the build setting, or one per CPU the process may run on.
+  // Partitions to set up: POLYMALLOC_PARTITIONS, else the build setting, else one per CPU
+  // the process may use (its affinity and cgroup CPU quota: platform::cpu_count()).
   static unsigned partitions_wanted() {
-    const unsigned n =
-        kConfiguredPartitions > 0 ? unsigned(kConfiguredPartitions) : platform::cpu_count();
-    return n < 1 ? 1 : n > kMaxPartitions ? kMaxPartitions : n;
+    const bool built = kConfiguredPartitions > 0;
+    const std::int64_t n = allocator::Settings::value(
+        allocator::Setting::kPartitions,
+        built ? std::int64_t{kConfiguredPartitions} : std::int64_t{platform::cpu_count()},
+        built ? allocator::SettingSource::kBuildFlag : allocator::SettingSource::kDefault);
+    return n < 1 ? 1 : n > kMaxPartitions ? kMaxPartitions : static_cast<unsigned>(n);
   }
+  // The partition count's setting, read now (the start-up lists it).
+  static void read_settings() { partitions_wanted(); }
   // Partitions set up so far (0 before the first allocation).
   static unsigned partition_count() { return atomics::load_acquire(&table_.count); }
   // Partition i (< partition_count()), and the one the calling thread tries first.

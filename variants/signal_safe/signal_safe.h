@@ -26,7 +26,6 @@
 namespace polymalloc::variants {
 
 // The environment variable that enables mmap at start-up (as the API call does).
-inline constexpr const char* kEnableMmapVariable = "POLYMALLOC_SIGNAL_SAFE_MMAP";
 
 // A header's words, in this variant (it has no boundary tags):
 //   live block:    size_flags = class size | kInUse; prev_size = check word (check_of)
@@ -225,6 +224,7 @@ class StackPool {
     s.heap_free_bytes = free_bytes > released ? free_bytes - released : 0;
     s.heap_free_blocks = free_blocks;
     s.released_bytes = released;
+    s.released_in_committed = false;
   }
 
   // Pooled blocks are free: under kHoleBytes they are holes (bound to their class, never
@@ -279,12 +279,18 @@ class StackPool {
 
   static bool mmap_enabled() {
     std::uint32_t state = atomics::load_acquire(&mmap_state_);
-    if (state == kMmapUnknown) [[unlikely]] {
-      const std::uint32_t from_environment =
-          platform::os_environment_enables(kEnableMmapVariable) ? kMmapOn : kMmapOff;
-      if (atomics::cas_acq_rel(&mmap_state_, state, from_environment)) state = from_environment;
-    }
+    if (state == kMmapUnknown) [[unlikely]]
+      state = settle_mmap(allocator::Settings::value(allocator::Setting::kSignalSafeMmap));
     return state == kMmapOn;
+  }
+
+  // As the process malloc, mmap is on unless POLYMALLOC_SIGNAL_SAFE_MMAP=0 says otherwise:
+  // raw mmap is async-signal-safe on Linux, and a program that preloads this variant expects
+  // more than the static arena. (The prefixed API keeps AO_malloc's opt-in.)
+  static void use_process_malloc_defaults() {
+    if (atomics::load_acquire(&mmap_state_) != kMmapUnknown) return;
+    settle_mmap(allocator::Settings::value(allocator::Setting::kSignalSafeMmap, 1,
+                                           allocator::SettingSource::kDefault));
   }
 
   // Bytes of fresh memory taken from the arena and mapped regions so far.
@@ -292,6 +298,13 @@ class StackPool {
 
  private:
   static constexpr std::uint32_t kMmapUnknown = 0, kMmapOff = 1, kMmapOn = 2;
+  // The mmap state a setting's value asks for, unless enable_mmap() or another reader
+  // settled it first: the state it has now.
+  static std::uint32_t settle_mmap(std::int64_t on) {
+    std::uint32_t state = kMmapUnknown;
+    const std::uint32_t wanted = on != 0 ? kMmapOn : kMmapOff;
+    return atomics::cas_acq_rel(&mmap_state_, state, wanted) ? wanted : state;
+  }
   // Cached classes move between cache and pool in batches of this many.
   static constexpr std::uint32_t kBatch = 32;
   // Only blocks of two pages or more can have inner pages to release (pages of 4 KiB at
@@ -507,6 +520,7 @@ class SignalSafeCore : public allocator::ClassCore<SignalSafeConfig<Stack, Arena
   static constexpr bool kIsLockFree = Pool::kIsLockFree;
   static void enable_mmap() { Pool::enable_mmap(); }
   static bool mmap_enabled() { return Pool::mmap_enabled(); }
+  static void use_process_malloc_defaults() { Pool::use_process_malloc_defaults(); }
   static std::size_t carved_bytes() { return Pool::carved_bytes(); }
 };
 
