@@ -41,8 +41,9 @@ struct ApiTable {
   struct mallinfo2 (*mallinfo2)() noexcept;
   void (*malloc_stats)() noexcept;
   const char* (*check_heap)(const void** where) noexcept;
-  // *out = the variant's statistics, with the breakdown if `breakdown` is non-zero.
-  void (*statistics)(Statistics* out, int breakdown) noexcept;
+  // *out = the variant's statistics, `detail` a Detail as an int: 0 the totals, 1 with the
+  // breakdown, 2 the counters alone (what the numeric properties read, without a lock).
+  void (*statistics)(Statistics* out, int detail) noexcept;
 };
 
 // Registers the core's fork handlers once per process, however many API forms link it.
@@ -102,7 +103,7 @@ void start_up_process_malloc() {
   extern "C" {                                                 \
   POLYMALLOC_FOR_EACH_C_FUNCTION(POLYMALLOC_DECLARE_ONE, P, _) \
   const char* P##check_heap(const void** where) noexcept;      \
-  void P##statistics(::polymalloc::allocator::Statistics* out, int breakdown) noexcept; \
+  void P##statistics(::polymalloc::allocator::Statistics* out, int detail) noexcept; \
   }
 
 // The ApiTable of a prefixed API.
@@ -125,9 +126,11 @@ void start_up_process_malloc() {
     return Core::check_heap(where);                                                     \
   }                                                                                     \
   extern "C" POLYMALLOC_EXPORT void P##statistics(::polymalloc::allocator::Statistics* out, \
-                                                  int breakdown) noexcept {             \
-    *out = Core::statistics(breakdown != 0 ? ::polymalloc::allocator::Detail::kBreakdown  \
-                                           : ::polymalloc::allocator::Detail::kTotals);   \
+                                                  int detail) noexcept {                \
+    using ::polymalloc::allocator::Detail;                                              \
+    *out = Core::statistics(detail == 1   ? Detail::kBreakdown                           \
+                            : detail == 2 ? Detail::kCounters                            \
+                                          : Detail::kTotals);                            \
   }
 
 // The process's malloc: the unprefixed C API, glibc's extras and __libc_* aliases,

@@ -338,7 +338,15 @@ class ClassCore {
   static Statistics statistics(Detail detail = Detail::kTotals) {
     Statistics s;
     s.variant = kName;
-    Pool::add_statistics(s);
+    if constexpr (requires { Pool::add_counters(s); }) {
+      if (detail == Detail::kCounters) {
+        Pool::add_counters(s);
+      } else {
+        Pool::add_statistics(s);
+      }
+    } else {
+      Pool::add_statistics(s);  // (lock-free already)
+    }
     std::size_t cached_bytes = 0, cached_blocks = 0;
     Caches::for_each([&](const auto& cache) {
       cached_bytes += cache.cached_bytes();

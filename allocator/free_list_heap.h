@@ -64,6 +64,7 @@ class FreeListHeap {
     std::size_t peak_committed_bytes = 0;
     std::size_t cached_bytes = 0;  // parked on quick lists (free to the client, not coalesced)
     std::size_t cached_blocks = 0;
+    std::size_t released_bytes = 0;  // the inner pages of free blocks, given back
   };
 
   // Blocks up to this size (exact power-of-two classes) use the quick lists.
@@ -363,7 +364,9 @@ class FreeListHeap {
   }
 
   // The bytes of free blocks whose inner pages went back (and have not been used since).
-  POLYMALLOC_UNCHECKED_BY_ASAN std::size_t released_bytes() const {
+  std::size_t released_bytes() const { return stats_.released_bytes; }
+  // The same, counted block by block (check() compares the two).
+  POLYMALLOC_UNCHECKED_BY_ASAN std::size_t released_bytes_walked() const {
     std::size_t released = 0;
     for (unsigned k = list_of(2 * kMinBlock); k < kListCount; ++k) {
       for (const Block* b = lists_[k]; b != nullptr; b = b->next()) {
@@ -382,6 +385,7 @@ class FreeListHeap {
       return 0;
     }
     b->set_size_flags(b->size_flags | Block::kReleased);
+    stats_.released_bytes += bytes;
     return bytes;
   }
 
@@ -449,8 +453,15 @@ class FreeListHeap {
   }
 
   // The figures; those of the quick lists are counted from them (not kept on every call).
+  // Each is kept by the lock holder and may be read without the lock (each on its own: a
+  // reader without the lock may see one figure before an update and the next after it).
   Stats stats() const {
-    Stats s = stats_;
+    Stats s;
+    s.committed_bytes = stats_.committed_bytes;
+    s.free_bytes = stats_.free_bytes;
+    s.free_blocks = stats_.free_blocks;
+    s.peak_committed_bytes = stats_.peak_committed_bytes;
+    s.released_bytes = stats_.released_bytes;
     for (unsigned k = kMinClass; k <= kQuickMaxClass; ++k) {
       s.cached_blocks += quick_count_[k];
       s.cached_bytes += std::size_t{quick_count_[k]} << k;
@@ -692,7 +703,10 @@ class FreeListHeap {
     const unsigned k = list_of(from->size());
     const bool was_top = ends_region(from, from->size());
     const bool top = ends_region(to, new_size);
+    // A new header has no kReleased: from's released pages (if any) stop counting.
+    const std::size_t released = from->size_flags & Block::kReleased ? inner_pages(from).second : 0;
     if (was_top && top) {
+      stats_.released_bytes -= released;
       stats_.free_bytes += new_size - from->size();
       to->set_size_flags(new_size);
     } else if (was_top || top || list_of(new_size) != k) {
@@ -700,6 +714,7 @@ class FreeListHeap {
       to->set_size_flags(new_size);
       link(to);
     } else {
+      stats_.released_bytes -= released;
       stats_.free_bytes += new_size - from->size();
       Block* next = from->next();
       Block* prev = from->prev();
@@ -777,10 +792,13 @@ class FreeListHeap {
     return reinterpret_cast<std::uintptr_t>(b) + size + Block::kHeaderBytes == top_->end;
   }
 
-  // Files free block b: on its list, or as the top. (Counted either way.)
+  // Files free block b: on its list, or as the top. (Counted either way, its released pages
+  // too: a block moved between lists keeps its header.)
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void link(Block* b) {
     stats_.free_bytes += b->size();
     ++stats_.free_blocks;
+    if (b->size_flags & Block::kReleased) [[unlikely]]
+      stats_.released_bytes += inner_pages(b).second;
     if (ends_region(b, b->size())) return;
     const unsigned k = list_of(b->size());
     b->set_prev(nullptr);
@@ -790,10 +808,13 @@ class FreeListHeap {
     nonempty_[k / 64] |= std::uint64_t{1} << (k % 64);
   }
 
-  // Takes free block b (with its size intact) off its list, or off the top.
+  // Takes free block b (with its size intact) off its list, or off the top; its released
+  // pages (if any) stop counting until it is linked again with kReleased.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void unlink(Block* b) {
     stats_.free_bytes -= b->size();
     --stats_.free_blocks;
+    if (b->size_flags & Block::kReleased) [[unlikely]]
+      stats_.released_bytes -= inner_pages(b).second;
     if (ends_region(b, b->size())) return;
     const unsigned k = list_of(b->size());
     if (b->prev() != nullptr) {
@@ -818,7 +839,7 @@ class FreeListHeap {
     if (start == nullptr) return false;
     stats_.committed_bytes += bytes;
     if (stats_.committed_bytes > stats_.peak_committed_bytes) {
-      stats_.peak_committed_bytes = stats_.committed_bytes;
+      stats_.peak_committed_bytes.set(stats_.committed_bytes);
     }
     const auto address = reinterpret_cast<std::uintptr_t>(start);
     if (top_ != nullptr && address == top_->end) {
@@ -862,10 +883,18 @@ class FreeListHeap {
   Source source_;
   Block* lists_[kListCount] = {};
   Block* quick_[kQuickMaxClass + 1] = {};
-  std::uint32_t quick_count_[kQuickMaxClass + 1] = {};
+  atomics::SingleWriterCounter<std::uint32_t> quick_count_[kQuickMaxClass + 1];
   std::uint64_t nonempty_[kBitmapWords] = {};
   RegionInfo* top_ = nullptr;
-  Stats stats_;
+  // The figures (Stats, less what the quick lists count), readable without the lock.
+  struct Counters {
+    atomics::SingleWriterCounter<std::size_t> committed_bytes;
+    atomics::SingleWriterCounter<std::size_t> free_bytes;
+    atomics::SingleWriterCounter<std::size_t> free_blocks;
+    atomics::SingleWriterCounter<std::size_t> peak_committed_bytes;
+    atomics::SingleWriterCounter<std::size_t> released_bytes;
+  };
+  Counters stats_;
 };
 
 template <platform::PageSource Source, std::size_t QuickMaxBlock>
@@ -959,6 +988,9 @@ POLYMALLOC_UNCHECKED_BY_ASAN const char* FreeListHeap<Source, QuickMaxBlock>::ch
   }
   if (free_blocks != stats_.free_blocks || free_bytes != stats_.free_bytes) {
     return fail("statistics disagree with the heap", nullptr);
+  }
+  if (released_bytes_walked() != stats_.released_bytes) {
+    return fail("released-bytes count disagrees with the heap", nullptr);
   }
   return nullptr;
 }

@@ -184,8 +184,9 @@ struct FrontEnd {
 
   // ---- the runtime API (<polymalloc/polymalloc.h>) ----
 
+  // From the counters alone: no lock a malloc or free waits on (statistics.h).
   static int get_numeric_property(const char* name, std::size_t* value) {
-    return numeric_property(Core::statistics(), name, value) ? 1 : 0;
+    return numeric_property(Core::statistics(Detail::kCounters), name, value) ? 1 : 0;
   }
 
   // Everything free that can go back to the OS does: the caller's cache, the heaps' free

@@ -227,6 +227,13 @@ class HeapPool {
     });
   }
 
+  static void add_counters(Statistics& s) {
+    Placement::for_each_heap([&](Heap& heap) {
+      heap.add_counters(s);
+      ++s.heaps;
+    });
+  }
+
   static void add_breakdown(MemoryBreakdown& b) {
     Placement::for_each_heap([&](Heap& heap) { heap.add_breakdown(b); });
   }

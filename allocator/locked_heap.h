@@ -171,6 +171,17 @@ class LockedHeap {
     s.released_bytes += heap_.released_bytes();
   }
 
+  // The same without the lock: the heap's counters as they are (each is read atomically;
+  // they may be a moment apart), and no top.
+  void add_counters(Statistics& s) const {
+    const auto heap = heap_.stats();
+    s.heap_committed_bytes += heap.committed_bytes;
+    s.heap_peak_committed_bytes += heap.peak_committed_bytes;
+    s.heap_free_bytes += heap.free_bytes + heap.cached_bytes;
+    s.heap_free_blocks += heap.free_blocks + heap.cached_blocks;
+    s.released_bytes += heap.released_bytes;
+  }
+
   void add_breakdown(MemoryBreakdown& b) {
     Guard guard(lock_);
     heap_.add_breakdown(b);

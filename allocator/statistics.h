@@ -36,8 +36,9 @@ struct MemoryBreakdown {
 };
 
 // statistics() with or without the breakdown (which walks every heap block under its
-// heap's lock: for reports, not for polling).
-enum class Detail { kTotals, kBreakdown };
+// heap's lock: for reports, not for polling), or only the counters, read without any lock a
+// hot path takes (for polling: heap_top_free_bytes, which needs the heap's lock, stays 0).
+enum class Detail { kTotals, kBreakdown, kCounters };
 
 struct Statistics {
   const char* variant = "";

@@ -105,4 +105,33 @@ class AtomicWord {
   T value_{};
 };
 
+// A counter with one writer at a time (the holder of the lock that guards it) and readers
+// that take no lock: an update is a relaxed load and a relaxed store, not a read-modify-write
+// instruction (on x86-64 the same code as a plain counter), and a reader sees some value the
+// counter had. Readers must not mix counters into one invariant: each is its own snapshot.
+template <std::integral T>
+class SingleWriterCounter {
+ public:
+  constexpr SingleWriterCounter() = default;
+  SingleWriterCounter(const SingleWriterCounter&) = delete;
+  SingleWriterCounter& operator=(const SingleWriterCounter&) = delete;
+
+  T get() const { return atomics::load_relaxed(&value_); }
+  operator T() const { return get(); }  // NOLINT: reads as the number it counts
+  void set(T v) { atomics::store_relaxed(&value_, v); }
+  SingleWriterCounter& operator+=(T v) {
+    set(static_cast<T>(get() + v));
+    return *this;
+  }
+  SingleWriterCounter& operator-=(T v) {
+    set(static_cast<T>(get() - v));
+    return *this;
+  }
+  SingleWriterCounter& operator++() { return *this += T{1}; }
+  SingleWriterCounter& operator--() { return *this -= T{1}; }
+
+ private:
+  T value_{};
+};
+
 }  // namespace polymalloc::atomics

@@ -627,6 +627,41 @@ TEST_F(ConformanceTest, FreeingManySmallBlocksHandsTheTopBack) {
   for (void* p : blocks) api.free(p);
 }
 
+// The numeric properties' snapshot (the counters, Detail::kCounters) is read without a lock
+// while other threads allocate and free: under TSan this is a race check. Each figure is
+// read atomically, so none is ever torn: live bytes never exceed what the heaps and the
+// mappings hold by more than the churn in flight.
+TEST_F(ConformanceTest, TheCountersCanBePolledWhileThreadsAllocate) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&stop, t] {
+      std::vector<void*> held(64, nullptr);
+      for (unsigned i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+        void*& slot = held[(i * 7 + t) % held.size()];
+        api.free(slot);
+        slot = api.malloc(16 + (i * 37) % 4000);
+      }
+      for (void* p : held) api.free(p);
+    });
+  }
+  std::size_t polls = 0;
+  for (; polls < 2000; ++polls) {
+    allocator::Statistics s;
+    api.statistics(&s, 2);
+    ASSERT_LT(s.heap_free_bytes, std::size_t{1} << 40) << "a torn or wrapped figure";
+    ASSERT_LT(s.heap_committed_bytes, std::size_t{1} << 40);
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  allocator::Statistics quiet, totals;
+  api.statistics(&quiet, 2);
+  api.statistics(&totals, 0);
+  EXPECT_EQ(quiet.heap_committed_bytes, totals.heap_committed_bytes) << "at rest they agree";
+  EXPECT_EQ(quiet.heap_free_bytes, totals.heap_free_bytes);
+  EXPECT_EQ(quiet.released_bytes, totals.released_bytes);
+}
+
 TEST_F(ConformanceTest, MallocStatsPrintsASummary) {
   ::testing::internal::CaptureStderr();
   api.malloc_stats();

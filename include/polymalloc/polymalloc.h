@@ -35,9 +35,8 @@ const char* polymalloc_check_heap(const void** where) POLYMALLOC_NOTHROW;
 /* ---- What the process holds, and giving it back: every variant ---- */
 
 /* 1 and *value = the property's current value for a known `name`, else 0 (*value untouched).
- * It allocates nothing and never walks the live blocks: each heap's lock is held while its
- * counters are read and its free blocks of 1 KiB or more are counted for released pages.
- * The names (docs/settings.md says more):
+ * Cheap enough to poll: it reads counters, takes no lock a malloc or free waits on, walks
+ * nothing and allocates nothing. The names (docs/settings.md says more):
  *   generic.current_allocated_bytes  bytes in blocks the program holds (with their headers)
  *   generic.heap_size                bytes obtained from the OS and not given back
  *   polymalloc.heap_free_bytes       free bytes in the heaps, still resident (caches included)
