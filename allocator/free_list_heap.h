@@ -452,20 +452,26 @@ class FreeListHeap {
     return (header & Block::kPrevFree) == 0 || left_tags_agree(b);
   }
 
-  // The figures; those of the quick lists are counted from them (not kept on every call).
-  // Each is kept by the lock holder and may be read without the lock (each on its own: a
-  // reader without the lock may see one figure before an update and the next after it).
+  // The figures (under the lock); those of the quick lists are counted from them (not kept
+  // on every call).
   Stats stats() const {
+    Stats s = counters();
+    for (unsigned k = kMinClass; k <= kQuickMaxClass; ++k) {
+      s.cached_blocks += quick_count_[k];
+      s.cached_bytes += std::size_t{quick_count_[k]} << k;
+    }
+    return s;
+  }
+  // The figures the lock holder keeps as counters, which may be read without the lock (each
+  // on its own: a reader may see one before an update and the next after it). Blocks parked
+  // on the quick lists are not among them: they count as in use here.
+  Stats counters() const {
     Stats s;
     s.committed_bytes = stats_.committed_bytes;
     s.free_bytes = stats_.free_bytes;
     s.free_blocks = stats_.free_blocks;
     s.peak_committed_bytes = stats_.peak_committed_bytes;
     s.released_bytes = stats_.released_bytes;
-    for (unsigned k = kMinClass; k <= kQuickMaxClass; ++k) {
-      s.cached_blocks += quick_count_[k];
-      s.cached_bytes += std::size_t{quick_count_[k]} << k;
-    }
     return s;
   }
   Source& source() { return source_; }
@@ -883,7 +889,9 @@ class FreeListHeap {
   Source source_;
   Block* lists_[kListCount] = {};
   Block* quick_[kQuickMaxClass + 1] = {};
-  atomics::SingleWriterCounter<std::uint32_t> quick_count_[kQuickMaxClass + 1];
+  // (Plain counts, read under the lock only: park() and unpark() are global_spinlock's fast
+  // path, where counts a reader without the lock could read cost 9-12 instructions a pair.)
+  std::uint32_t quick_count_[kQuickMaxClass + 1] = {};
   std::uint64_t nonempty_[kBitmapWords] = {};
   RegionInfo* top_ = nullptr;
   // The figures (Stats, less what the quick lists count), readable without the lock.

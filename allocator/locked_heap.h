@@ -172,9 +172,9 @@ class LockedHeap {
   }
 
   // The same without the lock: the heap's counters as they are (each is read atomically;
-  // they may be a moment apart), and no top.
+  // they may be a moment apart), no top, and blocks parked on quick lists counted in use.
   void add_counters(Statistics& s) const {
-    const auto heap = heap_.stats();
+    const auto heap = heap_.counters();
     s.heap_committed_bytes += heap.committed_bytes;
     s.heap_peak_committed_bytes += heap.peak_committed_bytes;
     s.heap_free_bytes += heap.free_bytes + heap.cached_bytes;
