@@ -63,7 +63,10 @@ check(all(blocks), "1024 mallocs of 64 KiB - 16 succeed")
 for b in blocks:
     libc.memset(b, 1, 64 * 1024 - 16)
 grown = prop("generic.current_allocated_bytes") - before
-check(64 * MiB <= grown <= 64 * MiB + MiB,
+# Whole blocks: in the default build exactly 64 MiB (and a little the program allocated
+# meanwhile); with --//allocator:checks=full each block carries 72 bytes of guards, which
+# moves the request up a class, and no variant rounds a request up by more than twice.
+check(64 * MiB <= grown <= 2 * 64 * MiB + MiB,
       "current_allocated_bytes grew by the 64 MiB allocated (%.2f MiB)" % (grown / MiB))
 check(prop("generic.heap_size") >= prop("generic.current_allocated_bytes"),
       "heap_size covers what is allocated")
