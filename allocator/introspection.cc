@@ -11,7 +11,6 @@
 
 #include "allocator/report.h"
 #include "allocator/settings.h"
-#include "platform/platform.h"
 
 namespace polymalloc::allocator {
 
@@ -219,11 +218,11 @@ int write_malloc_info(const Statistics& s, int options, FILE* out) {
     errno = EINVAL;
     return -1;
   }
+  // The heaps' free figures include the caches': "rest" is what is left without them.
   const std::size_t cached = s.thread_cache_bytes;
   const std::size_t cached_blocks = s.thread_cache_blocks;
-  const std::size_t rest =
-      s.heap_free_resident_bytes() -
-      (cached < s.heap_free_resident_bytes() ? cached : s.heap_free_resident_bytes());
+  const std::size_t free_bytes = s.heap_free_resident_bytes();
+  const std::size_t rest = free_bytes > cached ? free_bytes - cached : 0;
   const std::size_t rest_blocks =
       s.heap_free_blocks > cached_blocks ? s.heap_free_blocks - cached_blocks : 0;
   const std::size_t system = s.heap_resident_bytes();
