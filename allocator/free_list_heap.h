@@ -257,7 +257,8 @@ class FreeListHeap {
   // of the neighbour stays free with its date, and takes its place on its list when it still
   // belongs there (a buffer growing into the free top moves no list and reads no clock).
   // Never moves `b`; false (nothing changed) if the neighbour is too small.
-  POLYMALLOC_UNCHECKED_BY_ASAN bool grow_in_place(Block* b, std::size_t new_bytes) {
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH bool grow_in_place(Block* b,
+                                                                      std::size_t new_bytes) {
     const std::size_t size = b->size();
     if (new_bytes <= size) return true;
     Block* right = b->right();
@@ -706,14 +707,15 @@ class FreeListHeap {
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void refile(Block* from, Block* to,
                                                                std::size_t new_size,
                                                                std::uint64_t freed) {
-    const unsigned k = list_of(from->size());
-    const bool was_top = ends_region(from, from->size());
+    const std::size_t old_size = from->size();
+    const bool was_top = ends_region(from, old_size);
     const bool top = ends_region(to, new_size);
     // A new header has no kReleased: from's released pages (if any) stop counting.
     const std::size_t released = from->size_flags & Block::kReleased ? inner_pages(from).second : 0;
+    const unsigned k = was_top || top ? 0 : list_of(old_size);  // (the lists keep no top)
     if (was_top && top) {
       stats_.released_bytes -= released;
-      stats_.free_bytes += new_size - from->size();
+      stats_.free_bytes += new_size - old_size;
       to->set_size_flags(new_size);
     } else if (was_top || top || list_of(new_size) != k) {
       unlink(from);
@@ -721,7 +723,7 @@ class FreeListHeap {
       link(to);
     } else {
       stats_.released_bytes -= released;
-      stats_.free_bytes += new_size - from->size();
+      stats_.free_bytes += new_size - old_size;
       Block* next = from->next();
       Block* prev = from->prev();
       to->set_size_flags(new_size);

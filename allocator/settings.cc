@@ -59,9 +59,6 @@ static_assert(sizeof(kSettingSpecs) / sizeof(kSettingSpecs[0]) >=
 namespace {
 
 constexpr unsigned kCount = static_cast<unsigned>(Setting::kCount);
-enum State : std::uint32_t { kUnread, kReading, kRead };
-constinit std::uint32_t g_state[kCount] = {};
-constinit std::int64_t g_value[kCount] = {};
 constinit SettingSource g_source[kCount] = {};
 constinit bool g_started = false;
 
@@ -133,34 +130,6 @@ void warn_bad(const SettingSpec& spec, const char* text, std::int64_t fallback) 
   line.text("polymalloc: ").text(spec.name).text("=").text(text).text(" is not ");
   line.text(spec.accepted).text("; using ");
   value_text(line, spec, fallback).text("\n").write_to(STDERR_FILENO);
-}
-
-std::int64_t read(Setting s, std::int64_t default_value, SettingSource default_source) {
-  const unsigned i = static_cast<unsigned>(s);
-  if (atomics::load_acquire(&g_state[i]) == kRead) return g_value[i];
-  const SettingSpec& spec = spec_of(s);
-  std::int64_t value = default_value;
-  SettingSource source = default_source;
-  const char* text = platform::os_environment(spec.name);
-  const bool given = text != nullptr && text[0] != '\0';
-  bool bad = false;
-  if (given) {
-    std::int64_t parsed = 0;
-    if (Settings::parse(spec, text, &parsed)) {
-      value = parsed;
-      source = SettingSource::kEnvironment;
-    } else {
-      bad = true;
-    }
-  }
-  std::uint32_t unread = kUnread;
-  if (atomics::cas_acq_rel(&g_state[i], unread, std::uint32_t{kReading})) {
-    g_value[i] = value;
-    g_source[i] = source;
-    atomics::store_release(&g_state[i], std::uint32_t{kRead});
-    if (bad) warn_bad(spec, text, default_value);
-  }
-  return value;  // (a reader that lost the race computed the same value)
 }
 
 std::size_t edit_distance(const char* a, const char* b) {
@@ -295,7 +264,35 @@ bool Settings::parse(const SettingSpec& spec, const char* text, std::int64_t* va
   return true;
 }
 
-std::int64_t Settings::value(Setting s) {
+std::int64_t Settings::read(Setting s, std::int64_t default_value, SettingSource default_source) {
+  const unsigned i = static_cast<unsigned>(s);
+  if (atomics::load_acquire(&state_[i]) == kRead) return value_[i];
+  const SettingSpec& spec = spec_of(s);
+  std::int64_t value = default_value;
+  SettingSource source = default_source;
+  const char* text = platform::os_environment(spec.name);
+  const bool given = text != nullptr && text[0] != '\0';
+  bool bad = false;
+  if (given) {
+    std::int64_t parsed = 0;
+    if (Settings::parse(spec, text, &parsed)) {
+      value = parsed;
+      source = SettingSource::kEnvironment;
+    } else {
+      bad = true;
+    }
+  }
+  std::uint32_t unread = kUnread;
+  if (atomics::cas_acq_rel(&state_[i], unread, std::uint32_t{kReading})) {
+    value_[i] = value;
+    g_source[i] = source;
+    atomics::store_release(&state_[i], std::uint32_t{kRead});
+    if (bad) warn_bad(spec, text, default_value);
+  }
+  return value;  // (a reader that lost the race computed the same value)
+}
+
+std::int64_t Settings::read_default(Setting s) {
   return read(s, spec_of(s).default_value, SettingSource::kDefault);
 }
 
@@ -310,7 +307,7 @@ const char* Settings::text(Setting s) {
 
 SettingSource Settings::source(Setting s) {
   const unsigned i = static_cast<unsigned>(s);
-  return atomics::load_acquire(&g_state[i]) == kRead ? g_source[i] : SettingSource::kDefault;
+  return atomics::load_acquire(&state_[i]) == kRead ? g_source[i] : SettingSource::kDefault;
 }
 
 const char* Settings::closest_known(const char* name) {
@@ -336,7 +333,7 @@ void Settings::start_up(const char* variant) {
 }
 
 void Settings::forget_for_tests() {
-  for (unsigned i = 0; i < kCount; ++i) atomics::store_release(&g_state[i], std::uint32_t{kUnread});
+  for (unsigned i = 0; i < kCount; ++i) atomics::store_release(&state_[i], std::uint32_t{kUnread});
   atomics::store_release(&g_started, false);
 }
 

@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "atomics/atomics.h"
+
 namespace polymalloc::allocator {
 
 // The settings the allocator reads.
@@ -56,8 +58,15 @@ extern const std::size_t kSettingSpecCount;
 
 class Settings {
  public:
-  // The setting's value: the environment's if it is valid, else the table's default.
-  static std::int64_t value(Setting s);
+  // The setting's value: the environment's if it is valid, else the table's default. Inline:
+  // slow paths that run often (a realloc growing a block, the decay tick) read settings, and
+  // after the first read it is one load.
+  static std::int64_t value(Setting s) {
+    const unsigned i = static_cast<unsigned>(s);
+    if (atomics::load_acquire(&state_[i]) == kRead) [[likely]]
+      return value_[i];
+    return read_default(s);
+  }
   // The same with a default of the caller's (the build flag's, or one computed from the
   // machine), and where that default came from; the first read decides.
   static std::int64_t value(Setting s, std::int64_t default_value, SettingSource source);
@@ -78,6 +87,17 @@ class Settings {
 
   // For tests: forget every value read, so the next read sees the environment again.
   static void forget_for_tests();
+
+ private:
+  static constexpr unsigned kCount = static_cast<unsigned>(Setting::kCount);
+  enum State : std::uint32_t { kUnread, kReading, kRead };
+
+  static std::int64_t read_default(Setting s);
+  static std::int64_t read(Setting s, std::int64_t default_value, SettingSource source);
+
+  // Per setting: its State, and its value once kRead (written before the release store).
+  static inline constinit std::uint32_t state_[kCount] = {};
+  static inline constinit std::int64_t value_[kCount] = {};
 };
 
 }  // namespace polymalloc::allocator

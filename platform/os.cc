@@ -75,14 +75,10 @@ bool FaultInjection::should_fail() {
   return fail_at != kNone && number == fail_at;
 }
 
-std::size_t page_size() {
-  static std::size_t cached = 0;  // benign race: every thread computes the same value
-  std::size_t page = atomics::load_relaxed(&cached);
-  if (page == 0) {
-    page = getauxval(AT_PAGESZ);
-    if (page == 0) page = 4096;
-    atomics::store_relaxed(&cached, page);
-  }
+std::size_t detail::read_page_size() {
+  std::size_t page = getauxval(AT_PAGESZ);
+  if (page == 0) page = 4096;
+  atomics::store_relaxed(&g_page_size, page);
   return page;
 }
 

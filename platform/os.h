@@ -7,10 +7,21 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "atomics/atomics.h"
+
 namespace polymalloc::platform {
 
-// Size of a page, read once from the auxiliary vector (no allocation, no locks).
-std::size_t page_size();
+namespace detail {
+inline constinit std::size_t g_page_size = 0;  // 0 until read (a benign race: one value)
+std::size_t read_page_size();
+}  // namespace detail
+
+// Size of a page, read once from the auxiliary vector (no allocation, no locks). Inline: the
+// large-block checks ask for it on every call.
+inline std::size_t page_size() {
+  const std::size_t page = atomics::load_relaxed(&detail::g_page_size);
+  return page != 0 ? page : detail::read_page_size();
+}
 
 inline std::size_t round_up_to_page(std::size_t n) {
   const std::size_t page = page_size();
