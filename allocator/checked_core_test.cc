@@ -1,6 +1,8 @@
-// CheckedCore over a core of mappings only (LargeObjects): guards that catch an overflow of
-// one byte and an underflow, double free and reuse after free, junk in freed memory, the
-// periodic heap check and its setting, and a realloc that keeps the bytes.
+// CheckedCore over a core of mappings only (LargeObjects): guards and canaries that catch
+// overflows anywhere up to the block's end and underflows, double free and reuse after free,
+// junk in freed memory that is checked when the block leaves the quarantine and by the
+// periodic check, a quarantine that keeps freed blocks from reuse, zeroing on free, sized
+// delete, the periodic heap check and its setting, and a realloc that keeps the bytes.
 #include "allocator/checked_core.h"
 
 #include <gtest/gtest.h>
@@ -154,7 +156,138 @@ TEST_F(CheckedCoreTest, FreedBytesAreJunkFilledBeforeTheInnerCoreSeesThem) {
   ASSERT_NE(p, nullptr);
   std::memset(p, 0x11, 64);
   CheckedSpy::deallocate(p, "free");
+  CheckedSpy::drain_quarantine();  // (it waited there until now)
   for (unsigned char byte : SpyCore::seen) ASSERT_EQ(byte, Checked::kJunk);
+}
+
+TEST_F(CheckedCoreTest, OverflowsUpToTheBlocksEndAreReported) {
+  for (std::size_t past : {1, 8, 31, 32, 100}) {
+    SCOPED_TRACE(past);
+    EXPECT_DEATH(
+        {
+          auto* p = static_cast<unsigned char*>(Checked::allocate(100));
+          p[100 + past - 1] ^= 0x40;  // one byte, `past` bytes past the end
+          Checked::deallocate(p, "free");
+        },
+        report("free",
+               "buffer overflow: the bytes just past the end of 0x[0-9a-f]+ \\(a block "
+               "of 100 bytes\\)\n$"));
+  }
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<unsigned char*>(Checked::allocate(0));
+        p[0] = 1;  // malloc(0) has no usable byte
+        Checked::reallocate(p, 10);
+      },
+      report("realloc",
+             "buffer overflow: the bytes just past the end of 0x[0-9a-f]+ \\(a "
+             "block of 0 bytes\\)\n$"));
+}
+
+TEST_F(CheckedCoreTest, UnderflowsOfUpTo64BytesAreReported) {
+  for (std::ptrdiff_t before : {17, 32, 64}) {
+    SCOPED_TRACE(before);
+    EXPECT_DEATH(
+        {
+          auto* p = static_cast<unsigned char*>(Checked::allocate(100));
+          p[-before] ^= 0x40;
+          Checked::deallocate(p, "free");
+        },
+        report("free",
+               "buffer underflow: the bytes just before 0x[0-9a-f]+ \\(a block of 100 "
+               "bytes\\)\n$"));
+  }
+}
+
+TEST_F(CheckedCoreTest, AWriteAfterFreeIsReportedBeforeTheBlockIsReused) {
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<unsigned char*>(Checked::allocate(200));
+        Checked::deallocate(p, "free");
+        p[10] = 0;                    // a write after free, into the quarantined block
+        Checked::drain_quarantine();  // it leaves: checked before the inner core has it
+      },
+      report("malloc_trim",
+             "write after free to 0x[0-9a-f]+ \\(a block of 200 bytes, offset 10\\)\n$"));
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<unsigned char*>(Checked::allocate(200));
+        Checked::deallocate(p, "free");
+        p[-40] = 0;  // below the guard
+        Checked::drain_quarantine();
+      },
+      report("malloc_trim",
+             "write after free to 0x[0-9a-f]+ \\(a block of 200 bytes, offset -40\\)\n$"));
+}
+
+TEST_F(CheckedCoreTest, ThePeriodicCheckVerifiesTheQuarantinedJunk) {
+  // POLYMALLOC_CHECK_INTERVAL=8 (the test's environment): the 8th call checks.
+  EXPECT_DEATH(
+      {
+        auto* p = static_cast<unsigned char*>(Checked::allocate(3000));
+        Checked::deallocate(p, "free");
+        p[2999] = 0;
+        for (int i = 0; i < 8; ++i) Checked::deallocate(Checked::allocate(16), "free");
+      },
+      report("(malloc|free)",
+             "write after free to 0x[0-9a-f]+ \\(a block of 3000 bytes, offset 2999\\)\n$"));
+}
+
+TEST_F(CheckedCoreTest, AQuarantinedBlockIsNotReusedBeforeItsTurn) {
+  Checked::drain_quarantine();
+  void* first = Checked::allocate(100);
+  Checked::deallocate(first, "free");
+  // Each block holds a page of the mapping core; 1000 of them stay well within the bound.
+  for (int i = 0; i < 1000; ++i) {
+    void* p = Checked::allocate(100);
+    ASSERT_NE(p, first) << "reused after " << i << " frees";
+    Checked::deallocate(p, "free");
+  }
+  EXPECT_EQ(Checked::statistics().quarantine_blocks, 1001u);
+  Checked::drain_quarantine();
+  EXPECT_EQ(Checked::statistics().quarantine_blocks, 0u);
+  EXPECT_EQ(Checked::statistics().quarantine_bytes, 0u);
+}
+
+TEST_F(CheckedCoreTest, ABlockBiggerThanTheQuarantineSkipsIt) {
+  EXPECT_EXIT(
+      {
+        setenv("POLYMALLOC_QUARANTINE_BYTES", "64k", 1);
+        Settings::forget_for_tests();
+        Checked::deallocate(Checked::allocate(100 << 10), "free");
+        const bool skipped = Checked::statistics().quarantine_blocks == 0;
+        for (int i = 0; i < 100; ++i) Checked::deallocate(Checked::allocate(1000), "free");
+        const auto s = Checked::statistics();
+        _exit(skipped && s.quarantine_bytes <= (64 << 10) && s.quarantine_blocks > 0 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(CheckedCoreTest, ZeroOnFreeClearsTheWholeBlock) {
+  EXPECT_EXIT(
+      {
+        setenv("POLYMALLOC_ZERO_ON_FREE", "1", 1);
+        Settings::forget_for_tests();
+        using CheckedSpy = CheckedCore<SpyCore>;
+        auto* p = static_cast<unsigned char*>(CheckedSpy::allocate(64));
+        std::memset(p, 0x11, 64);
+        CheckedSpy::deallocate(p, "free");
+        CheckedSpy::drain_quarantine();
+        for (unsigned char byte : SpyCore::seen) {
+          if (byte != 0) _exit(1);
+        }
+        _exit(0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST_F(CheckedCoreTest, ASizedDeleteOfTheWrongSizeIsReported) {
+  void* p = Checked::allocate(40);
+  Checked::deallocate_sized(p, 40, "operator delete");
+  EXPECT_DEATH(Checked::deallocate_sized(Checked::allocate(40), 48, "operator delete"),
+               report("operator delete",
+                      "size does not match the block of 0x[0-9a-f]+ \\(a block of 40 "
+                      "bytes\\)\n$"));
 }
 
 TEST_F(CheckedCoreTest, TheHeapCheckRunsEveryIntervalCalls) {

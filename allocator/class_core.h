@@ -316,6 +316,10 @@ class ClassCore {
     return Pool::owns(b) || large_.owns(b);
   }
 
+  // Whether live block p lies in pool memory (a class block or a heap block), not in a
+  // mapping of its own.
+  static bool pooled(const void* p) { return Pool::owns(Block::of_payload(const_cast<void*>(p))); }
+
   static bool freed_mapping(const void* p) {
     return large_.freed(Block::of_payload(const_cast<void*>(p)));
   }

@@ -87,6 +87,18 @@ void report_damaged_block(const char* call, const char* problem, const void* blo
   abort();
 }
 
+void report_write_after_free(const char* call, const void* block, std::size_t bytes,
+                             std::ptrdiff_t offset) {
+  LineWriter line = call_report(call);
+  line.text("write after free to ").hex(reinterpret_cast<std::uintptr_t>(block));
+  line.text(" (a block of ").decimal(bytes).text(" bytes, offset ");
+  if (offset < 0) line.text("-");
+  line.decimal(offset < 0 ? 0 - static_cast<std::uint64_t>(offset)
+                          : static_cast<std::uint64_t>(offset));
+  line.text(")\n").write_to(STDERR_FILENO);
+  abort();
+}
+
 void report_failed_check(const char* call, const char* problem, const void* where) {
   call_report(call)
       .text("heap check failed: ")
@@ -184,6 +196,11 @@ void print_statistics(const Statistics& s, int fd) {
     line.text(s.thread_caches == 1 ? " cache" : " caches");
     if (s.thread_cache_bound != 0) line.text(" (bound ").bytes(s.thread_cache_bound).text(")");
     line.text("\n").write_to(fd);
+  }
+  if (s.quarantine_bound != 0) {
+    LineWriter line;
+    line.text("  quarantine: ").bytes(s.quarantine_bytes).text(" in ").decimal(s.quarantine_blocks);
+    line.text(" freed blocks (bound ").bytes(s.quarantine_bound).text(")\n").write_to(fd);
   }
   LineWriter().text("  total in use: ").bytes(s.in_use_bytes()).text("\n").write_to(fd);
   if (s.has_breakdown) print_breakdown(s.breakdown, fd);

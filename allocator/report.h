@@ -16,6 +16,12 @@ namespace polymalloc::allocator {
 [[noreturn]] void report_damaged_block(const char* call, const char* problem, const void* block,
                                        std::size_t bytes);
 
+// "polymalloc: <call>(): write after free to 0x<block> (a block of <bytes> bytes, offset
+// <offset>)", then SIGABRT: the first byte of a freed block found changed, at `offset` from
+// the client's first byte (negative: in the guard or canary below it). Never returns.
+[[noreturn]] void report_write_after_free(const char* call, const void* block, std::size_t bytes,
+                                          std::ptrdiff_t offset);
+
 // "polymalloc: <call>(): heap check failed: <problem> at 0x<where>", then SIGABRT.
 [[noreturn]] void report_failed_check(const char* call, const char* problem, const void* where);
 

@@ -44,6 +44,11 @@ const SettingSpec kSettingSpecs[] = {
      "signal_safe maps memory once its static arena is spent (the process malloc's default: 1)"},
     {"POLYMALLOC_CHECK_INTERVAL", SettingType::kCount, 1024, 0, INT64_MAX, nullptr,
      "a count of calls (0: never)", "full checks only: the whole heap is checked this often"},
+    {"POLYMALLOC_QUARANTINE_BYTES", SettingType::kBytes, 16 * kMiB, 0, kTiB, nullptr,
+     "a size in bytes up to 1 TiB, with an optional k, m or g suffix (0: no quarantine)",
+     "full checks only: freed blocks wait this many bytes' worth of later frees before reuse"},
+    {"POLYMALLOC_ZERO_ON_FREE", SettingType::kFlag, 0, 0, 1, nullptr, "0 or 1",
+     "full checks only: freed blocks are zeroed instead of filled with junk"},
     // The tools' own, known so that they are not taken for typos.
     {"POLYMALLOC_TRACE_FILE", SettingType::kTool, 0, 0, 0, nullptr, "a path",
      "the trace recorder: the file it writes"},

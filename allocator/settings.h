@@ -25,6 +25,8 @@ enum class Setting : unsigned {
   kPartitions,         // POLYMALLOC_PARTITIONS
   kSignalSafeMmap,     // POLYMALLOC_SIGNAL_SAFE_MMAP
   kCheckInterval,      // POLYMALLOC_CHECK_INTERVAL
+  kQuarantineBytes,    // POLYMALLOC_QUARANTINE_BYTES
+  kZeroOnFree,         // POLYMALLOC_ZERO_ON_FREE
   kCount,
 };
 

@@ -78,6 +78,11 @@ struct Statistics {
   std::size_t thread_cache_blocks = 0;
   std::size_t thread_caches = 0;
   std::size_t thread_cache_bound = 0;
+  // Full checks' quarantine (checked_core.h): freed blocks waiting before the inner core may
+  // reuse them; the inner core counts them in use.
+  std::size_t quarantine_bytes = 0;
+  std::size_t quarantine_blocks = 0;
+  std::size_t quarantine_bound = 0;
   // Memory mapped for the allocator's own bookkeeping (the page map, the caches' slot
   // arrays); its static data is not counted.
   std::size_t metadata_bytes = 0;

@@ -338,12 +338,17 @@ TEST(ConformanceDeathTest, AnOverwrittenFreeListLinkStopsTheProcess) {
         const std::size_t offset = allocator::kFullChecks ? allocator::kCheckedClientOffset : 0;
         auto* link = reinterpret_cast<std::uintptr_t*>(static_cast<char*>(p) - offset);
         *link = (reinterpret_cast<std::uintptr_t>(link) >> 12) ^ 0x4141414141414141u;
+        // Under full checks the block waits in the quarantine, where no link is followed;
+        // it leaves (malloc_trim empties the quarantine) only after its bytes are verified.
+        if (allocator::kFullChecks) api.malloc_trim(0);
         void* q = api.malloc(64);
         void* r = api.malloc(64);
         std::fprintf(stderr, "not caught: %p %p\n", q, r);
       },
       // Under ASan the freed block is poisoned, and ASan stops the write itself.
-      "polymalloc: malloc\\(\\): corrupted free list|AddressSanitizer: use-after-poison");
+      "polymalloc: malloc\\(\\): corrupted free list|AddressSanitizer: use-after-poison|"
+      "polymalloc: malloc_trim\\(\\): write after free to 0x[0-9a-f]+ \\(a block of 64 bytes, "
+      "offset -64\\)");
 }
 
 TEST_F(ConformanceTest, CallocZeroesRecycledMemoryAndChecksOverflow) {
@@ -616,6 +621,9 @@ TEST_F(ConformanceTest, FreeingManySmallBlocksHandsTheTopBack) {
   // Newest first, as a stack unwinds: the top of the heap becomes free and goes back. (Freed
   // oldest first, small blocks may stay parked at the top until malloc_trim, as in glibc.)
   for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) api.free(*it);
+  // Under full checks the newest frees wait in the quarantine, live to the heap, until
+  // malloc_trim empties it (or later frees push them out).
+  if (allocator::kFullChecks) api.malloc_trim(0);
   if (returns_small_block_memory()) {
     EXPECT_LT(api.mallinfo2().arena, peak / 2) << "no malloc_trim needed: free() trims the top";
   }
@@ -738,7 +746,9 @@ TEST_F(ConformanceTest, ThreadsThatExitLeaveNothingStranded) {
   // Equal but for a region header if the thread was the first to use some heap (a
   // partition); a stranded cache would hold tens of KiB.
   EXPECT_LE(after_exit.uordblks, before.uordblks + 1 * kKiB) << "in use before and after";
-  // A second thread doing the same finds the first one's blocks free and takes no more.
+  // A second thread doing the same finds the first one's blocks free and takes no more
+  // (under full checks, once they have left the quarantine).
+  if (allocator::kFullChecks) api.malloc_trim(0);
   std::thread second(work);
   second.join();
   EXPECT_LE(api.mallinfo2().arena, after_exit.arena + 256 * kKiB) << "the blocks were stranded";
@@ -771,6 +781,85 @@ TEST_F(ConformanceTest, DoubleFreeAndReallocOfFreedAreReported) {
         },
         "^polymalloc: realloc\\(\\): freed pointer 0x[0-9a-f]+\n$");
   }
+}
+
+// Full checks (allocator/checked_core.h) catch what the default build cannot: overflows
+// anywhere up to the block's end, underflows, and writes after free, before the memory is
+// reused. In the default build these writes land in memory the allocator does not check (or
+// check yet), so the cases below are full checks' alone.
+class FullChecksTest : public ConformanceTest {
+ protected:
+  void SetUp() override {
+    if (!allocator::kFullChecks) GTEST_SKIP() << "--//allocator:checks=full builds only";
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+  }
+};
+
+TEST_F(FullChecksTest, OverflowsOfUpTo32BytesAreReportedOnFree) {
+  for (std::size_t bytes : {std::size_t{24}, std::size_t{3000}, 100 * kKiB}) {
+    for (std::size_t past : {1, 8, 31, 32}) {
+      SCOPED_TRACE(::testing::Message() << bytes << " bytes, " << past << " past");
+      EXPECT_DEATH(
+          {
+            auto* p = static_cast<unsigned char*>(api.malloc(bytes));
+            p[bytes + past - 1] ^= 0x20;
+            api.free(p);
+          },
+          "^polymalloc: free\\(\\): buffer overflow: the bytes just past the end of "
+          "0x[0-9a-f]+ \\(a block of " +
+              std::to_string(bytes) + " bytes\\)\n$");
+    }
+  }
+}
+
+TEST_F(FullChecksTest, AnUnderflowOf32BytesIsReported) {
+  for (std::size_t bytes : {std::size_t{24}, std::size_t{3000}, 100 * kKiB}) {
+    SCOPED_TRACE(bytes);
+    EXPECT_DEATH(
+        {
+          auto* p = static_cast<unsigned char*>(api.malloc(bytes));
+          p[-32] ^= 0x20;
+          api.realloc(p, 2 * bytes);
+        },
+        "^polymalloc: realloc\\(\\): buffer underflow: the bytes just before 0x[0-9a-f]+ "
+        "\\(a block of " +
+            std::to_string(bytes) + " bytes\\)\n$");
+  }
+}
+
+TEST_F(FullChecksTest, AWriteAfterFreeIsReportedBeforeTheBlockIsReused) {
+  for (std::size_t bytes : {std::size_t{24}, std::size_t{3000}, 100 * kKiB}) {
+    SCOPED_TRACE(bytes);
+    EXPECT_DEATH(
+        {
+          auto* p = static_cast<unsigned char*>(api.malloc(bytes));
+          api.free(p);
+          p[bytes / 2] = 0x5a;
+          // Later frees push it out of the quarantine (16 MiB by default): it is verified
+          // on its way out, before any malloc can have it again.
+          for (int i = 0; i < 40000; ++i) api.free(api.malloc(1000));
+        },
+        "^polymalloc: (malloc|free)\\(\\): write after free to 0x[0-9a-f]+ \\(a block of " +
+            std::to_string(bytes) + " bytes, offset " + std::to_string(bytes / 2) + "\\)\n$");
+  }
+}
+
+TEST_F(FullChecksTest, AQuarantinedBlockIsNotReusedBeforeItsTurn) {
+  api.malloc_trim(0);  // an empty quarantine
+  void* first = api.malloc(64);
+  api.free(first);
+  for (int i = 0; i < 10000; ++i) {  // 10000 blocks of 64 bytes: far from 16 MiB
+    void* p = api.malloc(64);
+    ASSERT_NE(p, first) << "reused after " << i << " later frees";
+    api.free(p);
+  }
+  allocator::Statistics s;
+  api.statistics(&s, 0);
+  EXPECT_EQ(s.quarantine_blocks, 10001u);
+  EXPECT_GT(s.quarantine_bound, 0u);
+  api.malloc_trim(0);
+  api.statistics(&s, 0);
+  EXPECT_EQ(s.quarantine_blocks, 0u);
 }
 
 // The one-line report of `call` finding `problem` at some pointer, as a death-test regex.
