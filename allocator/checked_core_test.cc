@@ -100,7 +100,7 @@ TEST_F(CheckedCoreTest, AnOverflowOfOneByteIsReportedWithTheBlock) {
   EXPECT_DEATH(
       {
         auto* p = static_cast<unsigned char*>(Checked::allocate(100));
-        p[100] = 0;  // one past the end, inside the inner block's slack
+        p[100] ^= 0xff;  // one past the end (flipped, as any set value may be canary)
         Checked::deallocate(p, "free");
       },
       report("free",
@@ -176,7 +176,7 @@ TEST_F(CheckedCoreTest, OverflowsUpToTheBlocksEndAreReported) {
   EXPECT_DEATH(
       {
         auto* p = static_cast<unsigned char*>(Checked::allocate(0));
-        p[0] = 1;  // malloc(0) has no usable byte
+        p[0] ^= 0xff;  // malloc(0) has no usable byte
         Checked::reallocate(p, 10);
       },
       report("realloc",
@@ -213,7 +213,7 @@ TEST_F(CheckedCoreTest, AWriteAfterFreeIsReportedBeforeTheBlockIsReused) {
       {
         auto* p = static_cast<unsigned char*>(Checked::allocate(200));
         Checked::deallocate(p, "free");
-        p[-40] = 0;  // below the guard
+        p[-40] ^= 0xff;  // below the guard
         Checked::drain_quarantine();
       },
       report("malloc_trim",
