@@ -29,6 +29,8 @@ def parse_args(argv):
     parser.add_argument("--allocator", action="append", default=[], metavar="NAME=LIBRARY",
                         help="a peer (empty LIBRARY: the system malloc)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=LIBRARY")
+    parser.add_argument("--optional", action="append", default=[], metavar="NAME=LIBRARY",
+                        help="measured only when --allocators names it (the full-checks builds)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="environment for every run")
     parser.add_argument("--allocators", help="comma-separated subset to measure")
@@ -38,12 +40,20 @@ def parse_args(argv):
     parser.add_argument("--long", type=int, default=300000, help="pairs in the long run")
     args = parser.parse_args(argv)
     allocators = {}
-    for spec in args.allocator + args.variant:
-        name, sep, library = spec.partition("=")
-        if not sep or not name:
-            fail("--allocator/--variant wants NAME=LIBRARY, not %r" % spec)
-        allocators[name] = os.path.abspath(library) if library else ""
-    if args.allocators:
+    optional = set()
+    for option, specs in [("--allocator", args.allocator), ("--variant", args.variant),
+                          ("--optional", args.optional)]:
+        for spec in specs:
+            name, sep, library = spec.partition("=")
+            if not sep or not name:
+                fail("%s wants NAME=LIBRARY, not %r" % (option, spec))
+            allocators[name] = os.path.abspath(library) if library else ""
+            if option == "--optional":
+                optional.add(name)
+    if not args.allocators:
+        allocators = {name: library for name, library in allocators.items()
+                      if name not in optional}
+    else:
         wanted = args.allocators.split(",")
         unknown = [w for w in wanted if w not in allocators]
         if unknown:

@@ -115,20 +115,62 @@ _valgrind_on_transition = transition(
     outputs = ["//allocator:valgrind"],
 )
 
-def _valgrind_build_impl(ctx):
+def _full_checks_transition_impl(settings, attr):
+    return {"//allocator:checks": "full"}
+
+_full_checks_transition = transition(
+    implementation = _full_checks_transition_impl,
+    inputs = [],
+    outputs = ["//allocator:checks"],
+)
+
+def _transitioned_files_impl(ctx):
     files = ctx.attr.target[0][DefaultInfo].files
     return [DefaultInfo(files = files, runfiles = ctx.runfiles(transitive_files = files))]
 
+# The file of `target` as <name>.so: a runfiles path of its own, so that it does not collide
+# with the same target built without the transition (runfiles paths carry no configuration).
+def _transitioned_copy_impl(ctx):
+    files = ctx.attr.target[0][DefaultInfo].files.to_list()
+    if len(files) != 1:
+        fail("%s: wants a target with one file, not %d" % (ctx.label, len(files)))
+    copy = ctx.actions.declare_file(ctx.label.name + ".so")
+    ctx.actions.run_shell(
+        inputs = files,
+        outputs = [copy],
+        command = "cp \"$1\" \"$2\"",
+        arguments = [files[0].path, copy.path],
+    )
+    return [DefaultInfo(files = depset([copy]), runfiles = ctx.runfiles(files = [copy]))]
+
+def _transitioned_build(cfg, implementation = _transitioned_files_impl):
+    return rule(
+        implementation = implementation,
+        attrs = {
+            "target": attr.label(cfg = cfg, mandatory = True),
+            "_allowlist_function_transition": attr.label(
+                default = "@bazel_tools//tools/allowlists/function_transition_allowlist",
+            ),
+        },
+    )
+
 # The files of `target` as built with --//allocator:valgrind=on, whatever the build says.
-_valgrind_build = rule(
-    implementation = _valgrind_build_impl,
-    attrs = {
-        "target": attr.label(cfg = _valgrind_on_transition, mandatory = True),
-        "_allowlist_function_transition": attr.label(
-            default = "@bazel_tools//tools/allowlists/function_transition_allowlist",
-        ),
-    },
-)
+_valgrind_build = _transitioned_build(_valgrind_on_transition)
+
+# The file of `target` as built with --//allocator:checks=full, whatever the build says, as
+# <name>.so.
+_full_checks_build = _transitioned_build(_full_checks_transition, _transitioned_copy_impl)
+
+def variant_full_checks_libraries(name):
+    """Declares <name>_<variant>: each variant's LD_PRELOAD-able object built with
+    --//allocator:checks=full (by a configuration transition, in any build); returns
+    {variant: label}."""
+    libraries = {}
+    for variant in IMPLEMENTED_VARIANTS:
+        library = "%s_%s" % (name, variant)
+        _full_checks_build(name = library, target = VARIANT_LIBRARIES[variant])
+        libraries[variant] = ":" + library
+    return libraries
 
 def variant_memcheck_test(name, srcs, program, **kwargs):
     """One sh_test per implemented variant, run as `srcs[0] PROGRAM LIBRARY VARIANT`, where
