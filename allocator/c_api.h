@@ -173,11 +173,15 @@ void start_up_process_malloc() {
   extern "C" POLYMALLOC_EXPORT int polymalloc_write_stats(int fd, int json) noexcept {     \
     return ::polymalloc::allocator::FrontEnd<Core>::write_stats(fd, json);                  \
   }                                                                                         \
+  extern "C" POLYMALLOC_EXPORT int polymalloc_dump_heap_profile(const char* path) noexcept { \
+    return ::polymalloc::allocator::HeapProfile::dump(path);                                \
+  }                                                                                         \
   extern "C" POLYMALLOC_EXPORT int malloc_info(int options, FILE* out) noexcept {          \
     return ::polymalloc::allocator::FrontEnd<Core>::malloc_info(options, out);              \
   }                                                                                         \
   __attribute__((destructor)) static void polymalloc_statistics_at_exit() {                 \
     ::polymalloc::allocator::FrontEnd<Core>::print_statistics_if_requested();               \
+    ::polymalloc::allocator::HeapProfile::dump_at_exit_if_requested();                      \
   }                                                                                         \
   POLYMALLOC_DEFINE_CXX_OPERATORS(::polymalloc::allocator::FrontEnd<Core>)
 

@@ -85,6 +85,15 @@ class CheckedCore {
     return guard(Inner::allocate(n + kOverhead), kOffset, n);
   }
 
+  // A sampled allocation (heap_profile.h), guarded as any other.
+  static void* allocate_apart(std::size_t n)
+    requires requires { Inner::allocate_apart(n); }
+  {
+    if (n > SIZE_MAX - kOverhead) return fail();
+    count_call("malloc");
+    return guard(Inner::allocate_apart(n + kOverhead), kOffset, n);
+  }
+
   static void* allocate_zeroed(std::size_t n) {
     if (n > SIZE_MAX - kOverhead) return fail();
     count_call("calloc");

@@ -26,6 +26,7 @@
 #include "allocator/cache_bins.h"
 #include "allocator/core.h"
 #include "allocator/errno_preserved.h"
+#include "allocator/heap_profile.h"
 #include "allocator/large_objects.h"
 #include "allocator/report.h"
 #include "allocator/size_map.h"
@@ -222,6 +223,19 @@ class ClassCore {
     }
   }
 
+  // A sampled allocation (heap_profile.h): a mapping of its own, which free() tells from
+  // any pool block by its header; nullptr where the pool maps none (signal_safe confined to
+  // its arena, which says so once).
+  static void* allocate_apart(std::size_t bytes) noexcept {
+    if (!Pool::large_blocks_enabled()) {
+      HeapProfile::unsupported("a sampled block needs a mapping of its own, and this allocator "
+                               "maps no memory (POLYMALLOC_SIGNAL_SAFE_MMAP=0)");
+      return nullptr;
+    }
+    tick();
+    return payload_of(large_.allocate(bytes, 16));
+  }
+
   // A large block stays in its mapping while the size fits it (and the request is still
   // large, or the block took the mapping to grow into), and grows with mremap. A pool block
   // resizes where it lies if its pool can (a heap, into free neighbours: a heap that serves
@@ -270,8 +284,15 @@ class ClassCore {
     const std::size_t block = Map::block_for(bytes);
     if (!Pool::owns(b)) {
       large_.check_live(b, "realloc");
-      if (LargeObjects::keeps(b, bytes, block == 0)) return p;
-      if (block == 0) return payload_of(large_.resize(b, bytes));
+      if (LargeObjects::keeps(b, bytes, block == 0)) {
+        HeapProfile::moved(p, p, bytes);  // a sampled block keeps its sample, resized
+        return p;
+      }
+      if (block == 0) {
+        void* moved = payload_of(large_.resize(b, bytes));
+        if (moved != nullptr) HeapProfile::moved(p, moved, bytes);
+        return moved;
+      }
       return move_to_fresh<ClassCore>(allocate(bytes), p, bytes);  // shrinking below a mapping
     }
     // (A request beyond the size map's table that stays in its class, as above.)
@@ -603,6 +624,7 @@ class ClassCore {
   [[gnu::noinline]] static void deallocate_unowned(Block* b, const char* call) noexcept {
     if (reinterpret_cast<std::uintptr_t>(b) == 0 - Block::kHeaderBytes) return;
     large_.check_live(b, call);
+    HeapProfile::forget(b->payload());  // before its mapping can be anyone else's
     const ErrnoPreserved saved;
     tick();  // first: the mapping may be cached, dated with the tick's time
     const std::size_t length = b->size();

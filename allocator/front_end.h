@@ -13,6 +13,7 @@
 #include <new>
 
 #include "allocator/core.h"
+#include "allocator/heap_profile.h"
 #include "allocator/introspection.h"
 #include "allocator/report.h"
 #include "allocator/size_class.h"
@@ -32,7 +33,15 @@ struct FrontEnd {
 
   // The two hottest entry points are inlined into the exported functions (not called
   // through the PLT, as a shared object's default-visibility functions otherwise are).
+  // Whether the core can serve a sampled allocation apart (heap_profile.h). A core that
+  // cannot (full checks, memcheck) says so once when profiling is asked for.
+  static constexpr bool kProfiles = requires(std::size_t n) { Core::allocate_apart(n); };
+
+  // The sampling countdown first (heap_profile.h): a decrement and a branch. The frame
+  // passed on is this exported function's own, where the client's stack starts.
   [[gnu::always_inline]] static void* malloc(std::size_t n) {
+    if (HeapProfile::due(n)) [[unlikely]]
+      return malloc_sampled(n, __builtin_frame_address(0));
     if constexpr (kCoreTakesZeroAndNull) return Core::allocate(n);
     return Core::allocate(n != 0 ? n : 1);
   }
@@ -44,6 +53,12 @@ struct FrontEnd {
   static void* calloc(std::size_t count, std::size_t size) {
     std::size_t bytes;
     if (__builtin_mul_overflow(count, size, &bytes)) return fail_enomem();
+    if (HeapProfile::due(bytes)) [[unlikely]] {
+      if (void* p = sampled(bytes, __builtin_frame_address(0))) {
+        __builtin_memset(p, 0, bytes);
+        return p;
+      }
+    }
     return Core::allocate_zeroed(bytes != 0 ? bytes : 1);
   }
 
@@ -210,6 +225,28 @@ struct FrontEnd {
   }
 
  private:
+  // malloc(n) when the sampling countdown ran out.
+  [[gnu::noinline]] static void* malloc_sampled(std::size_t n, const void* frame) {
+    if (void* p = sampled(n, frame)) return p;
+    return Core::allocate(n != 0 ? n : 1);
+  }
+
+  // A sampled block of n bytes, its stack taken from `frame` up, if this allocation is
+  // sampled; nullptr to allocate it as usual.
+  static void* sampled(std::size_t n, const void* frame) {
+    if (!HeapProfile::take(n)) return nullptr;
+    if constexpr (kProfiles) {
+      ProfileStack stack;
+      HeapProfile::capture(frame, &stack);
+      void* p = Core::allocate_apart(n != 0 ? n : 1);
+      if (p != nullptr) HeapProfile::record(p, n, stack);
+      return p;
+    } else {
+      HeapProfile::unsupported("this build cannot keep a block apart for a sample");
+      return nullptr;
+    }
+  }
+
   template <class Allocate>
   static void* retry_through_new_handler(Allocate allocate) {
     for (;;) {

@@ -58,18 +58,6 @@ bool numeric_property(const Statistics& s, const char* name, std::size_t* value)
 
 namespace {
 
-// value in decimal into `out` (at least 21 bytes), null-terminated.
-void decimal_text(std::uint64_t value, char* out) {
-  char reversed[21];
-  int n = 0;
-  do {
-    reversed[n++] = static_cast<char>('0' + value % 10);
-    value /= 10;
-  } while (value != 0);
-  for (int i = 0; i < n; ++i) out[i] = reversed[n - 1 - i];
-  out[n] = '\0';
-}
-
 // `text` as a JSON string, quotes and escapes included.
 LineWriter& json_string(LineWriter& line, const char* text) {
   line.text("\"");
@@ -138,34 +126,6 @@ void write_json(const Statistics& s, int fd) {
   LineWriter().text("}\n").write_to(fd);
 }
 
-// POLYMALLOC_STATS_FILE with "%p" replaced by the pid ("%%" by "%"), into `path`; false if
-// it does not fit.
-bool expand_stats_file(const char* pattern, char* path, std::size_t size) {
-  char pid[24];
-  decimal_text(static_cast<std::uint64_t>(getpid()), pid);
-  std::size_t n = 0;
-  auto put = [&](char c) {
-    if (n + 1 >= size) return false;
-    path[n++] = c;
-    return true;
-  };
-  for (const char* c = pattern; *c != '\0'; ++c) {
-    if (c[0] == '%' && c[1] == 'p') {
-      for (const char* d = pid; *d != '\0'; ++d) {
-        if (!put(*d)) return false;
-      }
-      ++c;
-    } else if (c[0] == '%' && c[1] == '%') {
-      if (!put('%')) return false;
-      ++c;
-    } else if (!put(*c)) {
-      return false;
-    }
-  }
-  path[n] = '\0';
-  return n != 0;
-}
-
 }  // namespace
 
 void write_statistics(const Statistics& s, StatsFormat format, int fd) {
@@ -195,7 +155,7 @@ void write_requested_statistics(const Statistics& s, StatsRequest request) {
   if (const char* pattern = Settings::text(Setting::kStatsFile)) {
     char path[4096];
     const int saved_errno = errno;
-    const int opened = expand_stats_file(pattern, path, sizeof(path))
+    const int opened = expand_pid_pattern(pattern, path, sizeof(path))
                            ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
                            : -1;
     if (opened >= 0) {

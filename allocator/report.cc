@@ -221,4 +221,46 @@ void print_malloc_stats(const Statistics& s, int fd) {
   print_statistics(s, fd);
 }
 
+namespace {
+
+// value in decimal into `out` (at least 21 bytes), null-terminated.
+void decimal_text(std::uint64_t value, char* out) {
+  char reversed[21];
+  int n = 0;
+  do {
+    reversed[n++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  for (int i = 0; i < n; ++i) out[i] = reversed[n - 1 - i];
+  out[n] = '\0';
+}
+
+}  // namespace
+
+bool expand_pid_pattern(const char* pattern, char* path, std::size_t size) {
+  char pid[24];
+  decimal_text(static_cast<std::uint64_t>(getpid()), pid);
+  std::size_t n = 0;
+  auto put = [&](char c) {
+    if (n + 1 >= size) return false;
+    path[n++] = c;
+    return true;
+  };
+  for (const char* c = pattern; *c != '\0'; ++c) {
+    if (c[0] == '%' && c[1] == 'p') {
+      for (const char* d = pid; *d != '\0'; ++d) {
+        if (!put(*d)) return false;
+      }
+      ++c;
+    } else if (c[0] == '%' && c[1] == '%') {
+      if (!put('%')) return false;
+      ++c;
+    } else if (!put(*c)) {
+      return false;
+    }
+  }
+  path[n] = '\0';
+  return n != 0;
+}
+
 }  // namespace polymalloc::allocator

@@ -49,6 +49,11 @@ const SettingSpec kSettingSpecs[] = {
      "full checks only: freed blocks wait this many bytes' worth of later frees before reuse"},
     {"POLYMALLOC_ZERO_ON_FREE", SettingType::kFlag, 0, 0, 1, nullptr, "0 or 1",
      "full checks only: freed blocks are zeroed instead of filled with junk"},
+    {"POLYMALLOC_PROFILE_SAMPLE", SettingType::kBytes, 0, 0, kTiB, nullptr,
+     "a size in bytes up to 1 TiB, with an optional k, m or g suffix (0: off)",
+     "the heap profiler: one allocation sampled per this many bytes allocated, on average"},
+    {"POLYMALLOC_PROFILE_FILE", SettingType::kText, 0, 0, 0, nullptr, "a path",
+     "where the heap profile is written at exit; %p becomes the pid"},
     // The tools' own, known so that they are not taken for typos.
     {"POLYMALLOC_TRACE_FILE", SettingType::kTool, 0, 0, 0, nullptr, "a path",
      "the trace recorder: the file it writes"},
@@ -336,6 +341,8 @@ void Settings::start_up(const char* variant) {
   warn_unknown_names();
   if (value(Setting::kVerbose) != 0) print_settings(variant);
 }
+
+bool Settings::started() { return atomics::load_acquire(&g_started); }
 
 void Settings::forget_for_tests() {
   for (unsigned i = 0; i < kCount; ++i) atomics::store_release(&state_[i], std::uint32_t{kUnread});

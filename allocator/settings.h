@@ -27,6 +27,8 @@ enum class Setting : unsigned {
   kCheckInterval,      // POLYMALLOC_CHECK_INTERVAL
   kQuarantineBytes,    // POLYMALLOC_QUARANTINE_BYTES
   kZeroOnFree,         // POLYMALLOC_ZERO_ON_FREE
+  kProfileSample,      // POLYMALLOC_PROFILE_SAMPLE
+  kProfileFile,        // POLYMALLOC_PROFILE_FILE
   kCount,
 };
 
@@ -86,6 +88,8 @@ class Settings {
   // POLYMALLOC_ name warned about, and with POLYMALLOC_VERBOSE=1 the variant, the version and
   // each setting with its value and source written to stderr. Once per process.
   static void start_up(const char* variant);
+  // Whether start_up() has run (the process malloc's constructor).
+  static bool started();
 
   // For tests: forget every value read, so the next read sees the environment again.
   static void forget_for_tests();

@@ -5,6 +5,7 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -199,6 +200,27 @@ std::uintptr_t os_random_word() {
     word ^= bytes;
   }
   return word | 1;
+}
+
+bool os_readable(const void* address, std::size_t bytes) {
+  constexpr std::size_t kMaxPages = 64;
+  const std::size_t page = page_size();
+  const auto start = reinterpret_cast<std::uintptr_t>(address) & ~(page - 1);
+  const auto end = reinterpret_cast<std::uintptr_t>(address) + (bytes != 0 ? bytes : 1);
+  if (end < start) return false;  // wraps around the address space
+  const std::size_t pages = (end - start + page - 1) / page;
+  if (pages > kMaxPages) return false;
+  char sink[kMaxPages];
+  iovec local = {sink, pages};
+  iovec remote[kMaxPages];
+  for (std::size_t i = 0; i < pages; ++i) {
+    remote[i] = {reinterpret_cast<void*>(start + i * page), 1};
+  }
+  const int saved = errno;
+  const long got = syscall(SYS_process_vm_readv, static_cast<long>(syscall(SYS_getpid)), &local,
+                           1L, remote, static_cast<long>(pages), 0L);
+  errno = saved;
+  return got == static_cast<long>(pages);
 }
 
 const char* os_environment(const char* name) {

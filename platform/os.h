@@ -72,6 +72,12 @@ std::uint64_t os_coarse_ms();
 // auxiliary vector has none); never 0. No system call, no lock: any thread may ask.
 std::uintptr_t os_random_word();
 
+// Whether every page of [address, address + bytes) can be read now, asked of the kernel
+// (process_vm_readv of a byte per page), so that a wrong guess costs EFAULT instead of a
+// fault: for walking memory the allocator does not own (a stack by its frame pointers). At
+// most 64 pages. Async-signal-safe.
+bool os_readable(const void* address, std::size_t bytes);
+
 // The value of environment variable `name`, or nullptr: a plain scan of `environ`, without
 // getenv's locale or locking concerns, so callable from a signal handler.
 const char* os_environment(const char* name);

@@ -58,6 +58,16 @@ void polymalloc_release_free_memory(void) POLYMALLOC_NOTHROW;
  * written at exit with POLYMALLOC_STATS=1 or =json (to POLYMALLOC_STATS_FILE, %p = pid). */
 int polymalloc_write_stats(int fd, int json) POLYMALLOC_NOTHROW;
 
+/* Writes the sampling heap profile to `path` (created or truncated): the blocks in use that
+ * were sampled, scaled up to estimates of all in-use objects and bytes by call stack, in
+ * gperftools' heap-profile format, followed by the process's memory map, so that
+ * `google-pprof --text PROGRAM FILE` reads it. Sampling is on when the environment variable
+ * POLYMALLOC_PROFILE_SAMPLE is set to a mean interval in bytes (524288 is tcmalloc's); with
+ * POLYMALLOC_PROFILE_FILE (%p = pid) the profile is also written at exit. Allocates nothing.
+ * 0, or -1 with errno set: EINVAL (no path), ENOTSUP (sampling is off), or open's and write's
+ * errors. */
+int polymalloc_dump_heap_profile(const char* path) POLYMALLOC_NOTHROW;
+
 /* signal_safe only (defined by libpolymalloc_signal_safe alone; a program that calls them
  * links only with that variant). Both are async-signal-safe. */
 

@@ -1,0 +1,467 @@
+// The heap profiler's slow parts (heap_profile.h): the sampling decision, the stack walk,
+// the table of samples and the profile's output. Nothing here allocates or takes a lock.
+#include "allocator/heap_profile.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "allocator/report.h"
+#include "allocator/settings.h"
+#include "atomics/atomics.h"
+#include "platform/platform.h"
+
+extern "C" const ElfW(Ehdr) __ehdr_start;  // this module's ELF header (the linker's symbol)
+
+namespace polymalloc::allocator {
+namespace {
+
+// ---- sampling ----
+
+// The count that never runs out: due() then never stops a thread again.
+constexpr std::int64_t kNever = std::int64_t{1} << 62;
+
+thread_local constinit bool t_started [[gnu::tls_model("initial-exec")]] = false;
+thread_local constinit std::uint64_t t_random [[gnu::tls_model("initial-exec")]] = 0;
+
+// xorshift64*: the thread's own generator, seeded from the process's random word and the
+// thread's address.
+std::uint64_t next_random() {
+  std::uint64_t x = t_random;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  t_random = x;
+  return x * 0x2545f4914f6cdd1du;
+}
+
+// A draw from the exponential distribution with mean `mean`, at least 1.
+std::int64_t exponential(std::uint64_t mean) {
+  const double u = static_cast<double>((next_random() >> 11) + 1) * 0x1.0p-53;  // (0, 1]
+  const double draw = -std::log(u) * static_cast<double>(mean);
+  return draw < 1.0 ? 1 : static_cast<std::int64_t>(draw);
+}
+
+// ---- the stack walk ----
+
+// The largest frame the walk steps over: a frame pointer further up is not taken for one.
+constexpr std::uintptr_t kMaxFrameBytes = std::uintptr_t{1} << 20;
+
+// The part of this thread's stack known to be readable, grown a page at a time by asking
+// the kernel (os_readable), so that a walk through known frames makes no system call.
+thread_local constinit std::uintptr_t t_readable_low [[gnu::tls_model("initial-exec")]] = 0;
+thread_local constinit std::uintptr_t t_readable_high [[gnu::tls_model("initial-exec")]] = 0;
+
+bool readable_frame(std::uintptr_t fp) {
+  const std::uintptr_t end = fp + 2 * sizeof(std::uintptr_t);
+  if (fp >= t_readable_low && end <= t_readable_high) return true;
+  const std::uintptr_t page = platform::page_size();
+  const std::uintptr_t low = fp & ~(page - 1);
+  const std::uintptr_t high = (end + page - 1) & ~(page - 1);
+  if (!platform::os_readable(reinterpret_cast<const void*>(low), high - low)) return false;
+  if (high >= t_readable_low && low <= t_readable_high && t_readable_high != 0) {
+    t_readable_low = std::min(low, t_readable_low);  // touching the known part: grow it
+    t_readable_high = std::max(high, t_readable_high);
+  } else {
+    t_readable_low = low;
+    t_readable_high = high;
+  }
+  return true;
+}
+
+// This module's executable segments, when it is a shared object of its own (the preloaded
+// library): return addresses inside them are the allocator's frames, dropped from the top
+// of a stack. Linked into the program, the walk starts at the exported function's frame
+// and has none to drop.
+struct CodeRange {
+  std::uintptr_t low = 0;
+  std::uintptr_t high = 0;
+};
+constinit CodeRange g_own_code[4] = {};
+constinit std::uint32_t g_own_code_state = 0;  // 0: not found yet, 1: found
+
+void find_own_code() {
+  const auto* header = &__ehdr_start;
+  const auto* phdrs = reinterpret_cast<const ElfW(Phdr)*>(
+      reinterpret_cast<const char*>(header) + header->e_phoff);
+  if (reinterpret_cast<std::uintptr_t>(phdrs) != getauxval(AT_PHDR)) {  // not the program
+    std::uintptr_t base = 0;
+    bool based = false;
+    unsigned n = 0;
+    for (unsigned i = 0; i < header->e_phnum; ++i) {
+      const ElfW(Phdr)& ph = phdrs[i];
+      if (ph.p_type != PT_LOAD) continue;
+      if (!based) {  // the first loaded segment holds the ELF header
+        base = reinterpret_cast<std::uintptr_t>(header) - (ph.p_vaddr & ~(ph.p_align - 1));
+        based = true;
+      }
+      if ((ph.p_flags & PF_X) != 0 && n < 4) {
+        g_own_code[n++] = CodeRange{base + ph.p_vaddr, base + ph.p_vaddr + ph.p_memsz};
+      }
+    }
+  }
+  atomics::store_release(&g_own_code_state, 1u);
+}
+
+bool is_own_code(std::uintptr_t address) {
+  if (atomics::load_acquire(&g_own_code_state) == 0) find_own_code();
+  for (const CodeRange& r : g_own_code) {
+    if (address >= r.low && address < r.high) return true;
+  }
+  return false;
+}
+
+// ---- the table of samples ----
+
+// A slot's key: empty, claimed by a writer, a sample gone (a tombstone: a search goes on
+// past it), or the page the sampled block's payload lies in.
+constexpr std::uintptr_t kEmpty = 0;
+constexpr std::uintptr_t kBusy = 1;
+constexpr std::uintptr_t kGone = 2;
+
+struct Slot {
+  std::uintptr_t key;
+  std::uint64_t bytes;
+  std::uint32_t depth;
+  std::uintptr_t frames[kProfileMaxDepth];
+};
+
+// Slots, and how far from its hash a key may lie: a sample that finds no free slot in its
+// window is not kept (counted in g_dropped), so that every search is bounded.
+constexpr std::size_t kSlots = std::size_t{1} << 15;
+constexpr std::size_t kWindow = 32;
+
+constinit Slot* g_table = nullptr;
+constinit std::uint64_t g_dropped = 0;
+
+Slot* table() { return atomics::load_acquire(&g_table); }
+
+// The table, mapped on the first sample (the loser of a race unmaps its copy).
+Slot* table_or_create() {
+  if (Slot* t = table()) return t;
+  auto* fresh = static_cast<Slot*>(platform::os_map_metadata(kSlots * sizeof(Slot)));
+  if (fresh == nullptr) return nullptr;
+  Slot* expected = nullptr;
+  if (!atomics::cas_acq_rel(&g_table, expected, fresh)) {
+    platform::os_unmap_metadata(fresh, kSlots * sizeof(Slot));
+    return table();
+  }
+  return fresh;
+}
+
+std::uintptr_t page_of(const void* payload) {
+  return reinterpret_cast<std::uintptr_t>(payload) & ~(platform::page_size() - 1);
+}
+
+std::size_t home_of(std::uintptr_t key) {
+  return static_cast<std::size_t>((key >> 12) * 0x9e3779b97f4a7c15u >> 49) & (kSlots - 1);
+}
+
+// The slot that holds key (a page), or nullptr. An empty slot ends the search: slots are
+// claimed in window order and never become empty again.
+Slot* find(Slot* t, std::uintptr_t key) {
+  const std::size_t home = home_of(key);
+  for (std::size_t i = 0; i < kWindow; ++i) {
+    Slot& s = t[(home + i) & (kSlots - 1)];
+    const std::uintptr_t k = atomics::load_acquire(&s.key);
+    if (k == key) return &s;
+    if (k == kEmpty) return nullptr;
+  }
+  return nullptr;
+}
+
+bool insert(Slot* t, std::uintptr_t key, std::uint64_t bytes, const std::uintptr_t* frames,
+            std::uint32_t depth) {
+  const std::size_t home = home_of(key);
+  for (std::size_t i = 0; i < kWindow; ++i) {
+    Slot& s = t[(home + i) & (kSlots - 1)];
+    std::uintptr_t k = atomics::load_relaxed(&s.key);
+    if ((k == kEmpty || k == kGone) && atomics::cas_acquire(&s.key, k, kBusy)) {
+      s.bytes = bytes;
+      s.depth = depth;
+      std::memcpy(s.frames, frames, depth * sizeof(frames[0]));
+      atomics::store_release(&s.key, key);
+      return true;
+    }
+  }
+  atomics::fetch_add_relaxed(&g_dropped, std::uint64_t{1});
+  return false;
+}
+
+// ---- output ----
+
+// Buffered writes to a descriptor, without allocation.
+class Output {
+ public:
+  explicit Output(int fd) : fd_(fd) {}
+  ~Output() { flush(); }
+  Output& text(const char* s) {
+    while (*s != '\0') put(*s++);
+    return *this;
+  }
+  Output& decimal(std::uint64_t v, unsigned width = 0) {
+    char digits[24];
+    unsigned n = 0;
+    do {
+      digits[n++] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v != 0);
+    for (; width > n; --width) put(' ');
+    while (n != 0) put(digits[--n]);
+    return *this;
+  }
+  Output& hex(std::uintptr_t v) {
+    text("0x");
+    for (int shift = 60; shift >= 0; shift -= 4) put("0123456789abcdef"[(v >> shift) & 15]);
+    return *this;
+  }
+  void bytes(const char* data, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) put(data[i]);
+  }
+  bool ok() const { return ok_; }
+  void flush() {
+    if (used_ != 0 && !platform::os_write_all(fd_, buffer_, used_)) ok_ = false;
+    used_ = 0;
+  }
+
+ private:
+  void put(char c) {
+    if (used_ == sizeof(buffer_)) flush();
+    buffer_[used_++] = c;
+  }
+  int fd_;
+  bool ok_ = true;
+  std::size_t used_ = 0;
+  char buffer_[4096];
+};
+
+// One stack's in-use figures, scaled up from its samples.
+struct Entry {
+  std::uint32_t depth;
+  const std::uintptr_t* frames;
+  double objects;
+  double bytes;
+};
+
+bool same_stack(const Entry& a, const Entry& b) {
+  return a.depth == b.depth && std::memcmp(a.frames, b.frames, a.depth * sizeof(a.frames[0])) == 0;
+}
+bool stack_before(const Entry& a, const Entry& b) {
+  if (a.depth != b.depth) return a.depth < b.depth;
+  return std::memcmp(a.frames, b.frames, a.depth * sizeof(a.frames[0])) < 0;
+}
+
+// The scaled figures of one sample of `bytes`: it stands for 1 / (1 - e^(-bytes/mean))
+// allocations of its size (the chance that one was sampled), as tcmalloc's profiles count.
+Entry scaled(const Slot& s, double mean) {
+  const double size = static_cast<double>(s.bytes != 0 ? s.bytes : 1);
+  const double p = mean > 0 ? -std::expm1(-size / mean) : 1.0;
+  const double objects = p > 0 ? 1.0 / p : 1.0;
+  return Entry{s.depth, s.frames, objects, objects * size};
+}
+
+void write_line(Output& out, double objects, double bytes) {
+  const auto n = static_cast<std::uint64_t>(objects + 0.5);
+  const auto b = static_cast<std::uint64_t>(bytes + 0.5);
+  out.decimal(n, 6).text(": ").decimal(b, 8).text(" [").decimal(n, 6).text(": ");
+  out.decimal(b, 8).text("] @");
+}
+
+// The process's memory map, so that pprof resolves addresses to its objects.
+void write_memory_map(Output& out) {
+  out.text("\nMAPPED_LIBRARIES:\n");
+  const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  char chunk[4096];
+  for (;;) {
+    const ssize_t n = read(fd, chunk, sizeof(chunk));
+    if (n <= 0) break;
+    out.bytes(chunk, static_cast<std::size_t>(n));
+  }
+  close(fd);
+}
+
+// Writes the profile to fd: the header with the totals, a line per stack, the memory map.
+// The entries are gathered into scratch metadata (sorted there to group equal stacks); the
+// slots' frames are read in place, so a sample freed meanwhile may show in this dump.
+bool write_profile(int fd) {
+  Output out(fd);
+  const double mean = static_cast<double>(HeapProfile::sample_bytes());
+  Slot* t = table();
+  Entry* entries = nullptr;
+  std::size_t count = 0;
+  const std::size_t scratch_bytes = kSlots * sizeof(Entry);
+  if (t != nullptr) {
+    entries = static_cast<Entry*>(platform::os_map_metadata(scratch_bytes));
+    if (entries == nullptr) return false;
+    for (std::size_t i = 0; i < kSlots; ++i) {
+      if (atomics::load_acquire(&t[i].key) > kGone) entries[count++] = scaled(t[i], mean);
+    }
+    std::sort(entries, entries + count, stack_before);
+  }
+  double objects = 0;
+  double bytes = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    objects += entries[i].objects;
+    bytes += entries[i].bytes;
+  }
+  out.text("heap profile: ");
+  write_line(out, objects, bytes);
+  out.text(" heapprofile\n");
+  for (std::size_t i = 0; i < count;) {
+    Entry sum = entries[i];
+    std::size_t j = i + 1;
+    for (; j < count && same_stack(entries[j], sum); ++j) {
+      sum.objects += entries[j].objects;
+      sum.bytes += entries[j].bytes;
+    }
+    write_line(out, sum.objects, sum.bytes);
+    for (std::uint32_t d = 0; d < sum.depth; ++d) out.text(" ").hex(sum.frames[d]);
+    out.text("\n");
+    i = j;
+  }
+  write_memory_map(out);
+  out.flush();
+  if (entries != nullptr) platform::os_unmap_metadata(entries, scratch_bytes);
+  return out.ok();
+}
+
+}  // namespace
+
+std::uint64_t HeapProfile::sample_bytes() {
+  return static_cast<std::uint64_t>(Settings::value(Setting::kProfileSample));
+}
+
+bool HeapProfile::take(std::size_t) {
+  const std::uint64_t mean = sample_bytes();
+  if (mean == 0) {
+    bytes_until_sample_ = kNever;
+    return false;
+  }
+  if (!Settings::started()) {
+    // Before the process malloc's start-up (the dynamic loader's and libc's blocks) nothing
+    // is sampled: a sample then would settle what start-up settles (signal_safe's mmap).
+    bytes_until_sample_ = 0;
+    return false;
+  }
+  if (!t_started) {  // the thread's first count: drawn now, as if it had started at 0
+    t_started = true;
+    t_random = platform::os_random_word() ^ reinterpret_cast<std::uintptr_t>(&t_random);
+    if (t_random == 0) t_random = 1;
+    bytes_until_sample_ += exponential(mean);
+    if (bytes_until_sample_ >= 0) return false;
+  }
+  bytes_until_sample_ = exponential(mean);
+  return true;
+}
+
+void HeapProfile::capture(const void* frame, ProfileStack* stack) {
+  stack->depth = 0;
+  auto fp = reinterpret_cast<std::uintptr_t>(frame);
+  bool in_own_code = true;
+  // Each frame: the caller's frame pointer, then the return address into the caller.
+  for (unsigned steps = 0; steps < 2 * kProfileMaxDepth && stack->depth < kProfileMaxDepth;
+       ++steps) {
+    if (fp % sizeof(std::uintptr_t) != 0 || !readable_frame(fp)) break;
+    const auto* words = reinterpret_cast<const std::uintptr_t*>(fp);
+    const std::uintptr_t next = words[0];
+    const std::uintptr_t ret = words[1];
+    if (ret == 0) break;
+    if (in_own_code && is_own_code(ret)) {
+      // the allocator's own frame, above the client's: not part of the client's stack
+    } else {
+      in_own_code = false;
+      stack->frames[stack->depth++] = ret;
+    }
+    if (next <= fp || next - fp > kMaxFrameBytes) break;
+    fp = next;
+  }
+}
+
+bool HeapProfile::record(const void* payload, std::size_t bytes, const ProfileStack& stack) {
+  Slot* t = table_or_create();
+  return t != nullptr && insert(t, page_of(payload), bytes, stack.frames, stack.depth);
+}
+
+bool HeapProfile::active() { return table() != nullptr; }
+
+void HeapProfile::forget_sampled(const void* payload) {
+  const std::uintptr_t key = page_of(payload);
+  if (Slot* s = find(table(), key)) {
+    std::uintptr_t expected = key;
+    atomics::cas_release(&s->key, expected, kGone);
+  }
+}
+
+void HeapProfile::move_sampled(const void* from, const void* to, std::size_t bytes) {
+  const std::uintptr_t key = page_of(from);
+  Slot* t = table();
+  Slot* s = find(t, key);
+  if (s == nullptr) return;
+  if (to != nullptr && page_of(to) == key) {
+    s->bytes = bytes;
+    return;
+  }
+  if (to != nullptr) insert(t, page_of(to), bytes, s->frames, s->depth);
+  std::uintptr_t expected = key;
+  atomics::cas_release(&s->key, expected, kGone);
+}
+
+void HeapProfile::unsupported(const char* why) {
+  static constinit std::uint32_t said = 0;
+  bytes_until_sample_ = kNever;
+  if (atomics::fetch_add_relaxed(&said, 1u) != 0) return;
+  LineWriter()
+      .text("polymalloc: POLYMALLOC_PROFILE_SAMPLE is set, but ")
+      .text(why)
+      .text(": no heap profile\n")
+      .write_to(STDERR_FILENO);
+}
+
+int HeapProfile::dump(const char* path) {
+  if (path == nullptr || path[0] == '\0') {
+    errno = EINVAL;
+    return -1;
+  }
+  if (sample_bytes() == 0) {
+    errno = ENOTSUP;
+    return -1;
+  }
+  const int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return -1;
+  const bool written = write_profile(fd);
+  const int saved = errno;
+  close(fd);
+  if (written) return 0;
+  errno = saved != 0 ? saved : EIO;
+  return -1;
+}
+
+void HeapProfile::dump_at_exit_if_requested() {
+  if (sample_bytes() == 0) return;
+  const char* pattern = Settings::text(Setting::kProfileFile);
+  char path[4096];
+  const int saved = errno;
+  if (pattern == nullptr) {
+    LineWriter()
+        .text("polymalloc: POLYMALLOC_PROFILE_SAMPLE is set without POLYMALLOC_PROFILE_FILE: no "
+              "heap profile at exit (polymalloc_dump_heap_profile() writes one on demand)\n")
+        .write_to(STDERR_FILENO);
+  } else if (!expand_pid_pattern(pattern, path, sizeof(path)) || dump(path) != 0) {
+    LineWriter()
+        .text("polymalloc: POLYMALLOC_PROFILE_FILE=")
+        .text(pattern)
+        .text(" cannot be written; no heap profile\n")
+        .write_to(STDERR_FILENO);
+  }
+  errno = saved;
+}
+
+}  // namespace polymalloc::allocator

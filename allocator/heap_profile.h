@@ -1,0 +1,93 @@
+// A sampling heap profiler, in the manner of tcmalloc's: which code holds the memory, from a
+// running process, at a cost of a few percent.
+//
+// Each thread counts down the bytes it allocates (due(): a decrement and a branch on the
+// fast path). When the count runs out, the allocation is sampled and the next count is drawn
+// from an exponential distribution with mean POLYMALLOC_PROFILE_SAMPLE bytes, so that every
+// byte allocated is equally likely to be the one that triggers a sample. A sampled block is
+// a mapping of its own (as tcmalloc gives a sampled object a span of its own), so that free()
+// knows it from its header on the large-block path, where the sample is forgotten; a block
+// that is not sampled pays nothing on free.
+//
+// The stack is walked by frame pointers from the exported function the client called, each
+// frame read only where it is known to be readable (the thread's stack, probed once per page
+// with process_vm_readv): no lock, no allocation, no unwinder tables, so a sample is safe
+// under the dynamic loader's lock (dlopen allocates while it holds it) and in a signal
+// handler. Frames of code built without frame pointers end the walk early.
+//
+// The samples live in a table of fixed size in the allocator's own metadata, claimed and
+// released by CAS. The profile is written in gperftools' heap-profile format, in-use objects
+// and bytes scaled up from the samples (each sample of s bytes stands for 1 / (1 - e^(-s/R))
+// allocations of its size), followed by the process's memory map, so that google-pprof reads
+// it: at exit to POLYMALLOC_PROFILE_FILE (%p: the pid), and on demand through
+// polymalloc_dump_heap_profile(path).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace polymalloc::allocator {
+
+// The deepest stack a sample keeps.
+inline constexpr unsigned kProfileMaxDepth = 32;
+
+struct ProfileStack {
+  unsigned depth = 0;
+  std::uintptr_t frames[kProfileMaxDepth];
+};
+
+class HeapProfile {
+ public:
+  // The fast path's part: counts `bytes` down; true when the count has run out (then take()
+  // says whether this allocation is sampled). A thread's first call runs it out.
+  [[gnu::always_inline]] static bool due(std::size_t bytes) {
+    return (bytes_until_sample_ -= static_cast<std::int64_t>(bytes)) < 0;
+  }
+
+  // Whether the allocation of `bytes` that due() stopped at is sampled; draws the next count.
+  // When profiling is off, the count is set so far away that due() never stops again.
+  static bool take(std::size_t bytes);
+
+  // The return addresses above frame `frame` (the frame of the exported function the client
+  // called: its return address is the client's), up to kProfileMaxDepth.
+  static void capture(const void* frame, ProfileStack* stack);
+
+  // Records the sample: a block of `bytes` requested at `payload`, which lies in the first
+  // page of a mapping of its own. False if the table has no room (the block is then not
+  // kept as a sample).
+  static bool record(const void* payload, std::size_t bytes, const ProfileStack& stack);
+
+  // A block of a mapping of its own at `payload` is freed: its sample, if it was one, goes.
+  static void forget(const void* payload) {
+    if (active()) forget_sampled(payload);
+  }
+  // A block of a mapping of its own moved from `from` to `to` (realloc), now of `bytes`;
+  // `to` null if it is no longer a mapping of its own (its sample is then forgotten).
+  static void moved(const void* from, const void* to, std::size_t bytes) {
+    if (active()) move_sampled(from, to, bytes);
+  }
+
+  // Whether any sample was ever taken (the table exists).
+  static bool active();
+
+  // Says once, on stderr, that samples cannot be kept (`why`), and stops this thread's
+  // sampling: never a profile that silently misses what it was asked to see.
+  static void unsupported(const char* why);
+
+  // Writes the profile to `path`: 0, or -1 with errno (EINVAL: no path or profiling off).
+  static int dump(const char* path);
+  // At exit: the profile to POLYMALLOC_PROFILE_FILE, if profiling is on.
+  static void dump_at_exit_if_requested();
+
+  // The sampling mean in bytes (POLYMALLOC_PROFILE_SAMPLE; 0: off).
+  static std::uint64_t sample_bytes();
+
+ private:
+  static void forget_sampled(const void* payload);
+  static void move_sampled(const void* from, const void* to, std::size_t bytes);
+
+  static inline thread_local constinit std::int64_t bytes_until_sample_
+      [[gnu::tls_model("initial-exec")]] = 0;
+};
+
+}  // namespace polymalloc::allocator
