@@ -339,6 +339,11 @@ std::uint64_t HeapProfile::sample_bytes() {
   return static_cast<std::uint64_t>(Settings::value(Setting::kProfileSample));
 }
 
+void HeapProfile::restart_thread_for_tests() {
+  bytes_until_sample_ = 0;
+  t_started = false;
+}
+
 bool HeapProfile::take(std::size_t) {
   const std::uint64_t mean = sample_bytes();
   if (mean == 0) {

@@ -82,6 +82,9 @@ class HeapProfile {
   // The sampling mean in bytes (POLYMALLOC_PROFILE_SAMPLE; 0: off).
   static std::uint64_t sample_bytes();
 
+  // For tests: this thread's countdown starts again (its next allocation asks take()).
+  static void restart_thread_for_tests();
+
  private:
   static void forget_sampled(const void* payload);
   static void move_sampled(const void* from, const void* to, std::size_t bytes);

@@ -81,7 +81,7 @@ def variant_cc_fuzzer(name, srcs, corpus, deps = [], **kwargs):
         tests.append(":%s_corpus_test_%s" % (name, variant))
     native.test_suite(name = name + "_corpus_test", tests = tests)
 
-def _variant_sh_tests(name, srcs, libraries, program = None, env = {}, **kwargs):
+def _variant_sh_tests(name, srcs, libraries, program = None, env = {}, data = [], **kwargs):
     """One sh_test per implemented variant, run as `srcs[0] [PROGRAM] LIBRARY VARIANT`, where
     LIBRARY is libraries[variant], a label, with the variant's test_env and `env`;
     test_suite <name> holds them all."""
@@ -93,7 +93,7 @@ def _variant_sh_tests(name, srcs, libraries, program = None, env = {}, **kwargs)
             name = "%s_%s" % (name, variant),
             srcs = srcs,
             args = leading + ["$(rootpath %s)" % library, variant],
-            data = ([program] if program else []) + [library],
+            data = ([program] if program else []) + [library] + data,
             env = dict(VARIANTS[variant].test_env, **env),
             **kwargs
         )

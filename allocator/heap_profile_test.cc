@@ -1,0 +1,167 @@
+// The heap profiler's parts: the countdown samples at the rate it is set to and never when
+// off, the stack walk finds its callers, samples are kept, moved and forgotten by page, and
+// the profile says what gperftools' format says, scaled as tcmalloc scales.
+#include "allocator/heap_profile.h"
+
+#include <errno.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "allocator/settings.h"
+
+namespace polymalloc::allocator {
+namespace {
+
+// How many of `calls` allocations of `bytes` are sampled.
+int sampled_of(int calls, std::size_t bytes) {
+  int sampled = 0;
+  for (int i = 0; i < calls; ++i) {
+    if (HeapProfile::due(bytes) && HeapProfile::take(bytes)) ++sampled;
+  }
+  return sampled;
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+class HeapProfileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Settings::forget_for_tests();
+    Settings::start_up("test");  // sampling starts after the process malloc's start-up
+    HeapProfile::restart_thread_for_tests();
+    path_ = std::string(getenv("TEST_TMPDIR") != nullptr ? getenv("TEST_TMPDIR") : "/tmp") +
+            "/heap_profile_test." + std::to_string(getpid());
+  }
+  void TearDown() override {
+    unsetenv("POLYMALLOC_PROFILE_SAMPLE");
+    Settings::forget_for_tests();
+    unlink(path_.c_str());
+  }
+  std::string path_;
+};
+
+TEST_F(HeapProfileTest, OffTheCountdownNeverStopsAgain) {
+  unsetenv("POLYMALLOC_PROFILE_SAMPLE");
+  Settings::forget_for_tests();
+  Settings::start_up("test");
+  HeapProfile::restart_thread_for_tests();
+  EXPECT_EQ(sampled_of(1000, 1 << 20), 0);
+  EXPECT_FALSE(HeapProfile::due(std::size_t{1} << 40));  // the count is 2^62 bytes away
+  errno = 0;
+  EXPECT_EQ(HeapProfile::dump(path_.c_str()), -1);
+  EXPECT_EQ(errno, ENOTSUP);
+}
+
+// Samples fall every `mean` bytes on average: 100-byte allocations at a mean of 1000 bytes
+// are sampled about one in ten (200000 draws: the bounds are some 40 standard deviations).
+TEST_F(HeapProfileTest, OnAllocationsAreSampledAtTheSetRate) {
+  setenv("POLYMALLOC_PROFILE_SAMPLE", "1000", 1);
+  Settings::forget_for_tests();
+  Settings::start_up("test");
+  HeapProfile::restart_thread_for_tests();
+  const int sampled = sampled_of(200000, 100);
+  EXPECT_GT(sampled, 18000);
+  EXPECT_LT(sampled, 22000);
+  // A block far bigger than the mean is (all but) always sampled.
+  EXPECT_EQ(sampled_of(100, 1 << 20), 100);
+}
+
+[[gnu::noinline]] void capture_here(ProfileStack* stack, std::uintptr_t* caller) {
+  *caller = reinterpret_cast<std::uintptr_t>(__builtin_return_address(0));
+  HeapProfile::capture(__builtin_frame_address(0), stack);
+  asm volatile("" ::: "memory");  // not a tail call: this frame stays while capture walks
+}
+
+[[gnu::noinline]] void call_capture(ProfileStack* stack, std::uintptr_t* caller,
+                                    std::uintptr_t* callers_caller) {
+  *callers_caller = reinterpret_cast<std::uintptr_t>(__builtin_return_address(0));
+  capture_here(stack, caller);
+  asm volatile("" ::: "memory");
+}
+
+TEST_F(HeapProfileTest, TheWalkStartsAtTheGivenFrameAndFollowsItsCallers) {
+  ProfileStack stack;
+  std::uintptr_t caller = 0, callers_caller = 0;
+  call_capture(&stack, &caller, &callers_caller);
+  ASSERT_GE(stack.depth, 3u);  // at least: call_capture, this test, gtest's runner
+  EXPECT_EQ(stack.frames[0], caller);
+  EXPECT_EQ(stack.frames[1], callers_caller);
+  EXPECT_LE(stack.depth, kProfileMaxDepth);
+}
+
+TEST_F(HeapProfileTest, AWalkFromAnUnreadableFrameStopsCleanly) {
+  ProfileStack stack;
+  HeapProfile::capture(reinterpret_cast<const void*>(std::uintptr_t{4096}), &stack);
+  EXPECT_EQ(stack.depth, 0u);
+}
+
+// One sample of 1000 bytes at a mean of 1000 stands for 1 / (1 - e^-1) = 1.58 objects:
+// 2 objects and 1582 bytes in the profile, with its stack; forgotten, it is gone.
+TEST_F(HeapProfileTest, TheProfileScalesKeepsMovesAndForgetsSamples) {
+  setenv("POLYMALLOC_PROFILE_SAMPLE", "1000", 1);
+  Settings::forget_for_tests();
+  Settings::start_up("test");
+  ProfileStack stack;
+  stack.depth = 2;
+  stack.frames[0] = 0x1234;
+  stack.frames[1] = 0x5678;
+  alignas(4096) static char page[2][4096];
+  ASSERT_TRUE(HeapProfile::record(page[0] + 16, 1000, stack));
+  ASSERT_EQ(HeapProfile::dump(path_.c_str()), 0);
+  std::string text = file_text(path_);
+  EXPECT_EQ(text.rfind("heap profile:      2:     1582 [     2:     1582] @ heapprofile\n", 0), 0u)
+      << text.substr(0, 200);
+  EXPECT_NE(text.find("     2:     1582 [     2:     1582] @ 0x0000000000001234 "
+                      "0x0000000000005678\n"),
+            std::string::npos)
+      << text.substr(0, 300);
+  EXPECT_NE(text.find("\nMAPPED_LIBRARIES:\n"), std::string::npos);
+  EXPECT_NE(text.find("[stack]"), std::string::npos);  // the memory map itself
+
+  HeapProfile::moved(page[0] + 16, page[1] + 16, 2000);  // realloc moved it: the same stack
+  text = file_text((HeapProfile::dump(path_.c_str()), path_));
+  const double objects = 1.0 / -std::expm1(-2.0);
+  EXPECT_NE(text.find(std::to_string(static_cast<long>(objects * 2000 + 0.5)) +
+                      " [     1: "),
+            std::string::npos)
+      << text.substr(0, 200);
+
+  HeapProfile::forget(page[0] + 16);  // its old place: nothing there now
+  HeapProfile::forget(page[1] + 16);
+  ASSERT_EQ(HeapProfile::dump(path_.c_str()), 0);
+  text = file_text(path_);
+  EXPECT_EQ(text.rfind("heap profile:      0:        0 [     0:        0] @ heapprofile\n"
+                       "\nMAPPED_LIBRARIES:\n",
+                       0),
+            0u)
+      << text.substr(0, 200);
+}
+
+TEST_F(HeapProfileTest, ADumpNamesWhatIsWrong) {
+  setenv("POLYMALLOC_PROFILE_SAMPLE", "1000", 1);
+  Settings::forget_for_tests();
+  errno = 0;
+  EXPECT_EQ(HeapProfile::dump(nullptr), -1);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(HeapProfile::dump(""), -1);
+  EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(HeapProfile::dump("/nonexistent-directory/profile"), -1);
+  EXPECT_EQ(errno, ENOENT);
+}
+
+}  // namespace
+}  // namespace polymalloc::allocator
