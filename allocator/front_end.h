@@ -37,11 +37,10 @@ struct FrontEnd {
   // cannot (full checks, memcheck) says so once when profiling is asked for.
   static constexpr bool kProfiles = requires(std::size_t n) { Core::allocate_apart(n); };
 
-  // The sampling countdown first (heap_profile.h): a decrement and a branch. The frame
-  // passed on is this exported function's own, where the client's stack starts.
+  // The sampling countdown first (heap_profile.h): a decrement and a branch.
   [[gnu::always_inline]] static void* malloc(std::size_t n) {
     if (HeapProfile::due(n)) [[unlikely]]
-      return malloc_sampled(n, __builtin_frame_address(0));
+      return malloc_sampled(n);
     if constexpr (kCoreTakesZeroAndNull) return Core::allocate(n);
     return Core::allocate(n != 0 ? n : 1);
   }
@@ -53,12 +52,8 @@ struct FrontEnd {
   static void* calloc(std::size_t count, std::size_t size) {
     std::size_t bytes;
     if (__builtin_mul_overflow(count, size, &bytes)) return fail_enomem();
-    if (HeapProfile::due(bytes)) [[unlikely]] {
-      if (void* p = sampled(bytes, __builtin_frame_address(0))) {
-        __builtin_memset(p, 0, bytes);
-        return p;
-      }
-    }
+    if (HeapProfile::due(bytes)) [[unlikely]]
+      return calloc_sampled(bytes);
     return Core::allocate_zeroed(bytes != 0 ? bytes : 1);
   }
 
@@ -225,15 +220,25 @@ struct FrontEnd {
   }
 
  private:
-  // malloc(n) when the sampling countdown ran out.
-  [[gnu::noinline]] static void* malloc_sampled(std::size_t n, const void* frame) {
-    if (void* p = sampled(n, frame)) return p;
+  // malloc(n) and calloc when the sampling countdown ran out. The exported function jumps
+  // here (a tail call, with no frame of its own), so this frame's caller is the client:
+  // the walk starts here. (Where the exported function calls instead, the preloaded
+  // library drops its own frame from the stack: heap_profile.cc.)
+  [[gnu::noinline]] static void* malloc_sampled(std::size_t n) noexcept {
+    if (void* p = sampled(n, __builtin_frame_address(0))) return p;
     return Core::allocate(n != 0 ? n : 1);
+  }
+  [[gnu::noinline]] static void* calloc_sampled(std::size_t bytes) noexcept {
+    if (void* p = sampled(bytes, __builtin_frame_address(0))) {
+      __builtin_memset(p, 0, bytes);
+      return p;
+    }
+    return Core::allocate_zeroed(bytes != 0 ? bytes : 1);
   }
 
   // A sampled block of n bytes, its stack taken from `frame` up, if this allocation is
   // sampled; nullptr to allocate it as usual.
-  static void* sampled(std::size_t n, const void* frame) {
+  [[gnu::always_inline]] static void* sampled(std::size_t n, const void* frame) {
     if (!HeapProfile::take(n)) return nullptr;
     if constexpr (kProfiles) {
       ProfileStack stack;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -66,20 +67,25 @@ bool readable_frame(std::uintptr_t fp) {
   const std::uintptr_t low = fp & ~(page - 1);
   const std::uintptr_t high = (end + page - 1) & ~(page - 1);
   if (!platform::os_readable(reinterpret_cast<const void*>(low), high - low)) return false;
+  std::uintptr_t new_low = low, new_high = high;
   if (high >= t_readable_low && low <= t_readable_high && t_readable_high != 0) {
-    t_readable_low = std::min(low, t_readable_low);  // touching the known part: grow it
-    t_readable_high = std::max(high, t_readable_high);
-  } else {
-    t_readable_low = low;
-    t_readable_high = high;
+    new_low = std::min(low, t_readable_low);  // touching the known part: grow it
+    new_high = std::max(high, t_readable_high);
   }
+  // Empty while it changes: a signal handler's walk on this thread meanwhile probes anew
+  // rather than trust half an update.
+  t_readable_high = 0;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_readable_low = new_low;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_readable_high = new_high;
   return true;
 }
 
 // This module's executable segments, when it is a shared object of its own (the preloaded
 // library): return addresses inside them are the allocator's frames, dropped from the top
-// of a stack. Linked into the program, the walk starts at the exported function's frame
-// and has none to drop.
+// of a stack. Linked into the program, there is no telling them apart; the exported
+// functions jump to the sampling function (front_end.h), so its caller is the client's.
 struct CodeRange {
   std::uintptr_t low = 0;
   std::uintptr_t high = 0;

@@ -9,9 +9,9 @@
 // knows it from its header on the large-block path, where the sample is forgotten; a block
 // that is not sampled pays nothing on free.
 //
-// The stack is walked by frame pointers from the exported function the client called, each
-// frame read only where it is known to be readable (the thread's stack, probed once per page
-// with process_vm_readv): no lock, no allocation, no unwinder tables, so a sample is safe
+// The stack is walked by frame pointers from the sampling function the client's call jumps
+// to, each frame read only where it is known to be readable (the thread's stack, probed once
+// per page with process_vm_readv): no lock, no allocation, no unwinder tables, so a sample is safe
 // under the dynamic loader's lock (dlopen allocates while it holds it) and in a signal
 // handler. Frames of code built without frame pointers end the walk early.
 //
@@ -48,8 +48,9 @@ class HeapProfile {
   // When profiling is off, the count is set so far away that due() never stops again.
   static bool take(std::size_t bytes);
 
-  // The return addresses above frame `frame` (the frame of the exported function the client
-  // called: its return address is the client's), up to kProfileMaxDepth.
+  // The return addresses above frame `frame` (a frame whose caller is the exported function
+  // the client called, or the client itself), up to kProfileMaxDepth; in the preloaded
+  // library, the allocator's own frames at the top are dropped.
   static void capture(const void* frame, ProfileStack* stack);
 
   // Records the sample: a block of `bytes` requested at `payload`, which lies in the first

@@ -3,7 +3,8 @@
 # function and keeps 8 MiB from another, sampled at tcmalloc's 512 KiB, and google-pprof
 # --text must put at least 80 % of the in-use bytes on the leaking function (the profile
 # written at exit, and on demand). Sampling every allocation while a library is loaded
-# (malloc under the loader's lock) must not hang; a dump with profiling off fails with
+# (malloc under the loader's lock) must not hang, nor, on signal_safe, sampling in signal
+# handlers that interrupt malloc; a dump with profiling off fails with
 # ENOTSUP; the settings' mistakes are named.
 #   heap_profile_test.sh PROGRAM LIBRARY VARIANT
 set -euo pipefail
@@ -78,6 +79,16 @@ if ! POLYMALLOC_PROFILE_SAMPLE=1 POLYMALLOC_PROFILE_FILE="$work/dlopen" LD_PRELO
   fail "sampling everything across dlopen: exit status $? (124: it hung)"
 fi
 [[ -s $work/dlopen ]] || fail "sampling everything across dlopen wrote no profile"
+
+# signal_safe: sampling every allocation in signal handlers that interrupt malloc (and its
+# sampling), while the interrupted thread goes on.
+if [[ $variant == signal_safe ]]; then
+  if ! POLYMALLOC_PROFILE_SAMPLE=1 POLYMALLOC_PROFILE_FILE="$work/signals" LD_PRELOAD=$library \
+    timeout 120 "$program" signals; then
+    fail "sampling everything in signal handlers: exit status $? (124: it hung)"
+  fi
+  [[ -s $work/signals ]] || fail "sampling in signal handlers wrote no profile"
+fi
 
 # 4. Off: a dump on demand says so.
 LD_PRELOAD=$library "$program" off || fail "a dump with profiling off did not fail with ENOTSUP ($?)"

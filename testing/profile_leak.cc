@@ -6,13 +6,21 @@
 //   profile_leak dlopen LIB   loads LIB, whose constructor allocates under the loader's lock,
 //                             calls its function, and unloads it
 //   profile_leak off          checks that a dump on demand fails with ENOTSUP
+//   profile_leak signals      for 2 s, a thread signals the main thread, whose handler
+//                             allocates and frees, while the main thread allocates and frees
+//                             (signal_safe: sampling inside a signal handler that interrupted
+//                             malloc, and sampling interrupted by one)
 // Built with frame pointers (the project's copts), as a program to be profiled must be.
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
 
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <atomic>
 #include <cstring>
 #include <thread>
 
@@ -42,6 +50,47 @@ void churn() {
     asm volatile("" : : "r"(p) : "memory");
     std::free(p);
   }
+}
+
+std::atomic<long> g_handled{0};
+
+void allocate_in_handler(int) {
+  const int saved = errno;
+  for (int i = 0; i < 4; ++i) {
+    void* p = std::malloc(64 + static_cast<std::size_t>(i) * 4000);
+    if (p == nullptr) std::abort();
+    std::free(p);
+  }
+  g_handled.fetch_add(1, std::memory_order_relaxed);
+  errno = saved;
+}
+
+int signal_storm() {
+  struct sigaction action = {};
+  action.sa_handler = allocate_in_handler;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  if (sigaction(SIGUSR1, &action, nullptr) != 0) return 9;
+  const pthread_t target = pthread_self();
+  std::atomic<bool> stop{false};
+  std::thread signaller([&] {
+    while (!stop.load(std::memory_order_relaxed)) pthread_kill(target, SIGUSR1);
+  });
+  timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  long pairs = 0;
+  do {
+    for (int i = 0; i < 1000; ++i, ++pairs) {
+      void* p = std::malloc(16 + static_cast<std::size_t>(pairs % 3000));
+      asm volatile("" : : "r"(p) : "memory");
+      std::free(p);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+  } while (now.tv_sec - start.tv_sec < 2);
+  stop = true;
+  signaller.join();
+  std::printf("profile_leak: %ld pairs, %ld handlers\n", pairs, g_handled.load());
+  return g_handled.load() > 0 ? 0 : 10;
 }
 
 }  // namespace
@@ -104,6 +153,7 @@ int main(int argc, char** argv) {
     errno = 0;
     return dump("/dev/null") == -1 && errno == ENOTSUP ? 0 : 8;
   }
-  std::fprintf(stderr, "usage: profile_leak leak | dump PATH | dlopen LIBRARY | off\n");
+  if (std::strcmp(mode, "signals") == 0) return signal_storm();
+  std::fprintf(stderr, "usage: profile_leak leak | dump PATH | dlopen LIBRARY | off | signals\n");
   return 2;
 }
