@@ -64,6 +64,10 @@ if [[ ${#profiles[@]} -ne 1 ]]; then
   fail "at exit: ${#profiles[@]} profiles written, not one"
 else
   check_profile "at exit" "${profiles[0]}"
+  # The call graph, drawn (graphviz's dot, which ./bazelw installs).
+  google-pprof --svg "$program" "${profiles[0]}" >"$work/graph.svg" 2>"$work/svg.err" &&
+    grep -q "<svg" "$work/graph.svg" && grep -q "leak_96_mib" "$work/graph.svg" ||
+    fail "google-pprof --svg drew no graph naming leak_96_mib: $(tail -2 "$work/svg.err")"
 fi
 
 # 2. On demand, through polymalloc_dump_heap_profile().
