@@ -126,6 +126,9 @@ def parse_args(argv):
                         help="a polymalloc variant (measured, and profiled by --profile)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="set in every run's environment (e.g. a variant's switch)")
+    parser.add_argument("--sampled", metavar="BYTES",
+                        help="also run each variant with the heap profiler sampling every BYTES "
+                             "on average, as VARIANT+sampled (512k: tcmalloc's rate)")
     parser.add_argument("--allocators", metavar="LIST",
                         help="comma-separated: run only these allocators")
     parser.add_argument("--only", metavar="REGEX", help="run only the workloads it matches")
@@ -158,6 +161,9 @@ def check_args(parser, args):
             re.compile(args.only)
         except re.error as e:
             parser.error("--only: not a regular expression (%s): %r" % (e, args.only))
+    if args.sampled is not None and not re.fullmatch(r"[1-9][0-9]*[kmg]?", args.sampled):
+        parser.error("--sampled wants a size in bytes (e.g. 524288 or 512k), not %r"
+                     % args.sampled)
     for spec in args.env:
         name, sep, _ = spec.partition("=")
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -219,9 +225,19 @@ def choose_allocators(parser, args):
                   file=sys.stderr)
             continue
         chosen.append((name, os.path.abspath(library) if library else "", is_variant))
+    if args.sampled is not None:  # each variant's twin, sampled (sampled_env() sets it up)
+        chosen += [(name + "+sampled", library, True)
+                   for name, library, is_variant in list(chosen) if is_variant]
     if not chosen:
         parser.error("no allocator left to run")
     return chosen
+
+
+def allocator_env(name, args):
+    """The environment one allocator runs with besides --env: a +sampled twin's profiler."""
+    if args.sampled is not None and name.endswith("+sampled"):
+        return {"POLYMALLOC_PROFILE_SAMPLE": args.sampled}
+    return {}
 
 
 def benchmark_workloads(binary, group, min_time):
@@ -408,7 +424,7 @@ def minutes(seconds):
     return "%d:%02d" % (seconds // 60, seconds % 60)
 
 
-def measure(workloads, allocators, rounds, extra_env):
+def measure(workloads, allocators, rounds, extra_env, args):
     """{workload name: {allocator: [result + round]}}, interleaved and rotated per round.
     Ctrl-C ends the measuring early; what was measured is kept."""
     results = {w.name: {name: [] for name, _, _ in allocators} for w in workloads}
@@ -421,7 +437,8 @@ def measure(workloads, allocators, rounds, extra_env):
                 for name, library, _ in allocators[shift:] + allocators[:shift]:
                     progress.step("round %d/%d  %s  %s" % (round_index + 1, rounds,
                                                           workload.name, name))
-                    result = run_workload(workload, library, extra_env)
+                    result = run_workload(workload, library,
+                                          dict(extra_env, **allocator_env(name, args)))
                     result["round"] = round_index
                     results[workload.name][name].append(result)
                     if "error" in result and (workload.name, name) not in failures:
@@ -703,7 +720,9 @@ def profile(args, workloads, allocators, extra_env):
             progress.step("profiling %s on %s" % (name, workload.name))
             stem = os.path.join(directory, "%s.%s" % (name, re.sub(r"[^\w.-]", "_",
                                                                    workload.name)))
-            result = run_workload(workload, library, extra_env, preload_extra=args.profiler,
+            result = run_workload(workload, library,
+                                  dict(extra_env, **allocator_env(name, args)),
+                                  preload_extra=args.profiler,
                                   profile_to=stem + ".prof")
             if "error" in result or not os.path.isfile(stem + ".prof"):
                 print("\nshootout: profiling %s on %s failed: %s" % (
@@ -732,7 +751,7 @@ def main(argv):
             for w in workloads:
                 print("%-8s %s" % (w.group, w.name))
             return 0
-        results = measure(workloads, allocators, args.rounds, extra_env)
+        results = measure(workloads, allocators, args.rounds, extra_env, args)
         summary = summarise(workloads, results, allocators[0][0])
         markdown = report(workloads, summary, allocators, args, started)
         if args.out:
