@@ -600,8 +600,11 @@ class ClassCore {
   static void return_big_credit() noexcept { atomics::fetch_add_relaxed(&big_credits_, 1u); }
 
   // The size disagrees with the header, or anything deallocate_slow() handles. A size
-  // bigger than the block, or one of another class than a block of exactly a class size
-  // (realloc may leave a block between classes), is the wrong object deleted.
+  // bigger than the block, or one whose class block is smaller than this block by a whole
+  // block or more, is the wrong object deleted. (A heap hands out a block up to a minimal
+  // block bigger than asked, where splitting would leave a sliver, and with classes 16
+  // bytes apart that bigger block can be exactly another class's size: telling a size
+  // 16 bytes smaller from the right one would stop correct programs.)
   [[gnu::noinline]] static void deallocate_sized_slow(void* p, std::size_t bytes,
                                                       const char* call) noexcept {
     Block* b = Block::of_payload(p);
@@ -609,8 +612,8 @@ class ClassCore {
     if (Pool::owns(b)) {
       const std::size_t usable = Pool::usable_size(p, call);  // reports a block not held
       const std::size_t block = usable + Block::kHeaderBytes;
-      wrong = bytes > usable ||
-              (Map::class_of_block(block) != Map::kNotAClass && Map::block_for(bytes) != block);
+      const std::size_t asked = Map::block_for(bytes);  // 0 beyond the classes
+      wrong = bytes > usable || (asked != 0 && block - asked >= kMinBlock);
     } else {
       large_.check_live(b, call);
       wrong = bytes > LargeObjects::usable_size(b);

@@ -299,6 +299,33 @@ TYPED_TEST(ClassCoreTest, ReallocOfNullStartsABufferOfAPageAtTheTopWhereItGrowsI
   Core::deallocate(small, "free");
 }
 
+// A heap hands out a block a little bigger than the class asked for where splitting it
+// would leave less than a block (quarter-power classes are 16 bytes apart at the small
+// end, so that block can be exactly another class's size): a sized delete of the size that
+// was asked for is right all the same. Random sizes and lifetimes meet that case many times.
+TEST(ClassCoreTest, ASizedDeleteOfTheSizeAskedForIsNeverReported) {
+  using Core = ClassCore<TestConfig<QuarterPowerClasses>>;
+  std::uint64_t state = 7;
+  auto next = [&state] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  void* held[256] = {};
+  std::size_t sizes[256] = {};
+  for (int i = 0; i < 300000; ++i) {
+    const std::size_t slot = next() % 256;
+    if (held[slot] != nullptr) Core::deallocate_sized(held[slot], sizes[slot], "operator delete");
+    sizes[slot] = 1 + next() % (next() % 8 == 0 ? 5000 : 300);
+    held[slot] = Core::allocate(sizes[slot]);
+    ASSERT_NE(held[slot], nullptr);
+  }
+  for (std::size_t slot = 0; slot < 256; ++slot) {
+    Core::deallocate_sized(held[slot], sizes[slot], "operator delete");
+  }
+}
+
 template <class Core>
 void delete_with_the_wrong_size() {
   void* p = Core::allocate(24);
