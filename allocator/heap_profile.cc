@@ -214,14 +214,9 @@ class Output {
   }
   Output& decimal(std::uint64_t v, unsigned width = 0) {
     char digits[24];
-    unsigned n = 0;
-    do {
-      digits[n++] = static_cast<char>('0' + v % 10);
-      v /= 10;
-    } while (v != 0);
-    for (; width > n; --width) put(' ');
-    while (n != 0) put(digits[--n]);
-    return *this;
+    decimal_text(v, digits);
+    for (std::size_t n = std::strlen(digits); width > n; --width) put(' ');
+    return text(digits);
   }
   Output& hex(std::uintptr_t v) {
     text("0x");

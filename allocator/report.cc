@@ -221,9 +221,6 @@ void print_malloc_stats(const Statistics& s, int fd) {
   print_statistics(s, fd);
 }
 
-namespace {
-
-// value in decimal into `out` (at least 21 bytes), null-terminated.
 void decimal_text(std::uint64_t value, char* out) {
   char reversed[21];
   int n = 0;
@@ -234,8 +231,6 @@ void decimal_text(std::uint64_t value, char* out) {
   for (int i = 0; i < n; ++i) out[i] = reversed[n - 1 - i];
   out[n] = '\0';
 }
-
-}  // namespace
 
 bool expand_pid_pattern(const char* pattern, char* path, std::size_t size) {
   char pid[24];

@@ -45,6 +45,9 @@ void print_malloc_stats(const Statistics& stats, int fd);
 
 // A fixed-size line buffer with decimal and hexadecimal formatting; output that does not
 // fit is cut off, never overflowed.
+// value in decimal into `out` (at least 21 bytes), null-terminated.
+void decimal_text(std::uint64_t value, char* out);
+
 // A file name pattern (POLYMALLOC_STATS_FILE, POLYMALLOC_PROFILE_FILE) with "%p" replaced by
 // the pid and "%%" by "%", into `path`; false if it is empty or does not fit.
 bool expand_pid_pattern(const char* pattern, char* path, std::size_t size);
