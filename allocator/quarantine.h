@@ -63,18 +63,33 @@ class Quarantine {
   // a push took the slot in between.
   template <class Check, class Leave>
   void for_each(Check check, Leave leave) {
-    for (void*& slot : slots_) {
-      void* q = atomics::load_acquire(&slot);
-      if (q == nullptr || !atomics::cas_acq_rel(&slot, q, static_cast<void*>(nullptr))) continue;
-      check(q);
-      void* empty = nullptr;
-      if (!atomics::cas_acq_rel(&slot, empty, q)) evict(q, leave);
-    }
+    for (void*& slot : slots_) check_slot(slot, check, leave);
+  }
+
+  // The same for the `count` blocks pushed last (fewer if fewer wait): the periodic check's
+  // share, so that its cost follows the calls since the last one, not the quarantine's size.
+  template <class Check, class Leave>
+  void for_each_newest(std::uint64_t count, Check check, Leave leave) {
+    const std::uint64_t tail = atomics::load_acquire(&tail_);
+    const std::uint64_t head = atomics::load_acquire(&head_);
+    const std::uint64_t from = tail - head > count ? tail - count : head;
+    for (std::uint64_t t = from; t < tail; ++t) check_slot(slots_[t % kSlots], check, leave);
   }
 
   Stats stats() const { return {atomics::load_relaxed(&bytes_), atomics::load_relaxed(&blocks_)}; }
 
  private:
+  // check(q) on the block in `slot`, taken out meanwhile and put back after (or made to leave
+  // if a push took the slot in between).
+  template <class Check, class Leave>
+  void check_slot(void*& slot, Check check, Leave leave) {
+    void* q = atomics::load_acquire(&slot);
+    if (q == nullptr || !atomics::cas_acq_rel(&slot, q, static_cast<void*>(nullptr))) return;
+    check(q);
+    void* empty = nullptr;
+    if (!atomics::cas_acq_rel(&slot, empty, q)) evict(q, leave);
+  }
+
   template <class Leave>
   void evict(void* q, Leave leave) {
     atomics::fetch_sub_relaxed(&bytes_, leave(q));

@@ -1,5 +1,6 @@
 // Quarantine: blocks leave in the order they came, when the ring is full or the bytes pass
-// the bound; drain empties it; for_each sees every block and keeps it; concurrent pushes
+// the bound; drain empties it; for_each sees every block (for_each_newest the last pushed)
+// and keeps it; concurrent pushes
 // lose and duplicate nothing.
 #include "allocator/quarantine.h"
 
@@ -49,6 +50,20 @@ TEST(QuarantineTest, AFullRingSendsTheOldestOut) {
   EXPECT_EQ(q.stats().blocks, 4u);
   q.drain(leave);
   EXPECT_EQ(left, (std::vector<std::uintptr_t>{1, 2, 3, 4, 5, 6, 7}));
+}
+
+TEST(QuarantineTest, ForEachNewestChecksTheLastPushedAndKeepsThem) {
+  static Quarantine<8> q;
+  const auto leave = [](void*) { return std::size_t{10}; };
+  for (std::uintptr_t i = 1; i <= 11; ++i) q.push(block(i), 10, SIZE_MAX, leave);  // 1-3 left
+  std::vector<std::uintptr_t> seen;
+  q.for_each_newest(3, [&seen](void* p) { seen.push_back(number(p)); }, leave);
+  EXPECT_EQ(seen, (std::vector<std::uintptr_t>{9, 10, 11}));
+  seen.clear();
+  q.for_each_newest(100, [&seen](void* p) { seen.push_back(number(p)); }, leave);
+  EXPECT_EQ(seen, (std::vector<std::uintptr_t>{4, 5, 6, 7, 8, 9, 10, 11}));  // all that wait
+  EXPECT_EQ(q.stats().blocks, 8u);
+  q.drain(leave);
 }
 
 TEST(QuarantineTest, ForEachChecksEveryBlockAndKeepsIt) {
