@@ -12,8 +12,9 @@
 //   - Junk that is checked: freed bytes are filled with 0xdf (0 with POLYMALLOC_ZERO_ON_FREE
 //     =1), and the freed block waits in a quarantine (quarantine.h; POLYMALLOC_QUARANTINE_
 //     BYTES) before the inner core may reuse it. When it leaves, and at the first periodic
-//     check after it came, its junk, guards and canaries are verified: a write after free is reported before the
-//     memory is reused, naming the block and the offset of the first changed byte.
+//     check after it came, its junk, guards and canaries are verified: a write after free is
+//     reported before the memory is reused, naming the block and the offset of the first changed
+//     byte.
 //   - A sized delete whose size is not the block's is reported.
 //   - A heap check (the inner core's check_heap, and the quarantine's junk) every
 //     POLYMALLOC_CHECK_INTERVAL calls (1024 by default; 0 turns it off).
@@ -86,8 +87,7 @@ class CheckedCore {
   }
 
   // A sampled allocation (heap_profile.h), guarded as any other.
-  static void* allocate_apart(std::size_t n)
-    requires requires { Inner::allocate_apart(n); }
+  static void* allocate_apart(std::size_t n) requires requires { Inner::allocate_apart(n); }
   {
     if (n > SIZE_MAX - kOverhead) return fail();
     count_call("malloc");

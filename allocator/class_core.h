@@ -228,8 +228,9 @@ class ClassCore {
   // its arena, which says so once).
   static void* allocate_apart(std::size_t bytes) noexcept {
     if (!Pool::large_blocks_enabled()) {
-      HeapProfile::unsupported("a sampled block needs a mapping of its own, and this allocator "
-                               "maps no memory (POLYMALLOC_SIGNAL_SAFE_MMAP=0)");
+      HeapProfile::unsupported(
+          "a sampled block needs a mapping of its own, and this allocator "
+          "maps no memory (POLYMALLOC_SIGNAL_SAFE_MMAP=0)");
       return nullptr;
     }
     tick();

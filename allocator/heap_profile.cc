@@ -95,8 +95,8 @@ constinit std::uint32_t g_own_code_state = 0;  // 0: not found yet, 1: found
 
 void find_own_code() {
   const auto* header = &__ehdr_start;
-  const auto* phdrs = reinterpret_cast<const ElfW(Phdr)*>(
-      reinterpret_cast<const char*>(header) + header->e_phoff);
+  const auto* phdrs =
+      reinterpret_cast<const ElfW(Phdr)*>(reinterpret_cast<const char*>(header) + header->e_phoff);
   if (reinterpret_cast<std::uintptr_t>(phdrs) != getauxval(AT_PHDR)) {  // not the program
     std::uintptr_t base = 0;
     bool based = false;
@@ -457,8 +457,9 @@ void HeapProfile::dump_at_exit_if_requested() {
   const int saved = errno;
   if (pattern == nullptr) {
     LineWriter()
-        .text("polymalloc: POLYMALLOC_PROFILE_SAMPLE is set without POLYMALLOC_PROFILE_FILE: no "
-              "heap profile at exit (polymalloc_dump_heap_profile() writes one on demand)\n")
+        .text(
+            "polymalloc: POLYMALLOC_PROFILE_SAMPLE is set without POLYMALLOC_PROFILE_FILE: no "
+            "heap profile at exit (polymalloc_dump_heap_profile() writes one on demand)\n")
         .write_to(STDERR_FILENO);
   } else if (!expand_pid_pattern(pattern, path, sizeof(path)) || dump(path) != 0) {
     LineWriter()

@@ -133,8 +133,7 @@ TEST_F(HeapProfileTest, TheProfileScalesKeepsMovesAndForgetsSamples) {
   HeapProfile::moved(page[0] + 16, page[1] + 16, 2000);  // realloc moved it: the same stack
   text = file_text((HeapProfile::dump(path_.c_str()), path_));
   const double objects = 1.0 / -std::expm1(-2.0);
-  EXPECT_NE(text.find(std::to_string(static_cast<long>(objects * 2000 + 0.5)) +
-                      " [     1: "),
+  EXPECT_NE(text.find(std::to_string(static_cast<long>(objects * 2000 + 0.5)) + " [     1: "),
             std::string::npos)
       << text.substr(0, 200);
 

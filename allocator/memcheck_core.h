@@ -36,8 +36,7 @@ class MemcheckCore {
   static void* allocate_aligned(std::size_t alignment, std::size_t n) {
     return announce(quietly([=] { return Inner::allocate_aligned(alignment, n); }), false);
   }
-  static void* allocate_apart(std::size_t n)
-    requires requires { Inner::allocate_apart(n); }
+  static void* allocate_apart(std::size_t n) requires requires { Inner::allocate_apart(n); }
   {
     return announce(quietly([n] { return Inner::allocate_apart(n); }), false);
   }

@@ -57,10 +57,12 @@ TEST(QuarantineTest, ForEachNewestChecksTheLastPushedAndKeepsThem) {
   const auto leave = [](void*) { return std::size_t{10}; };
   for (std::uintptr_t i = 1; i <= 11; ++i) q.push(block(i), 10, SIZE_MAX, leave);  // 1-3 left
   std::vector<std::uintptr_t> seen;
-  q.for_each_newest(3, [&seen](void* p) { seen.push_back(number(p)); }, leave);
+  q.for_each_newest(
+      3, [&seen](void* p) { seen.push_back(number(p)); }, leave);
   EXPECT_EQ(seen, (std::vector<std::uintptr_t>{9, 10, 11}));
   seen.clear();
-  q.for_each_newest(100, [&seen](void* p) { seen.push_back(number(p)); }, leave);
+  q.for_each_newest(
+      100, [&seen](void* p) { seen.push_back(number(p)); }, leave);
   EXPECT_EQ(seen, (std::vector<std::uintptr_t>{4, 5, 6, 7, 8, 9, 10, 11}));  // all that wait
   EXPECT_EQ(q.stats().blocks, 8u);
   q.drain(leave);

@@ -217,8 +217,8 @@ bool os_readable(const void* address, std::size_t bytes) {
     remote[i] = {reinterpret_cast<void*>(start + i * page), 1};
   }
   const int saved = errno;
-  const long got = syscall(SYS_process_vm_readv, static_cast<long>(syscall(SYS_getpid)), &local,
-                           1L, remote, static_cast<long>(pages), 0L);
+  const long got = syscall(SYS_process_vm_readv, static_cast<long>(syscall(SYS_getpid)), &local, 1L,
+                           remote, static_cast<long>(pages), 0L);
   errno = saved;
   return got == static_cast<long>(pages);
 }

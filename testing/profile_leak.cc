@@ -17,10 +17,10 @@
 #include <signal.h>
 #include <time.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
-#include <atomic>
 #include <cstring>
 #include <thread>
 
