@@ -21,6 +21,15 @@ work=$(mktemp -d "${TEST_TMPDIR:-/tmp}/heap_profile.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 failures=0
 
+# google-pprof keeps its temporary files at /tmp/pprof<pid>. Tests that run at once in PID
+# namespaces of their own share /tmp and the same small pids, and overwrite each other's
+# files (a report then comes out with bare addresses). A copy of the script keeps them in
+# this test's own directory.
+pprof="$work/google-pprof"
+sed "s|\"/tmp/pprof|\"$work/pprof|" "$(command -v google-pprof)" >"$pprof"
+chmod +x "$pprof"
+grep -q "\"$work/pprof" "$pprof" || { echo "google-pprof keeps its files elsewhere now"; exit 1; }
+
 fail() {
   echo "FAIL ($variant): $*"
   failures=$((failures + 1))
@@ -34,7 +43,7 @@ check_profile() {
     fail "$name: no profile at $file"
     return
   fi
-  report=$(google-pprof --text "$program" "$file" 2>"$work/pprof.err") || {
+  report=$("$pprof" --text "$program" "$file" 2>"$work/pprof.err") || {
     fail "$name: google-pprof failed: $(tail -3 "$work/pprof.err")"
     return
   }
@@ -65,7 +74,7 @@ if [[ ${#profiles[@]} -ne 1 ]]; then
 else
   check_profile "at exit" "${profiles[0]}"
   # The call graph, drawn (graphviz's dot, which ./bazelw installs).
-  google-pprof --svg "$program" "${profiles[0]}" >"$work/graph.svg" 2>"$work/svg.err" &&
+  "$pprof" --svg "$program" "${profiles[0]}" >"$work/graph.svg" 2>"$work/svg.err" &&
     grep -q "<svg" "$work/graph.svg" && grep -q "leak_96_mib" "$work/graph.svg" ||
     fail "google-pprof --svg drew no graph naming leak_96_mib: $(tail -2 "$work/svg.err")"
 fi
