@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cmath>
 #include <cstring>
 
 #include "allocator/report.h"
@@ -43,10 +42,53 @@ std::uint64_t next_random() {
   return x * 0x2545f4914f6cdd1du;
 }
 
+// The profiler's arithmetic without libm, which a static link of the allocator would then
+// have to name (the archive is linked as any C library's is, with no -lm).
+constexpr double kLn2 = 0.6931471805599453;
+
+// ln(x) for x > 0 (finite, normal): x = m * 2^e with m in [1, 2), and ln(m) = 2 atanh(z),
+// z = (m - 1) / (m + 1) <= 1/3, whose series gains a digit a term (to 1e-12 here).
+double natural_log(double x) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  const int e = static_cast<int>((bits >> 52) & 0x7ff) - 1023;
+  bits = (bits & ((std::uint64_t{1} << 52) - 1)) | (std::uint64_t{1023} << 52);
+  double m;
+  std::memcpy(&m, &bits, sizeof(m));
+  const double z = (m - 1) / (m + 1), z2 = z * z;
+  double term = z, sum = 0;
+  for (int k = 1; k <= 25; k += 2, term *= z2) sum += term / k;
+  return e * kLn2 + 2 * sum;
+}
+
+// 1 - e^(-x) for x >= 0, accurate for small x too (where 1 - exp would cancel): the series
+// below 0.5, else e^(-x) from 2^-k e^(-r) with r = x - k ln 2 in [0, ln 2).
+double one_minus_exp_minus(double x) {
+  if (x < 0.5) {
+    double term = x, sum = 0;  // x - x^2/2! + x^3/3! - ...
+    for (int k = 1; k <= 20; ++k) {
+      sum += term;
+      term *= -x / (k + 1);
+    }
+    return sum;
+  }
+  if (x > 700) return 1;
+  const int k = static_cast<int>(x / kLn2);
+  const double r = x - k * kLn2;
+  double term = 1, e_minus_r = 0;  // e^(-r) by its series, r < ln 2
+  for (int i = 1; i <= 25; ++i) {
+    e_minus_r += term;
+    term *= -r / i;
+  }
+  double scale = 1;
+  for (int i = 0; i < k; ++i) scale *= 0.5;
+  return 1 - e_minus_r * scale;
+}
+
 // A draw from the exponential distribution with mean `mean`, at least 1.
 std::int64_t exponential(std::uint64_t mean) {
   const double u = static_cast<double>((next_random() >> 11) + 1) * 0x1.0p-53;  // (0, 1]
-  const double draw = -std::log(u) * static_cast<double>(mean);
+  const double draw = -natural_log(u) * static_cast<double>(mean);
   return draw < 1.0 ? 1 : static_cast<std::int64_t>(draw);
 }
 
@@ -263,7 +305,7 @@ bool stack_before(const Entry& a, const Entry& b) {
 // allocations of its size (the chance that one was sampled), as tcmalloc's profiles count.
 Entry scaled(const Slot& s, double mean) {
   const double size = static_cast<double>(s.bytes != 0 ? s.bytes : 1);
-  const double p = mean > 0 ? -std::expm1(-size / mean) : 1.0;
+  const double p = mean > 0 ? one_minus_exp_minus(size / mean) : 1.0;
   const double objects = p > 0 ? 1.0 / p : 1.0;
   return Entry{s.depth, s.frames, objects, objects * size};
 }
