@@ -18,7 +18,9 @@
 #include "atomics/atomics.h"
 #include "platform/platform.h"
 
-extern "C" const ElfW(Ehdr) __ehdr_start;  // this module's ELF header (the linker's symbol)
+// This module's ELF header (the linker's symbol), declared as bytes of unknown length: the
+// program headers lie beyond the header, and are copied out rather than read in place.
+extern "C" const char __ehdr_start[];
 
 namespace polymalloc::allocator {
 namespace {
@@ -136,18 +138,19 @@ constinit CodeRange g_own_code[4] = {};
 constinit std::uint32_t g_own_code_state = 0;  // 0: not found yet, 1: found
 
 void find_own_code() {
-  const auto* header = &__ehdr_start;
-  const auto* phdrs =
-      reinterpret_cast<const ElfW(Phdr)*>(reinterpret_cast<const char*>(header) + header->e_phoff);
+  ElfW(Ehdr) header;
+  std::memcpy(&header, __ehdr_start, sizeof(header));
+  const char* phdrs = __ehdr_start + header.e_phoff;
   if (reinterpret_cast<std::uintptr_t>(phdrs) != getauxval(AT_PHDR)) {  // not the program
     std::uintptr_t base = 0;
     bool based = false;
     unsigned n = 0;
-    for (unsigned i = 0; i < header->e_phnum; ++i) {
-      const ElfW(Phdr)& ph = phdrs[i];
+    for (unsigned i = 0; i < header.e_phnum; ++i) {
+      ElfW(Phdr) ph;
+      std::memcpy(&ph, phdrs + i * sizeof(ph), sizeof(ph));
       if (ph.p_type != PT_LOAD) continue;
       if (!based) {  // the first loaded segment holds the ELF header
-        base = reinterpret_cast<std::uintptr_t>(header) - (ph.p_vaddr & ~(ph.p_align - 1));
+        base = reinterpret_cast<std::uintptr_t>(__ehdr_start) - (ph.p_vaddr & ~(ph.p_align - 1));
         based = true;
       }
       if ((ph.p_flags & PF_X) != 0 && n < 4) {

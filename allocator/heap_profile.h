@@ -41,7 +41,11 @@ class HeapProfile {
   // The fast path's part: counts `bytes` down; true when the count has run out (then take()
   // says whether this allocation is sampled). A thread's first call runs it out.
   [[gnu::always_inline]] static bool due(std::size_t bytes) {
-    return (bytes_until_sample_ -= static_cast<std::int64_t>(bytes)) < 0;
+    // In unsigned arithmetic, which wraps (a failing request of nearly SIZE_MAX bytes would
+    // overflow a signed subtraction); the same instructions.
+    const std::uint64_t left = static_cast<std::uint64_t>(bytes_until_sample_) - bytes;
+    bytes_until_sample_ = static_cast<std::int64_t>(left);
+    return bytes_until_sample_ < 0;
   }
 
   // Whether the allocation of `bytes` that due() stopped at is sampled; draws the next count.
