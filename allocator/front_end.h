@@ -31,13 +31,13 @@ struct FrontEnd {
   // slow paths, so that the fast paths test neither.
   static constexpr bool kCoreTakesZeroAndNull = requires { requires Core::kTakesZeroAndNull; };
 
-  // The two hottest entry points are inlined into the exported functions (not called
-  // through the PLT, as a shared object's default-visibility functions otherwise are).
   // Whether the core can serve a sampled allocation apart (heap_profile.h). A core that
-  // cannot (full checks, memcheck) says so once when profiling is asked for.
+  // cannot says so once when profiling is asked for.
   static constexpr bool kProfiles = requires(std::size_t n) { Core::allocate_apart(n); };
 
-  // The sampling countdown first (heap_profile.h): a decrement and a branch.
+  // The two hottest entry points are inlined into the exported functions (not called
+  // through the PLT, as a shared object's default-visibility functions otherwise are).
+  // malloc counts down to the next sample first (heap_profile.h): a decrement and a branch.
   [[gnu::always_inline]] static void* malloc(std::size_t n) {
     if (HeapProfile::due(n)) [[unlikely]]
       return malloc_sampled(n);

@@ -185,12 +185,11 @@ struct Slot {
 };
 
 // Slots, and how far from its hash a key may lie: a sample that finds no free slot in its
-// window is not kept (counted in g_dropped), so that every search is bounded.
+// window is not kept, so that every search is bounded.
 constexpr std::size_t kSlots = std::size_t{1} << 15;
 constexpr std::size_t kWindow = 32;
 
 constinit Slot* g_table = nullptr;
-constinit std::uint64_t g_dropped = 0;
 
 Slot* table() { return atomics::load_acquire(&g_table); }
 
@@ -242,7 +241,6 @@ bool insert(Slot* t, std::uintptr_t key, std::uint64_t bytes, const std::uintptr
       return true;
     }
   }
-  atomics::fetch_add_relaxed(&g_dropped, std::uint64_t{1});
   return false;
 }
 
