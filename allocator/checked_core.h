@@ -37,6 +37,7 @@
 
 #include "allocator/block.h"
 #include "allocator/core.h"
+#include "allocator/heap_profile.h"
 #include "allocator/quarantine.h"
 #include "allocator/report.h"
 #include "allocator/settings.h"
@@ -86,12 +87,14 @@ class CheckedCore {
     return guard(Inner::allocate(n + kOverhead), kOffset, n);
   }
 
-  // A sampled allocation (heap_profile.h), guarded as any other.
-  static void* allocate_apart(std::size_t n) requires requires { Inner::allocate_apart(n); }
+  // A sampled allocation (heap_profile.h), guarded as any other; the inner core records it
+  // under its own payload, which is what it is freed by.
+  static void* allocate_sampled(std::size_t n, std::size_t requested, const ProfileStack& stack)
+    requires requires { Inner::allocate_sampled(n, requested, stack); }
   {
     if (n > SIZE_MAX - kOverhead) return fail();
     count_call("malloc");
-    return guard(Inner::allocate_apart(n + kOverhead), kOffset, n);
+    return guard(Inner::allocate_sampled(n + kOverhead, requested, stack), kOffset, n);
   }
 
   static void* allocate_zeroed(std::size_t n) {

@@ -129,6 +129,12 @@ class ClassCore {
   // The largest request the caches serve.
   static constexpr std::size_t kMaxCachedRequest =
       Caches::kBins == 0 ? 0 : Map::block_size(Caches::kBins - 1) - Block::kHeaderBytes;
+  // A sampled request of this many bytes or more is served where any request of its size
+  // is (allocate_sampled()): its block is beyond every cache bin, so free() never finishes
+  // it on the fast path, and at least a dated block, so global_spinlock's free looks at it.
+  static constexpr std::size_t kSampledInPlaceBytes =
+      kMaxCachedRequest + 16 > Decay::kDatedBlockBytes ? kMaxCachedRequest + 16
+                                                       : Decay::kDatedBlockBytes;
   // The classes from kBins up to this one go into a cache's big slot (cache_bins.h).
   static constexpr unsigned kBigSlotClasses =
       Caches::kBins == 0 ? 0 : Map::classes_up_to(Bins::kBigSlotMaxBlock);
@@ -159,8 +165,10 @@ class ClassCore {
     if (!Pool::owns(b)) [[unlikely]]
       return deallocate_unowned(b, call);
     if constexpr (Caches::kBins == 0) {  // no caches: the pool takes every block back itself
-      if (b->size_flags_unlocked() >= Decay::kDatedBlockBytes) [[unlikely]]
+      if (b->size_flags_unlocked() >= Decay::kDatedBlockBytes) [[unlikely]] {
         tick();  // (the flags do not reach the size's bits)
+        HeapProfile::forget(p);  // kSampledInPlaceBytes is at least kDatedBlockBytes
+      }
       return Pool::release(p, call);
     }
     const std::size_t header = b->size_flags_unlocked();
@@ -223,18 +231,27 @@ class ClassCore {
     }
   }
 
-  // A sampled allocation (heap_profile.h): a mapping of its own, which free() tells from
-  // any pool block by its header; nullptr where the pool maps none (signal_safe confined to
-  // its arena, which says so once).
-  static void* allocate_apart(std::size_t bytes) noexcept {
-    if (!Pool::large_blocks_enabled()) {
+  // A sampled allocation (heap_profile.h), recorded under its payload: one of
+  // kSampledInPlaceBytes or more where any request of its size goes (free() of such a block
+  // always takes a path that asks the profile: the pool's dated-block branch, the slow path,
+  // the large-block path), a smaller one as a mapping of its own. nullptr where the pool
+  // maps none for a small one (signal_safe confined to its arena, which says so once).
+  static void* allocate_sampled(std::size_t bytes, std::size_t requested,
+                                const ProfileStack& stack) noexcept {
+    void* p = nullptr;
+    if (bytes >= kSampledInPlaceBytes) {
+      p = allocate(bytes);
+    } else if (Pool::large_blocks_enabled()) {
+      tick();
+      p = payload_of(large_.allocate(bytes, 16));
+    } else {
       HeapProfile::unsupported(
-          "a sampled block needs a mapping of its own, and this allocator "
-          "maps no memory (POLYMALLOC_SIGNAL_SAFE_MMAP=0)");
+          "a small sampled block needs a mapping of its own, and this allocator maps no memory "
+          "(POLYMALLOC_SIGNAL_SAFE_MMAP=0)");
       return nullptr;
     }
-    tick();
-    return payload_of(large_.allocate(bytes, 16));
+    if (p != nullptr) HeapProfile::record(p, requested, stack);
+    return p;
   }
 
   // A large block stays in its mapping while the size fits it (and the request is still
@@ -294,7 +311,7 @@ class ClassCore {
         if (moved != nullptr) HeapProfile::moved(p, moved, bytes);
         return moved;
       }
-      return move_to_fresh<ClassCore>(allocate(bytes), p, bytes);  // shrinking below a mapping
+      return relocate(allocate(bytes), p, bytes);  // shrinking below a mapping
     }
     // (A request beyond the size map's table that stays in its class, as above.)
     const std::size_t header = b->size_flags_unlocked();
@@ -304,23 +321,42 @@ class ClassCore {
     // A heap block resizes where it lies even past the heap threshold (up to its ceiling), as
     // glibc's realloc grows a chunk into its heap's top: moving it to a mapping would copy it.
     const std::size_t in_place = wanted != 0 ? wanted : heap_block_below(bytes, kMaxHeapThreshold);
-    if (void* resized = Pool::resize(p, in_place)) return resized;
+    if (void* resized = Pool::resize(p, in_place)) {
+      keep_sample(p, resized, bytes);
+      return resized;
+    }
     if constexpr (requires { Pool::allocate_to_grow(p, wanted); }) {
       if (wanted != 0 && bytes > Pool::usable_size(p, "realloc")) {
         if (Block* top = Pool::allocate_to_grow(p, wanted)) {
-          return move_to_fresh<ClassCore>(top->payload(), p, bytes);
+          return relocate(top->payload(), p, bytes);
         }
       }
     }
     if constexpr (Pool::kGrowsIntoCachedMappings) {
       if (bytes > Pool::usable_size(p, "realloc")) {
         if (Block* grown = large_.adopt_for_growth(bytes, false)) {
-          return move_to_fresh<ClassCore>(grown->payload(), p, bytes);
+          return relocate(grown->payload(), p, bytes);
         }
       }
     }
-    return move_to_fresh<ClassCore>(block != 0 ? allocate(bytes) : allocate_large(bytes, 16), p,
-                                    bytes);
+    return relocate(block != 0 ? allocate(bytes) : allocate_large(bytes, 16), p, bytes);
+  }
+
+  // move_to_fresh(), with the sample of p (if it was one) kept.
+  static void* relocate(void* fresh, void* p, std::size_t bytes) noexcept {
+    if (fresh != nullptr) keep_sample(p, fresh, bytes);
+    return move_to_fresh<ClassCore>(fresh, p, bytes);
+  }
+
+  // The sample of the block at `from` (if it was one) goes with it to `to`, now of `bytes`,
+  // where free() will ask for it there (a mapping, or a pool block of kSampledInPlaceBytes
+  // or more), and is forgotten otherwise: a block resized in place below that size, or
+  // moved into a class the caches take, is freed without a look at the profile.
+  static void keep_sample(const void* from, void* to, std::size_t bytes) noexcept {
+    if (!HeapProfile::active()) return;
+    const bool asked_at_free = !Pool::owns(Block::of_payload(to)) ||
+                               Pool::usable_size(to, "realloc") >= kSampledInPlaceBytes;
+    HeapProfile::moved(from, asked_at_free ? to : nullptr, bytes);
   }
 
   static std::size_t usable_size(const void* p) {
@@ -526,6 +562,7 @@ class ClassCore {
   [[gnu::noinline]] static void deallocate_slow(void* p, const char* call) noexcept {
     Block* b = Block::of_payload(p);
     const std::size_t header = b->size_flags_unlocked();
+    if (Block::size_in(header) > kSampledInPlaceBytes) HeapProfile::forget(p);
     const unsigned i = Map::class_of_block(Block::size_in(header));
     if (i < kBigSlotClasses && Pool::is_live(b, header)) {
       if (auto cache = Caches::enter_or_set_up()) {

@@ -31,9 +31,11 @@ struct FrontEnd {
   // slow paths, so that the fast paths test neither.
   static constexpr bool kCoreTakesZeroAndNull = requires { requires Core::kTakesZeroAndNull; };
 
-  // Whether the core can serve a sampled allocation apart (heap_profile.h). A core that
+  // Whether the core can serve and record a sampled allocation (heap_profile.h). A core that
   // cannot says so once when profiling is asked for.
-  static constexpr bool kProfiles = requires(std::size_t n) { Core::allocate_apart(n); };
+  static constexpr bool kProfiles = requires(std::size_t n, const ProfileStack& stack) {
+    Core::allocate_sampled(n, n, stack);
+  };
 
   // The two hottest entry points are inlined into the exported functions (not called
   // through the PLT, as a shared object's default-visibility functions otherwise are).
@@ -243,11 +245,9 @@ struct FrontEnd {
     if constexpr (kProfiles) {
       ProfileStack stack;
       HeapProfile::capture(frame, &stack);
-      void* p = Core::allocate_apart(n != 0 ? n : 1);
-      if (p != nullptr) HeapProfile::record(p, n, stack);
-      return p;
+      return Core::allocate_sampled(n != 0 ? n : 1, n, stack);
     } else {
-      HeapProfile::unsupported("this build cannot keep a block apart for a sample");
+      HeapProfile::unsupported("this build cannot sample (its core has no allocate_sampled)");
       return nullptr;
     }
   }

@@ -99,30 +99,51 @@ std::int64_t exponential(std::uint64_t mean) {
 // The largest frame the walk steps over: a frame pointer further up is not taken for one.
 constexpr std::uintptr_t kMaxFrameBytes = std::uintptr_t{1} << 20;
 
-// The part of this thread's stack known to be readable, grown a page at a time by asking
-// the kernel (os_readable), so that a walk through known frames makes no system call.
+// The part of this thread's stack known to be readable: it starts at the page of the
+// sampling function's own frame (the code runs on it) and grows a page span at a time
+// toward the callers, each span asked of the kernel once (os_readable), so that a walk
+// through known frames makes no system call. A frame pointer outside the known part and
+// more than kMaxGrowth beyond it is not taken for a frame (the caller's code keeps no frame
+// pointer, and the register holds something else), so a stray value costs no system call.
+constexpr std::uintptr_t kMaxGrowth = std::uintptr_t{64} << 10;
+
 thread_local constinit std::uintptr_t t_readable_low [[gnu::tls_model("initial-exec")]] = 0;
 thread_local constinit std::uintptr_t t_readable_high [[gnu::tls_model("initial-exec")]] = 0;
 
-bool readable_frame(std::uintptr_t fp) {
-  const std::uintptr_t end = fp + 2 * sizeof(std::uintptr_t);
-  if (fp >= t_readable_low && end <= t_readable_high) return true;
-  const std::uintptr_t page = platform::page_size();
-  const std::uintptr_t low = fp & ~(page - 1);
-  const std::uintptr_t high = (end + page - 1) & ~(page - 1);
-  if (!platform::os_readable(reinterpret_cast<const void*>(low), high - low)) return false;
-  std::uintptr_t new_low = low, new_high = high;
-  if (high >= t_readable_low && low <= t_readable_high && t_readable_high != 0) {
-    new_low = std::min(low, t_readable_low);  // touching the known part: grow it
-    new_high = std::max(high, t_readable_high);
-  }
-  // Empty while it changes: a signal handler's walk on this thread meanwhile probes anew
-  // rather than trust half an update.
+// Sets the known part to [low, high). Empty while it changes: a signal handler's walk on
+// this thread meanwhile starts afresh rather than trust half an update.
+void set_readable(std::uintptr_t low, std::uintptr_t high) {
   t_readable_high = 0;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  t_readable_low = new_low;
+  t_readable_low = low;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  t_readable_high = new_high;
+  t_readable_high = high;
+}
+
+// Whether the two words at fp can be read. `own` says fp is the sampling function's own
+// frame: where the known part starts, asked of the kernel if it lies elsewhere (another
+// stack, or the thread's first walk).
+bool readable_frame(std::uintptr_t fp, bool own) {
+  const std::uintptr_t end = fp + 2 * sizeof(std::uintptr_t);
+  const std::uintptr_t low = t_readable_low, high = t_readable_high;
+  if (fp >= low && end <= high) return true;
+  const std::uintptr_t page = platform::page_size();
+  const std::uintptr_t fp_page = fp & ~(page - 1);
+  const std::uintptr_t end_page = (end + page - 1) & ~(page - 1);
+  if (own) {
+    if (end < fp || !platform::os_readable(reinterpret_cast<const void*>(fp_page),
+                                           end_page - fp_page)) {
+      return false;
+    }
+    const bool touching = high != 0 && end_page >= low && fp_page <= high;
+    set_readable(touching ? std::min(fp_page, low) : fp_page,
+                 touching ? std::max(end_page, high) : end_page);
+    return true;
+  }
+  // A caller's frame: above the known part, within reach of it.
+  if (high == 0 || fp < low || end < fp || end_page - high > kMaxGrowth) return false;
+  if (!platform::os_readable(reinterpret_cast<const void*>(high), end_page - high)) return false;
+  set_readable(low, end_page);
   return true;
 }
 
@@ -172,7 +193,7 @@ bool is_own_code(std::uintptr_t address) {
 // ---- the table of samples ----
 
 // A slot's key: empty, claimed by a writer, a sample gone (a tombstone: a search goes on
-// past it), or the page the sampled block's payload lies in.
+// past it), or the sampled block's payload (16-byte aligned, so never one of the others).
 constexpr std::uintptr_t kEmpty = 0;
 constexpr std::uintptr_t kBusy = 1;
 constexpr std::uintptr_t kGone = 2;
@@ -206,12 +227,10 @@ Slot* table_or_create() {
   return fresh;
 }
 
-std::uintptr_t page_of(const void* payload) {
-  return reinterpret_cast<std::uintptr_t>(payload) & ~(platform::page_size() - 1);
-}
+std::uintptr_t key_of(const void* payload) { return reinterpret_cast<std::uintptr_t>(payload); }
 
 std::size_t home_of(std::uintptr_t key) {
-  return static_cast<std::size_t>((key >> 12) * 0x9e3779b97f4a7c15u >> 49) & (kSlots - 1);
+  return static_cast<std::size_t>((key >> 4) * 0x9e3779b97f4a7c15u >> 49) & (kSlots - 1);
 }
 
 // The slot that holds key (a page), or nullptr. An empty slot ends the search: slots are
@@ -418,7 +437,7 @@ void HeapProfile::capture(const void* frame, ProfileStack* stack) {
   // Each frame: the caller's frame pointer, then the return address into the caller.
   for (unsigned steps = 0; steps < 2 * kProfileMaxDepth && stack->depth < kProfileMaxDepth;
        ++steps) {
-    if (fp % sizeof(std::uintptr_t) != 0 || !readable_frame(fp)) break;
+    if (fp % sizeof(std::uintptr_t) != 0 || !readable_frame(fp, steps == 0)) break;
     const auto* words = reinterpret_cast<const std::uintptr_t*>(fp);
     const std::uintptr_t next = words[0];
     const std::uintptr_t ret = words[1];
@@ -436,13 +455,13 @@ void HeapProfile::capture(const void* frame, ProfileStack* stack) {
 
 bool HeapProfile::record(const void* payload, std::size_t bytes, const ProfileStack& stack) {
   Slot* t = table_or_create();
-  return t != nullptr && insert(t, page_of(payload), bytes, stack.frames, stack.depth);
+  return t != nullptr && insert(t, key_of(payload), bytes, stack.frames, stack.depth);
 }
 
 bool HeapProfile::active() { return table() != nullptr; }
 
 void HeapProfile::forget_sampled(const void* payload) {
-  const std::uintptr_t key = page_of(payload);
+  const std::uintptr_t key = key_of(payload);
   if (Slot* s = find(table(), key)) {
     std::uintptr_t expected = key;
     atomics::cas_release(&s->key, expected, kGone);
@@ -450,15 +469,15 @@ void HeapProfile::forget_sampled(const void* payload) {
 }
 
 void HeapProfile::move_sampled(const void* from, const void* to, std::size_t bytes) {
-  const std::uintptr_t key = page_of(from);
+  const std::uintptr_t key = key_of(from);
   Slot* t = table();
   Slot* s = find(t, key);
   if (s == nullptr) return;
-  if (to != nullptr && page_of(to) == key) {
+  if (to != nullptr && key_of(to) == key) {
     s->bytes = bytes;
     return;
   }
-  if (to != nullptr) insert(t, page_of(to), bytes, s->frames, s->depth);
+  if (to != nullptr) insert(t, key_of(to), bytes, s->frames, s->depth);
   std::uintptr_t expected = key;
   atomics::cas_release(&s->key, expected, kGone);
 }

@@ -4,10 +4,12 @@
 // Each thread counts down the bytes it allocates (due(): a decrement and a branch on the
 // fast path). When the count runs out, the allocation is sampled and the next count is drawn
 // from an exponential distribution with mean POLYMALLOC_PROFILE_SAMPLE bytes, so that every
-// byte allocated is equally likely to be the one that triggers a sample. A sampled block is
-// a mapping of its own (as tcmalloc gives a sampled object a span of its own), so that free()
-// knows it from its header on the large-block path, where the sample is forgotten; a block
-// that is not sampled pays nothing on free.
+// byte allocated is equally likely to be the one that triggers a sample. A sampled block
+// must be one that free() looks up on a path it takes anyway: a big one (beyond the caches'
+// bins) is served where its size always is, and free()'s big-block path asks the table; a
+// small one is a mapping of its own (as tcmalloc gives a sampled object a span of its own),
+// which free() knows from its header. A small block that is not sampled pays nothing on
+// free.
 //
 // The stack is walked by frame pointers from the sampling function the client's call jumps
 // to, each frame read only where it is known to be readable (the thread's stack, probed once
@@ -57,17 +59,18 @@ class HeapProfile {
   // library, the allocator's own frames at the top are dropped.
   static void capture(const void* frame, ProfileStack* stack);
 
-  // Records the sample: a block of `bytes` requested at `payload`, which lies in the first
-  // page of a mapping of its own. False if the table has no room (the block is then not
+  // Records the sample: a block of `bytes` requested at `payload` (the pool's own payload,
+  // which free() passes to forget()). False if the table has no room (the block is then not
   // kept as a sample).
   static bool record(const void* payload, std::size_t bytes, const ProfileStack& stack);
 
-  // A block of a mapping of its own at `payload` is freed: its sample, if it was one, goes.
+  // The block at `payload` is freed: its sample, if it was one, goes. Called where free()
+  // takes sampled blocks (class_core.h): big blocks and mappings.
   static void forget(const void* payload) {
     if (active()) forget_sampled(payload);
   }
-  // A block of a mapping of its own moved from `from` to `to` (realloc), now of `bytes`;
-  // `to` null if it is no longer a mapping of its own (its sample is then forgotten).
+  // The block at `from` moved to `to` (realloc), now of `bytes`; `to` null where free()
+  // will not ask for it (its sample is then forgotten).
   static void moved(const void* from, const void* to, std::size_t bytes) {
     if (active()) move_sampled(from, to, bytes);
   }

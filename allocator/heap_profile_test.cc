@@ -1,5 +1,5 @@
 // The heap profiler's parts: the countdown samples at the rate it is set to and never when
-// off, the stack walk finds its callers, samples are kept, moved and forgotten by page, and
+// off, the stack walk finds its callers, samples are kept, moved and forgotten by payload, and
 // the profile says what gperftools' format says, scaled as tcmalloc scales.
 #include "allocator/heap_profile.h"
 

@@ -17,6 +17,7 @@
 #include <cstddef>
 
 #include "allocator/core.h"
+#include "allocator/heap_profile.h"
 
 namespace polymalloc::allocator {
 
@@ -36,9 +37,10 @@ class MemcheckCore {
   static void* allocate_aligned(std::size_t alignment, std::size_t n) {
     return announce(quietly([=] { return Inner::allocate_aligned(alignment, n); }), false);
   }
-  static void* allocate_apart(std::size_t n) requires requires { Inner::allocate_apart(n); }
+  static void* allocate_sampled(std::size_t n, std::size_t requested, const ProfileStack& stack)
+    requires requires { Inner::allocate_sampled(n, requested, stack); }
   {
-    return announce(quietly([n] { return Inner::allocate_apart(n); }), false);
+    return announce(quietly([&] { return Inner::allocate_sampled(n, requested, stack); }), false);
   }
 
   static void deallocate(void* p, const char* call) {
