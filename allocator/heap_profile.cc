@@ -468,6 +468,11 @@ void HeapProfile::forget_sampled(const void* payload) {
   }
 }
 
+std::size_t HeapProfile::bytes_of_sampled(const void* payload) {
+  const Slot* s = find(table(), key_of(payload));
+  return s != nullptr ? s->bytes : 0;
+}
+
 void HeapProfile::move_sampled(const void* from, const void* to, std::size_t bytes) {
   const std::uintptr_t key = key_of(from);
   Slot* t = table();

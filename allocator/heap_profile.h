@@ -5,11 +5,10 @@
 // fast path). When the count runs out, the allocation is sampled and the next count is drawn
 // from an exponential distribution with mean POLYMALLOC_PROFILE_SAMPLE bytes, so that every
 // byte allocated is equally likely to be the one that triggers a sample. A sampled block
-// must be one that free() looks up on a path it takes anyway: a big one (beyond the caches'
-// bins) is served where its size always is, and free()'s big-block path asks the table; a
-// small one is a mapping of its own (as tcmalloc gives a sampled object a span of its own),
-// which free() knows from its header. A small block that is not sampled pays nothing on
-// free.
+// must be one that free() looks up on a path it takes anyway: it is served in a block at
+// least big enough that free() takes its big-block path, which asks the table (as tcmalloc
+// gives a sampled object a span of its own, which its free looks up). A block that is not
+// sampled pays nothing on free.
 //
 // The stack is walked by frame pointers from the sampling function the client's call jumps
 // to, each frame read only where it is known to be readable (the thread's stack, probed once
@@ -74,6 +73,10 @@ class HeapProfile {
   static void moved(const void* from, const void* to, std::size_t bytes) {
     if (active()) move_sampled(from, to, bytes);
   }
+  // The bytes requested for the block at `payload` if it is a sample, else 0.
+  static std::size_t sampled_bytes(const void* payload) {
+    return active() ? bytes_of_sampled(payload) : 0;
+  }
 
   // Whether any sample was ever taken (the table exists).
   static bool active();
@@ -96,6 +99,7 @@ class HeapProfile {
  private:
   static void forget_sampled(const void* payload);
   static void move_sampled(const void* from, const void* to, std::size_t bytes);
+  static std::size_t bytes_of_sampled(const void* payload);
 
   static inline thread_local constinit std::int64_t bytes_until_sample_
       [[gnu::tls_model("initial-exec")]] = 0;

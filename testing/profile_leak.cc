@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <thread>
 
 namespace {
@@ -43,7 +44,7 @@ void hold(void* p) {
 // The block sizes the two functions allocate: 1 KiB to 64 KiB.
 constexpr std::size_t kSizes[] = {1024, 4096, 24576, 65536, 12288};
 
-// Work that leaves nothing behind: small blocks, big ones (sampled where they are served,
+// Work that leaves nothing behind: small blocks (some freed by sized delete), big ones (sampled where they are served,
 // and looked up when freed), and buffers grown by realloc up to 1 MiB (their samples move
 // with them). Half the big ones shrink to a small block first, which free() does not look
 // up: the sample goes at the shrink. A sample that free() or realloc failed to forget would
@@ -53,6 +54,12 @@ void churn() {
     void* p = std::malloc(16 + static_cast<std::size_t>(i % 2000));
     asm volatile("" : : "r"(p) : "memory");
     std::free(p);
+  }
+  for (int i = 0; i < 100000; ++i) {  // sized deletes: a sample's bigger block is no misuse
+    const std::size_t n = 16 + static_cast<std::size_t>(i % 500);
+    void* p = ::operator new(n);
+    asm volatile("" : : "r"(p) : "memory");
+    ::operator delete(p, n);
   }
   for (int i = 0; i < 2000; ++i) {
     void* p = std::malloc(40000 + static_cast<std::size_t>(i % 7) * 30000);
