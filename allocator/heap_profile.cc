@@ -9,7 +9,6 @@
 #include <sys/auxv.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -196,55 +195,78 @@ bool is_own_code(std::uintptr_t address) {
   return false;
 }
 
-// ---- the table of samples ----
+// ---- the tables of samples and stacks ----
 
-// A slot's key: empty, claimed by a writer, a sample gone (a tombstone: a search goes on
-// past it), or the sampled block's payload (16-byte aligned, so never one of the others).
+// A sample is a slot of two words, its block's key and its size with the index of its stack;
+// each distinct stack is kept once, in a table that only grows. So the samples' table is
+// small (512 KiB, touched a page at a time as samples land in it: a page fault each, once),
+// and the stacks, which few call sites share out among many samples, take a page each
+// only when they are new.
+
+// A key (of a sample's slot) or a hash (of a stack's): empty, claimed by a writer, a sample
+// gone (a tombstone: a search goes on past it), or the value itself (a sampled block's
+// payload is 16-byte aligned, and a stack's hash is made at least 3).
 constexpr std::uintptr_t kEmpty = 0;
 constexpr std::uintptr_t kBusy = 1;
 constexpr std::uintptr_t kGone = 2;
 
+// A sample's size and stack in one word, so that a slot is written and read whole.
+constexpr unsigned kStackBits = 16;
+constexpr std::uint64_t kStackMask = (std::uint64_t{1} << kStackBits) - 1;
+
 struct Slot {
   std::uintptr_t key;
-  std::uint64_t bytes;
+  std::uint64_t bytes_stack;  // bytes << kStackBits | the stack's index
+};
+
+struct Stack {
+  std::uintptr_t hash;
   std::uint32_t depth;
   std::uintptr_t frames[kProfileMaxDepth];
 };
 
-// Slots, and how far from its hash a key may lie: a sample that finds no free slot in its
-// window is not kept, so that every search is bounded.
+// Slots and stacks, and how far from its hash a key may lie: a sample that finds no free
+// slot in its window (or whose new stack finds none) is not kept, so every search is
+// bounded.
 constexpr std::size_t kSlots = std::size_t{1} << 15;
+constexpr std::size_t kStacks = std::size_t{1} << 12;
+static_assert(kStacks <= kStackMask + 1);
 constexpr std::size_t kWindow = 32;
 
-constinit Slot* g_table = nullptr;
+struct Tables {
+  Slot slots[kSlots];
+  Stack stacks[kStacks];
+};
 
-Slot* table() { return atomics::load_acquire(&g_table); }
+constinit Tables* g_tables = nullptr;
 
-// The table, mapped on the first sample (the loser of a race unmaps its copy).
-Slot* table_or_create() {
-  if (Slot* t = table()) return t;
-  auto* fresh = static_cast<Slot*>(platform::os_map_metadata(kSlots * sizeof(Slot)));
+Tables* tables() { return atomics::load_acquire(&g_tables); }
+
+// The tables, mapped on the first sample (the loser of a race unmaps its copy).
+Tables* tables_or_create() {
+  if (Tables* t = tables()) return t;
+  auto* fresh = static_cast<Tables*>(platform::os_map_metadata(sizeof(Tables)));
   if (fresh == nullptr) return nullptr;
-  Slot* expected = nullptr;
-  if (!atomics::cas_acq_rel(&g_table, expected, fresh)) {
-    platform::os_unmap_metadata(fresh, kSlots * sizeof(Slot));
-    return table();
+  Tables* expected = nullptr;
+  if (!atomics::cas_acq_rel(&g_tables, expected, fresh)) {
+    platform::os_unmap_metadata(fresh, sizeof(Tables));
+    return tables();
   }
   return fresh;
 }
 
 std::uintptr_t key_of(const void* payload) { return reinterpret_cast<std::uintptr_t>(payload); }
 
-std::size_t home_of(std::uintptr_t key) {
-  return static_cast<std::size_t>((key >> 4) * 0x9e3779b97f4a7c15u >> 49) & (kSlots - 1);
+std::size_t spread(std::uintptr_t value, std::size_t slots) {
+  return static_cast<std::size_t>(value * 0x9e3779b97f4a7c15u >> 40) & (slots - 1);
 }
 
-// The slot that holds key (a page), or nullptr. An empty slot ends the search: slots are
-// claimed in window order and never become empty again.
-Slot* find(Slot* t, std::uintptr_t key) {
-  const std::size_t home = home_of(key);
+// The slot that holds key, or nullptr. An empty slot ends the search: slots are claimed in
+// window order and never become empty again.
+Slot* find(Tables* t, std::uintptr_t key) {
+  const std::size_t home = spread(key >> 4, kSlots);
   for (std::size_t i = 0; i < kWindow; ++i) {
-    Slot& s = t[(home + i) & (kSlots - 1)];
+    Slot& s = t->slots[(home + i) & (kSlots - 1)];
     const std::uintptr_t k = atomics::load_acquire(&s.key);
     if (k == key) return &s;
     if (k == kEmpty) return nullptr;
@@ -252,21 +274,50 @@ Slot* find(Slot* t, std::uintptr_t key) {
   return nullptr;
 }
 
-bool insert(Slot* t, std::uintptr_t key, std::uint64_t bytes, const std::uintptr_t* frames,
-            std::uint32_t depth) {
-  const std::size_t home = home_of(key);
+bool insert(Tables* t, std::uintptr_t key, std::uint64_t bytes_stack) {
+  const std::size_t home = spread(key >> 4, kSlots);
   for (std::size_t i = 0; i < kWindow; ++i) {
-    Slot& s = t[(home + i) & (kSlots - 1)];
+    Slot& s = t->slots[(home + i) & (kSlots - 1)];
     std::uintptr_t k = atomics::load_relaxed(&s.key);
     if ((k == kEmpty || k == kGone) && atomics::cas_acquire(&s.key, k, kBusy)) {
-      s.bytes = bytes;
-      s.depth = depth;
-      std::memcpy(s.frames, frames, depth * sizeof(frames[0]));
+      atomics::store_relaxed(&s.bytes_stack, bytes_stack);
       atomics::store_release(&s.key, key);
       return true;
     }
   }
   return false;
+}
+
+std::uintptr_t hash_of(const ProfileStack& stack) {
+  std::uintptr_t h = stack.depth;
+  for (unsigned d = 0; d < stack.depth; ++d) h = (h ^ stack.frames[d]) * 0x100000001b3u;
+  return h > kGone ? h : h + 3;
+}
+
+bool same_frames(const Stack& s, const ProfileStack& stack) {
+  return s.depth == stack.depth &&
+         std::memcmp(s.frames, stack.frames, stack.depth * sizeof(stack.frames[0])) == 0;
+}
+
+// The index of `stack` in the stacks' table, added if it is new; kStacks if the table has
+// no room for it. A stack that another thread (or an interrupted one) is still writing is
+// passed over: the same stack may then be kept twice, and the dump adds them up.
+std::size_t stack_index(Tables* t, const ProfileStack& stack) {
+  const std::uintptr_t hash = hash_of(stack);
+  const std::size_t home = spread(hash, kStacks);
+  for (std::size_t i = 0; i < kWindow; ++i) {
+    const std::size_t at = (home + i) & (kStacks - 1);
+    Stack& s = t->stacks[at];
+    std::uintptr_t h = atomics::load_acquire(&s.hash);
+    if (h == kEmpty && atomics::cas_acquire(&s.hash, h, kBusy)) {
+      s.depth = stack.depth;
+      std::memcpy(s.frames, stack.frames, stack.depth * sizeof(stack.frames[0]));
+      atomics::store_release(&s.hash, hash);
+      return at;
+    }
+    if (h == hash && same_frames(s, stack)) return at;
+  }
+  return kStacks;
 }
 
 // ---- output ----
@@ -312,28 +363,19 @@ class Output {
 };
 
 // One stack's in-use figures, scaled up from its samples.
-struct Entry {
-  std::uint32_t depth;
-  const std::uintptr_t* frames;
+struct Totals {
   double objects;
   double bytes;
 };
 
-bool same_stack(const Entry& a, const Entry& b) {
-  return a.depth == b.depth && std::memcmp(a.frames, b.frames, a.depth * sizeof(a.frames[0])) == 0;
-}
-bool stack_before(const Entry& a, const Entry& b) {
-  if (a.depth != b.depth) return a.depth < b.depth;
-  return std::memcmp(a.frames, b.frames, a.depth * sizeof(a.frames[0])) < 0;
-}
-
-// The scaled figures of one sample of `bytes`: it stands for 1 / (1 - e^(-bytes/mean))
+// Adds one sample of `bytes` to `totals`: it stands for 1 / (1 - e^(-bytes/mean))
 // allocations of its size (the chance that one was sampled), as tcmalloc's profiles count.
-Entry scaled(const Slot& s, double mean) {
-  const double size = static_cast<double>(s.bytes != 0 ? s.bytes : 1);
+void add_scaled(Totals* totals, std::uint64_t bytes, double mean) {
+  const double size = static_cast<double>(bytes != 0 ? bytes : 1);
   const double p = mean > 0 ? one_minus_exp_minus(size / mean) : 1.0;
   const double objects = p > 0 ? 1.0 / p : 1.0;
-  return Entry{s.depth, s.frames, objects, objects * size};
+  totals->objects += objects;
+  totals->bytes += objects * size;
 }
 
 void write_line(Output& out, double objects, double bytes) {
@@ -358,47 +400,38 @@ void write_memory_map(Output& out) {
 }
 
 // Writes the profile to fd: the header with the totals, a line per stack, the memory map.
-// The entries are gathered into scratch metadata (sorted there to group equal stacks); the
-// slots' frames are read in place, so a sample freed meanwhile may show in this dump.
+// The samples are added up per stack in scratch metadata; a sample freed during the dump may
+// still show in it.
 bool write_profile(int fd) {
   Output out(fd);
   const double mean = static_cast<double>(HeapProfile::sample_bytes());
-  Slot* t = table();
-  Entry* entries = nullptr;
-  std::size_t count = 0;
-  const std::size_t scratch_bytes = kSlots * sizeof(Entry);
+  Tables* t = tables();
+  Totals* per_stack = nullptr;
+  constexpr std::size_t kScratchBytes = kStacks * sizeof(Totals);
+  Totals all{0, 0};
   if (t != nullptr) {
-    entries = static_cast<Entry*>(platform::os_map_metadata(scratch_bytes));
-    if (entries == nullptr) return false;
-    for (std::size_t i = 0; i < kSlots; ++i) {
-      if (atomics::load_acquire(&t[i].key) > kGone) entries[count++] = scaled(t[i], mean);
+    per_stack = static_cast<Totals*>(platform::os_map_metadata(kScratchBytes));
+    if (per_stack == nullptr) return false;
+    for (const Slot& s : t->slots) {
+      if (atomics::load_acquire(&s.key) <= kGone) continue;
+      const std::uint64_t bytes_stack = atomics::load_relaxed(&s.bytes_stack);
+      add_scaled(&per_stack[bytes_stack & kStackMask], bytes_stack >> kStackBits, mean);
+      add_scaled(&all, bytes_stack >> kStackBits, mean);
     }
-    std::sort(entries, entries + count, stack_before);
-  }
-  double objects = 0;
-  double bytes = 0;
-  for (std::size_t i = 0; i < count; ++i) {
-    objects += entries[i].objects;
-    bytes += entries[i].bytes;
   }
   out.text("heap profile: ");
-  write_line(out, objects, bytes);
+  write_line(out, all.objects, all.bytes);
   out.text(" heapprofile\n");
-  for (std::size_t i = 0; i < count;) {
-    Entry sum = entries[i];
-    std::size_t j = i + 1;
-    for (; j < count && same_stack(entries[j], sum); ++j) {
-      sum.objects += entries[j].objects;
-      sum.bytes += entries[j].bytes;
-    }
-    write_line(out, sum.objects, sum.bytes);
-    for (std::uint32_t d = 0; d < sum.depth; ++d) out.text(" ").hex(sum.frames[d]);
+  for (std::size_t i = 0; per_stack != nullptr && i < kStacks; ++i) {
+    if (per_stack[i].objects == 0) continue;
+    const Stack& stack = t->stacks[i];
+    write_line(out, per_stack[i].objects, per_stack[i].bytes);
+    for (std::uint32_t d = 0; d < stack.depth; ++d) out.text(" ").hex(stack.frames[d]);
     out.text("\n");
-    i = j;
   }
   write_memory_map(out);
   out.flush();
-  if (entries != nullptr) platform::os_unmap_metadata(entries, scratch_bytes);
+  if (per_stack != nullptr) platform::os_unmap_metadata(per_stack, kScratchBytes);
   return out.ok();
 }
 
@@ -460,35 +493,38 @@ void HeapProfile::capture(const void* frame, ProfileStack* stack) {
 }
 
 bool HeapProfile::record(const void* payload, std::size_t bytes, const ProfileStack& stack) {
-  Slot* t = table_or_create();
-  return t != nullptr && insert(t, key_of(payload), bytes, stack.frames, stack.depth);
+  Tables* t = tables_or_create();
+  if (t == nullptr) return false;
+  const std::size_t index = stack_index(t, stack);
+  return index < kStacks && insert(t, key_of(payload), bytes << kStackBits | index);
 }
 
-bool HeapProfile::active() { return table() != nullptr; }
+bool HeapProfile::active() { return tables() != nullptr; }
 
 void HeapProfile::forget_sampled(const void* payload) {
   const std::uintptr_t key = key_of(payload);
-  if (Slot* s = find(table(), key)) {
+  if (Slot* s = find(tables(), key)) {
     std::uintptr_t expected = key;
     atomics::cas_release(&s->key, expected, kGone);
   }
 }
 
 std::size_t HeapProfile::bytes_of_sampled(const void* payload) {
-  const Slot* s = find(table(), key_of(payload));
-  return s != nullptr ? s->bytes : 0;
+  const Slot* s = find(tables(), key_of(payload));
+  return s != nullptr ? atomics::load_relaxed(&s->bytes_stack) >> kStackBits : 0;
 }
 
 void HeapProfile::move_sampled(const void* from, const void* to, std::size_t bytes) {
   const std::uintptr_t key = key_of(from);
-  Slot* t = table();
+  Tables* t = tables();
   Slot* s = find(t, key);
   if (s == nullptr) return;
+  const std::uint64_t moved = bytes << kStackBits | (s->bytes_stack & kStackMask);
   if (to != nullptr && key_of(to) == key) {
-    s->bytes = bytes;
+    atomics::store_relaxed(&s->bytes_stack, moved);
     return;
   }
-  if (to != nullptr) insert(t, key_of(to), bytes, s->frames, s->depth);
+  if (to != nullptr) insert(t, key_of(to), moved);
   std::uintptr_t expected = key;
   atomics::cas_release(&s->key, expected, kGone);
 }
