@@ -301,40 +301,43 @@ class ClassCore {
         if (moved != nullptr) HeapProfile::moved(p, moved, bytes);
         return moved;
       }
-      return relocate(allocate(bytes), p, bytes);  // shrinking below a mapping
+      return relocate(allocate(bytes), p, bytes, true);  // shrinking below a mapping
     }
     // (A request beyond the size map's table that stays in its class, as above.)
     const std::size_t header = b->size_flags_unlocked();
     if (block != 0 && Block::size_in(header) == block && Pool::is_live(b, header)) [[likely]]
       return p;
+    // (A block of kSampledInPlaceBytes or less is never a sample.)
+    const bool sampled = Block::size_in(header) > kSampledInPlaceBytes;
     const std::size_t wanted = block != 0 ? block : heap_block_for(bytes);  // 0: a mapping
     // A heap block resizes where it lies even past the heap threshold (up to its ceiling), as
     // glibc's realloc grows a chunk into its heap's top: moving it to a mapping would copy it.
     const std::size_t in_place = wanted != 0 ? wanted : heap_block_below(bytes, kMaxHeapThreshold);
     if (void* resized = Pool::resize(p, in_place)) {
-      keep_sample(p, resized, bytes);
+      if (sampled) keep_sample(p, resized, bytes);
       return resized;
     }
     if constexpr (requires { Pool::allocate_to_grow(p, wanted); }) {
       if (wanted != 0 && bytes > Pool::usable_size(p, "realloc")) {
         if (Block* top = Pool::allocate_to_grow(p, wanted)) {
-          return relocate(top->payload(), p, bytes);
+          return relocate(top->payload(), p, bytes, sampled);
         }
       }
     }
     if constexpr (Pool::kGrowsIntoCachedMappings) {
       if (bytes > Pool::usable_size(p, "realloc")) {
         if (Block* grown = large_.adopt_for_growth(bytes, false)) {
-          return relocate(grown->payload(), p, bytes);
+          return relocate(grown->payload(), p, bytes, sampled);
         }
       }
     }
-    return relocate(block != 0 ? allocate(bytes) : allocate_large(bytes, 16), p, bytes);
+    return relocate(block != 0 ? allocate(bytes) : allocate_large(bytes, 16), p, bytes, sampled);
   }
 
-  // move_to_fresh(), with the sample of p (if it was one) kept.
-  static void* relocate(void* fresh, void* p, std::size_t bytes) noexcept {
-    if (fresh != nullptr) keep_sample(p, fresh, bytes);
+  // move_to_fresh(), with the sample of p kept, if p may be one (a block smaller than
+  // kSampledInPlaceBytes never is).
+  static void* relocate(void* fresh, void* p, std::size_t bytes, bool sampled) noexcept {
+    if (fresh != nullptr && sampled) keep_sample(p, fresh, bytes);
     return move_to_fresh<ClassCore>(fresh, p, bytes);
   }
 

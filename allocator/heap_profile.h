@@ -17,7 +17,8 @@
 // handler. Frames of code built without frame pointers end the walk early.
 //
 // The samples live in a table of fixed size in the allocator's own metadata, claimed and
-// released by CAS. The profile is written in gperftools' heap-profile format, in-use objects
+// released by CAS, each naming its stack in a second table that keeps every distinct stack
+// once. The profile is written in gperftools' heap-profile format, in-use objects
 // and bytes scaled up from the samples (each sample of s bytes stands for 1 / (1 - e^(-s/R))
 // allocations of its size), followed by the process's memory map, so that google-pprof reads
 // it: at exit to POLYMALLOC_PROFILE_FILE (%p: the pid), and on demand through
