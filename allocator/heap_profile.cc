@@ -234,7 +234,8 @@ static_assert(kStacks <= kStackMask + 1);
 constexpr std::size_t kWindow = 32;
 // How many live samples' keys fall in each of kBuckets buckets: free() of a big block that
 // was not sampled (most of them) finds a zero here, in 8 KiB that stay in the cache, and
-// skips the search of the slots (a cache miss, on every free of a block of 32 KiB or more).
+// skips the search of the slots (a cache miss, on every free of a block big enough to be a
+// sample).
 constexpr std::size_t kBuckets = std::size_t{1} << 12;
 static_assert(kSlots < 65536, "a bucket counts to kSlots");
 
