@@ -229,7 +229,7 @@ struct Stack {
 // slot in its window (or whose new stack finds none) is not kept, so every search is
 // bounded.
 constexpr std::size_t kSlots = std::size_t{1} << 15;
-constexpr std::size_t kStacks = std::size_t{1} << 12;
+constexpr std::size_t kStacks = std::size_t{1} << 14;
 static_assert(kStacks <= kStackMask + 1);
 constexpr std::size_t kWindow = 32;
 // How many live samples' keys fall in each of kBuckets buckets: free() of a big block that
