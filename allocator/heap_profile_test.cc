@@ -1,6 +1,6 @@
 // The heap profiler's parts: the countdown samples at the rate it is set to and never when
 // off, the stack walk finds its callers, samples are kept, moved and forgotten by payload, and
-// the profile says what gperftools' format says, scaled as tcmalloc scales.
+// the profile says what gperftools' format says, scaled as tcmalloc scales, a line per stack.
 #include "allocator/heap_profile.h"
 
 #include <errno.h>
@@ -146,6 +146,46 @@ TEST_F(HeapProfileTest, TheProfileScalesKeepsMovesAndForgetsSamples) {
                        0),
             0u)
       << text.substr(0, 200);
+}
+
+// Samples of one stack add up on one line, each distinct stack has a line of its own, and a
+// sample answers the size it was recorded with (a sized delete is checked against it); a
+// block that is not a sample, or no longer one, answers 0.
+TEST_F(HeapProfileTest, SamplesOfOneStackShareALineAndKnowTheirSize) {
+  setenv("POLYMALLOC_PROFILE_SAMPLE", "1000", 1);
+  Settings::forget_for_tests();
+  Settings::start_up("test");
+  ProfileStack a;
+  a.depth = 1;
+  a.frames[0] = 0xaaa0;
+  ProfileStack b;
+  b.depth = 2;
+  b.frames[0] = 0xbbb0;
+  b.frames[1] = 0xbbb8;
+  alignas(16) static char blocks[5][64];
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(HeapProfile::record(blocks[i], 1000, a));
+  for (int i = 3; i < 5; ++i) ASSERT_TRUE(HeapProfile::record(blocks[i], 1000, b));
+  EXPECT_EQ(HeapProfile::sampled_bytes(blocks[4]), 1000u);
+  EXPECT_EQ(HeapProfile::sampled_bytes(blocks[0] + 16), 0u);
+
+  // Each sample of 1000 bytes stands for 1 / (1 - e^-1) = 1.582 objects: 3 of them for 4.75
+  // objects and 4746 bytes, 2 for 3.16 and 3164, 7.91 and 7910 in all.
+  ASSERT_EQ(HeapProfile::dump(path_.c_str()), 0);
+  const std::string text = file_text(path_);
+  EXPECT_EQ(text.rfind("heap profile:      8:     7910 [     8:     7910] @ heapprofile\n", 0), 0u)
+      << text.substr(0, 300);
+  EXPECT_NE(text.find("     5:     4746 [     5:     4746] @ 0x000000000000aaa0\n"),
+            std::string::npos)
+      << text.substr(0, 300);
+  EXPECT_NE(text.find("     3:     3164 [     3:     3164] @ 0x000000000000bbb0 "
+                      "0x000000000000bbb8\n"),
+            std::string::npos)
+      << text.substr(0, 300);
+
+  for (auto& block : blocks) HeapProfile::forget(block);
+  EXPECT_EQ(HeapProfile::sampled_bytes(blocks[4]), 0u);
+  ASSERT_EQ(HeapProfile::dump(path_.c_str()), 0);
+  EXPECT_EQ(file_text(path_).rfind("heap profile:      0:        0 [", 0), 0u);
 }
 
 TEST_F(HeapProfileTest, ADumpNamesWhatIsWrong) {
