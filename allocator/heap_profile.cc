@@ -245,17 +245,17 @@ struct Tables {
   Stack stacks[kStacks];
 };
 
-constinit Tables* g_tables = nullptr;
-
-Tables* tables() { return atomics::load_acquire(&g_tables); }
+Tables* tables() {
+  return static_cast<Tables*>(atomics::load_acquire(&heap_profile_detail::g_tables));
+}
 
 // The tables, mapped on the first sample (the loser of a race unmaps its copy).
 Tables* tables_or_create() {
   if (Tables* t = tables()) return t;
   auto* fresh = static_cast<Tables*>(platform::os_map_metadata(sizeof(Tables)));
   if (fresh == nullptr) return nullptr;
-  Tables* expected = nullptr;
-  if (!atomics::cas_acq_rel(&g_tables, expected, fresh)) {
+  void* expected = nullptr;
+  if (!atomics::cas_acq_rel(&heap_profile_detail::g_tables, expected, static_cast<void*>(fresh))) {
     platform::os_unmap_metadata(fresh, sizeof(Tables));
     return tables();
   }
@@ -519,8 +519,6 @@ bool HeapProfile::record(const void* payload, std::size_t bytes, const ProfileSt
   const std::size_t index = stack_index(t, stack);
   return index < kStacks && insert(t, key_of(payload), bytes << kStackBits | index);
 }
-
-bool HeapProfile::active() { return tables() != nullptr; }
 
 void HeapProfile::forget_sampled(const void* payload) {
   const std::uintptr_t key = key_of(payload);

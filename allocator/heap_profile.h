@@ -28,6 +28,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "atomics/atomics.h"
+
 namespace polymalloc::allocator {
 
 // The deepest stack a sample keeps.
@@ -37,6 +39,13 @@ struct ProfileStack {
   unsigned depth = 0;
   std::uintptr_t frames[kProfileMaxDepth];
 };
+
+namespace heap_profile_detail {
+// The tables of samples and stacks (heap_profile.cc), mapped on the first sample: null while
+// none was ever taken, which active() asks, inlined into the big-block paths of free() and
+// realloc (which ask it with profiling off too).
+inline constinit void* g_tables = nullptr;
+}  // namespace heap_profile_detail
 
 class HeapProfile {
  public:
@@ -79,8 +88,8 @@ class HeapProfile {
     return active() ? bytes_of_sampled(payload) : 0;
   }
 
-  // Whether any sample was ever taken (the table exists).
-  static bool active();
+  // Whether any sample was ever taken (the tables exist).
+  static bool active() { return atomics::load_acquire(&heap_profile_detail::g_tables) != nullptr; }
 
   // Says once, on stderr, that samples cannot be kept (`why`), and stops this thread's
   // sampling: never a profile that silently misses what it was asked to see.
