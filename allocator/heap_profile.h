@@ -7,8 +7,8 @@
 // byte allocated is equally likely to be the one that triggers a sample. A sampled block
 // must be one that free() looks up on a path it takes anyway: it is served in a block at
 // least big enough that free() takes its big-block path, which asks the table (as tcmalloc
-// gives a sampled object a span of its own, which its free looks up). A block that is not
-// sampled pays nothing on free.
+// gives a sampled object a span of its own, which its free looks up). A small block pays
+// nothing on free for it; a big one, a load and a branch while no sample was ever taken.
 //
 // The stack is walked by frame pointers from the sampling function the client's call jumps
 // to, each frame read only where it is known to be readable (the thread's stack, probed once
