@@ -135,6 +135,11 @@ class ClassCore {
   static constexpr std::size_t kSampledInPlaceBytes =
       kMaxCachedRequest + 16 > Decay::kDatedBlockBytes ? kMaxCachedRequest + 16
                                                        : Decay::kDatedBlockBytes;
+  // Whether a pool block of `block_bytes` (header included) can be a sample: the one test
+  // free() and realloc make before they ask the profile.
+  static constexpr bool may_be_sample(std::size_t block_bytes) {
+    return block_bytes > kSampledInPlaceBytes;
+  }
   // The classes from kBins up to this one go into a cache's big slot (cache_bins.h).
   static constexpr unsigned kBigSlotClasses =
       Caches::kBins == 0 ? 0 : Map::classes_up_to(Bins::kBigSlotMaxBlock);
@@ -307,8 +312,7 @@ class ClassCore {
     const std::size_t header = b->size_flags_unlocked();
     if (block != 0 && Block::size_in(header) == block && Pool::is_live(b, header)) [[likely]]
       return p;
-    // (A block of kSampledInPlaceBytes or less is never a sample.)
-    const bool sampled = Block::size_in(header) > kSampledInPlaceBytes;
+    const bool sampled = may_be_sample(Block::size_in(header));
     const std::size_t wanted = block != 0 ? block : heap_block_for(bytes);  // 0: a mapping
     // A heap block resizes where it lies even past the heap threshold (up to its ceiling), as
     // glibc's realloc grows a chunk into its heap's top: moving it to a mapping would copy it.
@@ -334,8 +338,7 @@ class ClassCore {
     return relocate(block != 0 ? allocate(bytes) : allocate_large(bytes, 16), p, bytes, sampled);
   }
 
-  // move_to_fresh(), with the sample of p kept, if p may be one (a block smaller than
-  // kSampledInPlaceBytes never is).
+  // move_to_fresh(), with the sample of p kept, if p may be one (may_be_sample()).
   static void* relocate(void* fresh, void* p, std::size_t bytes, bool sampled) noexcept {
     if (fresh != nullptr && sampled) keep_sample(p, fresh, bytes);
     return move_to_fresh<ClassCore>(fresh, p, bytes);
@@ -347,8 +350,9 @@ class ClassCore {
   // moved into a class the caches take, is freed without a look at the profile.
   static void keep_sample(const void* from, void* to, std::size_t bytes) noexcept {
     if (!HeapProfile::active()) return;
-    const bool asked_at_free = !Pool::owns(Block::of_payload(to)) ||
-                               Pool::usable_size(to, "realloc") >= kSampledInPlaceBytes;
+    const bool asked_at_free =
+        !Pool::owns(Block::of_payload(to)) ||
+        may_be_sample(Pool::usable_size(to, "realloc") + Block::kHeaderBytes);
     HeapProfile::moved(from, asked_at_free ? to : nullptr, bytes);
   }
 
@@ -555,7 +559,7 @@ class ClassCore {
   [[gnu::noinline]] static void deallocate_slow(void* p, const char* call) noexcept {
     Block* b = Block::of_payload(p);
     const std::size_t header = b->size_flags_unlocked();
-    if (Block::size_in(header) > kSampledInPlaceBytes) HeapProfile::forget(p);
+    if (may_be_sample(Block::size_in(header))) HeapProfile::forget(p);
     const unsigned i = Map::class_of_block(Block::size_in(header));
     if (i < kBigSlotClasses && Pool::is_live(b, header)) {
       if (auto cache = Caches::enter_or_set_up()) {

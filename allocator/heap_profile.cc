@@ -268,15 +268,18 @@ std::size_t spread(std::uintptr_t value, std::size_t slots) {
   return static_cast<std::size_t>(value * 0x9e3779b97f4a7c15u >> 40) & (slots - 1);
 }
 
-std::uint16_t* bucket_of(Tables* t, std::uintptr_t key) {
-  return &t->live_in_bucket[spread(key >> 4, kSlots) & (kBuckets - 1)];
+// Where a key's search starts; its bucket is derived from the same place.
+std::size_t home_of(std::uintptr_t key) { return spread(key >> 4, kSlots); }
+
+std::uint16_t* bucket_at(Tables* t, std::size_t home) {
+  return &t->live_in_bucket[home & (kBuckets - 1)];
 }
 
 // The slot that holds key, or nullptr. An empty slot ends the search: slots are claimed in
 // window order and never become empty again.
 Slot* find(Tables* t, std::uintptr_t key) {
-  if (atomics::load_relaxed(bucket_of(t, key)) == 0) return nullptr;
-  const std::size_t home = spread(key >> 4, kSlots);
+  const std::size_t home = home_of(key);
+  if (atomics::load_relaxed(bucket_at(t, home)) == 0) return nullptr;
   for (std::size_t i = 0; i < kWindow; ++i) {
     Slot& s = t->slots[(home + i) & (kSlots - 1)];
     const std::uintptr_t k = atomics::load_acquire(&s.key);
@@ -287,12 +290,12 @@ Slot* find(Tables* t, std::uintptr_t key) {
 }
 
 bool insert(Tables* t, std::uintptr_t key, std::uint64_t bytes_stack) {
-  const std::size_t home = spread(key >> 4, kSlots);
+  const std::size_t home = home_of(key);
   for (std::size_t i = 0; i < kWindow; ++i) {
     Slot& s = t->slots[(home + i) & (kSlots - 1)];
     std::uintptr_t k = atomics::load_relaxed(&s.key);
     if ((k == kEmpty || k == kGone) && atomics::cas_acquire(&s.key, k, kBusy)) {
-      atomics::fetch_add_relaxed(bucket_of(t, key), std::uint16_t{1});
+      atomics::fetch_add_relaxed(bucket_at(t, home), std::uint16_t{1});
       atomics::store_relaxed(&s.bytes_stack, bytes_stack);
       atomics::store_release(&s.key, key);
       return true;
@@ -305,7 +308,7 @@ bool insert(Tables* t, std::uintptr_t key, std::uint64_t bytes_stack) {
 void drop(Tables* t, Slot* s, std::uintptr_t key) {
   std::uintptr_t expected = key;
   if (atomics::cas_release(&s->key, expected, kGone)) {
-    atomics::fetch_sub_relaxed(bucket_of(t, key), std::uint16_t{1});
+    atomics::fetch_sub_relaxed(bucket_at(t, home_of(key)), std::uint16_t{1});
   }
 }
 
@@ -389,14 +392,18 @@ struct Totals {
   double bytes;
 };
 
-// Adds one sample of `bytes` to `totals`: it stands for 1 / (1 - e^(-bytes/mean))
-// allocations of its size (the chance that one was sampled), as tcmalloc's profiles count.
-void add_scaled(Totals* totals, std::uint64_t bytes, double mean) {
+// The figures one sample of `bytes` stands for: 1 / (1 - e^(-bytes/mean)) allocations of
+// its size (the chance that one was sampled), as tcmalloc's profiles count.
+Totals scaled(std::uint64_t bytes, double mean) {
   const double size = static_cast<double>(bytes != 0 ? bytes : 1);
   const double p = mean > 0 ? one_minus_exp_minus(size / mean) : 1.0;
   const double objects = p > 0 ? 1.0 / p : 1.0;
-  totals->objects += objects;
-  totals->bytes += objects * size;
+  return Totals{objects, objects * size};
+}
+
+void add(Totals* totals, const Totals& more) {
+  totals->objects += more.objects;
+  totals->bytes += more.bytes;
 }
 
 void write_line(Output& out, double objects, double bytes) {
@@ -436,8 +443,9 @@ bool write_profile(int fd) {
     for (const Slot& s : t->slots) {
       if (atomics::load_acquire(&s.key) <= kGone) continue;
       const std::uint64_t bytes_stack = atomics::load_relaxed(&s.bytes_stack);
-      add_scaled(&per_stack[bytes_stack & kStackMask], bytes_stack >> kStackBits, mean);
-      add_scaled(&all, bytes_stack >> kStackBits, mean);
+      const Totals sample = scaled(bytes_stack >> kStackBits, mean);
+      add(&per_stack[bytes_stack & kStackMask], sample);
+      add(&all, sample);
     }
   }
   out.text("heap profile: ");

@@ -44,6 +44,12 @@ class HeapProfileTest : public ::testing::Test {
     path_ = std::string(getenv("TEST_TMPDIR") != nullptr ? getenv("TEST_TMPDIR") : "/tmp") +
             "/heap_profile_test." + std::to_string(getpid());
   }
+  // Profiling on at a mean of `mean` bytes, from a started process malloc.
+  static void profile_every(const char* mean) {
+    setenv("POLYMALLOC_PROFILE_SAMPLE", mean, 1);
+    Settings::forget_for_tests();
+    Settings::start_up("test");
+  }
   void TearDown() override {
     unsetenv("POLYMALLOC_PROFILE_SAMPLE");
     Settings::forget_for_tests();
@@ -67,9 +73,7 @@ TEST_F(HeapProfileTest, OffTheCountdownNeverStopsAgain) {
 // Samples fall every `mean` bytes on average: 100-byte allocations at a mean of 1000 bytes
 // are sampled about one in ten (200000 draws: the bounds are some 40 standard deviations).
 TEST_F(HeapProfileTest, OnAllocationsAreSampledAtTheSetRate) {
-  setenv("POLYMALLOC_PROFILE_SAMPLE", "1000", 1);
-  Settings::forget_for_tests();
-  Settings::start_up("test");
+  profile_every("1000");
   HeapProfile::restart_thread_for_tests();
   const int sampled = sampled_of(200000, 100);
   EXPECT_GT(sampled, 18000);
@@ -110,9 +114,7 @@ TEST_F(HeapProfileTest, AWalkFromAnUnreadableFrameStopsCleanly) {
 // One sample of 1000 bytes at a mean of 1000 stands for 1 / (1 - e^-1) = 1.58 objects:
 // 2 objects and 1582 bytes in the profile, with its stack; forgotten, it is gone.
 TEST_F(HeapProfileTest, TheProfileScalesKeepsMovesAndForgetsSamples) {
-  setenv("POLYMALLOC_PROFILE_SAMPLE", "1000", 1);
-  Settings::forget_for_tests();
-  Settings::start_up("test");
+  profile_every("1000");
   ProfileStack stack;
   stack.depth = 2;
   stack.frames[0] = 0x1234;
@@ -152,9 +154,7 @@ TEST_F(HeapProfileTest, TheProfileScalesKeepsMovesAndForgetsSamples) {
 // sample answers the size it was recorded with (a sized delete is checked against it); a
 // block that is not a sample, or no longer one, answers 0.
 TEST_F(HeapProfileTest, SamplesOfOneStackShareALineAndKnowTheirSize) {
-  setenv("POLYMALLOC_PROFILE_SAMPLE", "1000", 1);
-  Settings::forget_for_tests();
-  Settings::start_up("test");
+  profile_every("1000");
   ProfileStack a;
   a.depth = 1;
   a.frames[0] = 0xaaa0;
