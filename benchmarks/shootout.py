@@ -127,8 +127,9 @@ def parse_args(argv):
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="set in every run's environment (e.g. a variant's switch)")
     parser.add_argument("--sampled", metavar="BYTES",
-                        help="also run each variant with the heap profiler sampling every BYTES "
-                             "on average, as VARIANT+sampled (512k: tcmalloc's rate)")
+                        help="also run each variant, and tcmalloc and jemalloc if chosen, with "
+                             "its heap profiler sampling every BYTES on average, as NAME+sampled "
+                             "(512k: gperftools' rate; jemalloc's must be a power of two)")
     parser.add_argument("--allocators", metavar="LIST",
                         help="comma-separated: run only these allocators")
     parser.add_argument("--only", metavar="REGEX", help="run only the workloads it matches")
@@ -225,19 +226,55 @@ def choose_allocators(parser, args):
                   file=sys.stderr)
             continue
         chosen.append((name, os.path.abspath(library) if library else "", is_variant))
-    if args.sampled is not None:  # each variant's twin, sampled (sampled_env() sets it up)
-        chosen += [(name + "+sampled", library, True)
-                   for name, library, is_variant in list(chosen) if is_variant]
+    if args.sampled is not None:  # the twins, sampled (allocator_env() sets them up)
+        chosen += sampled_twins(chosen, sample_bytes(args.sampled))
     if not chosen:
         parser.error("no allocator left to run")
     return chosen
 
 
+def sample_bytes(text):
+    """--sampled's size in bytes: 524288 or 512k."""
+    return int(text[:-1]) << {"k": 10, "m": 20, "g": 30}[text[-1]] if text[-1] in "kmg" \
+        else int(text)
+
+
+def jemalloc_sampler(bytes_):
+    """jemalloc's heap profiler (Debian's is built with it), sampling every 2^lg bytes."""
+    return {"MALLOC_CONF": "prof:true,lg_prof_sample:%d" % (bytes_.bit_length() - 1)}
+
+
+# The peers whose heap profilers the shootout can switch on: name -> (bytes -> environment).
+PEER_SAMPLERS = {
+    "tcmalloc": lambda bytes_: {"TCMALLOC_SAMPLE_PARAMETER": str(bytes_)},
+    "jemalloc": jemalloc_sampler,
+}
+
+
+def sampled_twins(chosen, sampled):
+    """A +sampled twin of each variant and of each peer in PEER_SAMPLERS; jemalloc only at a
+    power of two, the only rates it samples at."""
+    twins = []
+    for name, library, is_variant in chosen:
+        if not is_variant and name not in PEER_SAMPLERS:
+            continue
+        if name == "jemalloc" and sampled & (sampled - 1):
+            print("shootout: no jemalloc+sampled: jemalloc samples only at a power of two "
+                  "bytes, not %d" % sampled, file=sys.stderr)
+            continue
+        twins.append((name + "+sampled", library, is_variant))
+    return twins
+
+
 def allocator_env(name, args):
     """The environment one allocator runs with besides --env: a +sampled twin's profiler."""
-    if args.sampled is not None and name.endswith("+sampled"):
-        return {"POLYMALLOC_PROFILE_SAMPLE": args.sampled}
-    return {}
+    if args.sampled is None or not name.endswith("+sampled"):
+        return {}
+    base = name[:-len("+sampled")]
+    sampler = PEER_SAMPLERS.get(base)
+    if sampler is not None:
+        return sampler(sample_bytes(args.sampled))
+    return {"POLYMALLOC_PROFILE_SAMPLE": args.sampled}
 
 
 def benchmark_workloads(binary, group, min_time):
@@ -573,12 +610,34 @@ def report(workloads, summary, allocators, args, started):
         tables.append((idle_title, idle))
     if overheads:
         tables.append((overhead_title, overheads))
+    cost = sampling_cost(workloads, summary, names)
     print(header)
     for title, rows in tables:
         print()
         print(format_table(title, names, rows))
+    if cost:
+        print()
+        print(cost)
     return "\n\n".join([header] + [format_table(title, names, rows, markdown=True)
-                                    for title, rows in tables])
+                                    for title, rows in tables] + ([cost] if cost else []))
+
+
+def sampling_cost(workloads, summary, names):
+    """One line: each +sampled twin's geometric-mean speed as a fraction of its unsampled
+    self's, both measured against the baseline in the same rounds; None without twins."""
+    parts = []
+    for twin in names:
+        base = twin[:-len("+sampled")]
+        if not twin.endswith("+sampled") or base not in names:
+            continue
+        sampled = geometric_mean(summary[w.name][twin]["ratio"] for w in workloads)
+        unsampled = geometric_mean(summary[w.name][base]["ratio"] for w in workloads)
+        if sampled and unsampled:
+            parts.append("%s %.3f" % (base, sampled / unsampled))
+    if not parts:
+        return None
+    return ("Sampled speed / unsampled speed (geometric means of the ratios above): "
+            + ", ".join(parts))
 
 
 def write_outputs(out, workloads, summary, results, allocators, markdown, args, started):

@@ -78,5 +78,22 @@ grep -q "^usage: shootout" <<<"$help" || fail "--help printed no usage: $help"
 grep -q "skipping ghost: its library /nonexistent/libghost.so is missing" \
   "${TEST_TMPDIR}/ghost.txt" || fail "the missing library was not reported"
 
+# --sampled: a sampled twin of each variant and of the peers with a profiler of their own,
+# measured, and the line of what sampling costs each; jemalloc only at a power of two.
+"${shootout[@]}" --rounds 1 --min-time 0.01 --only '^pair/64$' --sampled 512k \
+  --allocators glibc,tcmalloc,jemalloc,partitioned >"${TEST_TMPDIR}/sampled.txt" 2>&1 ||
+  fail "the sampled run failed: $(tail -5 "${TEST_TMPDIR}/sampled.txt")"
+for twin in tcmalloc+sampled jemalloc+sampled partitioned+sampled; do
+  grep -q "^workload .* $twin" "${TEST_TMPDIR}/sampled.txt" || fail "no $twin column"
+done
+grep -Eq "^Sampled speed / unsampled speed .*tcmalloc [0-9.]+, jemalloc [0-9.]+, \
+partitioned [0-9.]+$" "${TEST_TMPDIR}/sampled.txt" || fail "no sampling cost line"
+"${shootout[@]}" --rounds 1 --min-time 0.01 --only '^pair/64$' --sampled 300k \
+  --allocators glibc,jemalloc >"${TEST_TMPDIR}/sampled300k.txt" 2>&1 ||
+  fail "the 300k sampled run failed"
+grep -q "no jemalloc+sampled: jemalloc samples only at a power of two bytes, not 307200" \
+  "${TEST_TMPDIR}/sampled300k.txt" || fail "jemalloc's rate limit was not said"
+expect_usage_error "wants a size in bytes" --sampled 12q
+
 ((failures == 0)) && echo PASS
 exit $((failures > 0))
