@@ -161,6 +161,8 @@ struct CodeRange {
   std::uintptr_t high = 0;
 };
 constinit CodeRange g_own_code[4] = {};
+constinit unsigned g_own_code_count = 0;
+constinit CodeRange g_own_code_hull = {};  // from the lowest range's start to the highest's end
 constinit std::uint32_t g_own_code_state = 0;  // 0: not found yet, 1: found
 
 void find_own_code() {
@@ -180,17 +182,23 @@ void find_own_code() {
         based = true;
       }
       if ((ph.p_flags & PF_X) != 0 && n < 4) {
-        g_own_code[n++] = CodeRange{base + ph.p_vaddr, base + ph.p_vaddr + ph.p_memsz};
+        const CodeRange r{base + ph.p_vaddr, base + ph.p_vaddr + ph.p_memsz};
+        g_own_code[n++] = r;
+        if (n == 1 || r.low < g_own_code_hull.low) g_own_code_hull.low = r.low;
+        if (r.high > g_own_code_hull.high) g_own_code_hull.high = r.high;
       }
     }
+    g_own_code_count = n;
   }
   atomics::store_release(&g_own_code_state, 1u);
 }
 
 bool is_own_code(std::uintptr_t address) {
   if (atomics::load_acquire(&g_own_code_state) == 0) find_own_code();
-  for (const CodeRange& r : g_own_code) {
-    if (address >= r.low && address < r.high) return true;
+  // The client's frames, all but the first few of a walk, fall outside the hull: one test.
+  if (address - g_own_code_hull.low >= g_own_code_hull.high - g_own_code_hull.low) return false;
+  for (unsigned i = 0; i < g_own_code_count; ++i) {
+    if (address >= g_own_code[i].low && address < g_own_code[i].high) return true;
   }
   return false;
 }
@@ -318,9 +326,13 @@ std::uintptr_t hash_of(const ProfileStack& stack) {
   return h > kGone ? h : h + 3;
 }
 
+// Compared inline: a few frames, for which memcmp's call and dispatch cost more.
 bool same_frames(const Stack& s, const ProfileStack& stack) {
-  return s.depth == stack.depth &&
-         std::memcmp(s.frames, stack.frames, stack.depth * sizeof(stack.frames[0])) == 0;
+  if (s.depth != stack.depth) return false;
+  for (std::uint32_t d = 0; d < stack.depth; ++d) {
+    if (s.frames[d] != stack.frames[d]) return false;
+  }
+  return true;
 }
 
 // The index of `stack` in the stacks' table, added if it is new; kStacks if the table has
