@@ -349,7 +349,7 @@ class ClassCore {
   // or more), and is forgotten otherwise: a block resized in place below that size, or
   // moved into a class the caches take, is freed without a look at the profile.
   static void keep_sample(const void* from, void* to, std::size_t bytes) noexcept {
-    if (!HeapProfile::active()) return;
+    if (!HeapProfile::may_be_sampled(from)) return;
     const bool asked_at_free =
         !Pool::owns(Block::of_payload(to)) ||
         may_be_sample(Pool::usable_size(to, "realloc") + Block::kHeaderBytes);

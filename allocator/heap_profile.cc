@@ -236,22 +236,21 @@ struct Stack {
 // Slots and stacks, and how far from its hash a key may lie: a sample that finds no free
 // slot in its window (or whose new stack finds none) is not kept, so every search is
 // bounded.
-constexpr std::size_t kSlots = std::size_t{1} << 15;
+using heap_profile_detail::kBuckets;
+using heap_profile_detail::kSlots;
 constexpr std::size_t kStacks = std::size_t{1} << 14;
 static_assert(kStacks <= kStackMask + 1);
 constexpr std::size_t kWindow = 32;
-// How many live samples' keys fall in each of kBuckets buckets: free() of a big block that
-// was not sampled (most of them) finds a zero here, in 8 KiB that stay in the cache, and
-// skips the search of the slots (a cache miss, on every free of a block big enough to be a
-// sample).
-constexpr std::size_t kBuckets = std::size_t{1} << 12;
-static_assert(kSlots < 65536, "a bucket counts to kSlots");
-
+// How many live samples' keys fall in each of kBuckets buckets, first, where
+// HeapProfile::may_be_sampled() reads them inline: free() of a big block that was not
+// sampled (most of them) finds a zero here, in 8 KiB that stay in the cache, and skips the
+// search of the slots (a cache miss, on every free of a block big enough to be a sample).
 struct Tables {
   std::uint16_t live_in_bucket[kBuckets];
   Slot slots[kSlots];
   Stack stacks[kStacks];
 };
+static_assert(offsetof(Tables, live_in_bucket) == 0, "may_be_sampled() reads them at g_tables");
 
 Tables* tables() {
   return static_cast<Tables*>(atomics::load_acquire(&heap_profile_detail::g_tables));
@@ -277,7 +276,7 @@ std::size_t spread(std::uintptr_t value, std::size_t slots) {
 }
 
 // Where a key's search starts; its bucket is derived from the same place.
-std::size_t home_of(std::uintptr_t key) { return spread(key >> 4, kSlots); }
+using heap_profile_detail::home_of;
 
 std::uint16_t* bucket_at(Tables* t, std::size_t home) {
   return &t->live_in_bucket[home & (kBuckets - 1)];

@@ -43,8 +43,19 @@ struct ProfileStack {
 namespace heap_profile_detail {
 // The tables of samples and stacks (heap_profile.cc), mapped on the first sample: null while
 // none was ever taken, which active() asks, inlined into the big-block paths of free() and
-// realloc (which ask it with profiling off too).
+// realloc (which ask it with profiling off too). They start with kBuckets counts of live
+// samples, one per bucket of keys, which free() reads inline (may_be_sampled()).
 inline constinit void* g_tables = nullptr;
+
+// The samples' table has kSlots slots; a key's search starts at its home slot, and the
+// bucket that counts it is that slot's low bits.
+inline constexpr std::size_t kSlots = std::size_t{1} << 15;
+inline constexpr std::size_t kBuckets = std::size_t{1} << 12;
+static_assert(kSlots < 65536, "a bucket's 16-bit count reaches kSlots at most");
+
+inline std::size_t home_of(std::uintptr_t key) {
+  return static_cast<std::size_t>((key >> 4) * 0x9e3779b97f4a7c15u >> 40) & (kSlots - 1);
+}
 }  // namespace heap_profile_detail
 
 class HeapProfile {
@@ -76,16 +87,28 @@ class HeapProfile {
   // The block at `payload` is freed: its sample, if it was one, goes. Called where free()
   // takes sampled blocks (class_core.h): big blocks and mappings.
   static void forget(const void* payload) {
-    if (active()) forget_sampled(payload);
+    if (may_be_sampled(payload)) forget_sampled(payload);
   }
   // The block at `from` moved to `to` (realloc), now of `bytes`; `to` null where free()
   // will not ask for it (its sample is then forgotten).
   static void moved(const void* from, const void* to, std::size_t bytes) {
-    if (active()) move_sampled(from, to, bytes);
+    if (may_be_sampled(from)) move_sampled(from, to, bytes);
   }
   // The bytes requested for the block at `payload` if it is a sample, else 0.
   static std::size_t sampled_bytes(const void* payload) {
-    return active() ? bytes_of_sampled(payload) : 0;
+    return may_be_sampled(payload) ? bytes_of_sampled(payload) : 0;
+  }
+
+  // False where the block at `payload` is surely not a sample: no sample was ever taken, or
+  // no live sample's key falls in its bucket (most big blocks freed, which then skip the
+  // call and the search of the table). Inline: a load, a multiply and a load.
+  static bool may_be_sampled(const void* payload) {
+    using namespace heap_profile_detail;
+    const auto* live_in_bucket =
+        static_cast<const std::uint16_t*>(atomics::load_acquire(&g_tables));
+    if (live_in_bucket == nullptr) return false;
+    const std::size_t home = home_of(reinterpret_cast<std::uintptr_t>(payload));
+    return atomics::load_relaxed(&live_in_bucket[home & (kBuckets - 1)]) != 0;
   }
 
   // Whether any sample was ever taken (the tables exist).
