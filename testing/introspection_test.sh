@@ -63,10 +63,13 @@ check(all(blocks), "1024 mallocs of 64 KiB - 16 succeed")
 for b in blocks:
     libc.memset(b, 1, 64 * 1024 - 16)
 grown = prop("generic.current_allocated_bytes") - before
-# Whole blocks: in the default build exactly 64 MiB (and a little the program allocated
-# meanwhile); with --//allocator:checks=full each block carries 72 bytes of guards, which
-# moves the request up a class, and no variant rounds a request up by more than twice.
-check(64 * MiB <= grown <= 2 * 64 * MiB + MiB,
+# Whole blocks: in the default build 64 MiB, give or take what the interpreter itself
+# allocated and freed meanwhile (up to 0.25 MiB net freed, measured on global_spinlock, which
+# has no caches to hold what Python frees: so the slack of 1 MiB, under the 16 blocks that a
+# counter missing one block in 64 would lose); with --//allocator:checks=full each block
+# carries 72 bytes of guards, which moves the request up a class, and no variant rounds a
+# request up by more than twice.
+check(63 * MiB <= grown <= 2 * 64 * MiB + MiB,
       "current_allocated_bytes grew by the 64 MiB allocated (%.2f MiB)" % (grown / MiB))
 check(prop("generic.heap_size") >= prop("generic.current_allocated_bytes"),
       "heap_size covers what is allocated")
