@@ -289,22 +289,19 @@ Tables* tables_or_create() {
 
 std::uintptr_t key_of(const void* payload) { return reinterpret_cast<std::uintptr_t>(payload); }
 
-std::size_t spread(std::uintptr_t value, std::size_t slots) {
-  return static_cast<std::size_t>(value * 0x9e3779b97f4a7c15u >> 40) & (slots - 1);
-}
-
 // Where a key's search starts; its bucket is derived from the same place.
+using heap_profile_detail::bucket_of;
 using heap_profile_detail::home_of;
+using heap_profile_detail::spread;
 
 std::uint16_t* bucket_at(Tables* t, std::size_t home) {
-  return &t->live_in_bucket[home & (kBuckets - 1)];
+  return &t->live_in_bucket[bucket_of(home)];
 }
 
 // The slot that holds key, or nullptr. An empty slot ends the search: slots are claimed in
-// window order and never become empty again.
+// window order and never become empty again. Its callers asked may_be_sampled() first.
 Slot* find(Tables* t, std::uintptr_t key) {
   const std::size_t home = home_of(key);
-  if (atomics::load_relaxed(bucket_at(t, home)) == 0) return nullptr;
   for (std::size_t i = 0; i < kWindow; ++i) {
     Slot& s = t->slots[(home + i) & (kSlots - 1)];
     const std::uintptr_t k = atomics::load_acquire(&s.key);

@@ -53,9 +53,13 @@ inline constexpr std::size_t kSlots = std::size_t{1} << 15;
 inline constexpr std::size_t kBuckets = std::size_t{1} << 12;
 static_assert(kSlots < 65536, "a bucket's 16-bit count reaches kSlots at most");
 
-inline std::size_t home_of(std::uintptr_t key) {
-  return static_cast<std::size_t>((key >> 4) * 0x9e3779b97f4a7c15u >> 40) & (kSlots - 1);
+// A Fibonacci hash of `value` onto `slots` (a power of two) slots.
+inline std::size_t spread(std::uintptr_t value, std::size_t slots) {
+  return static_cast<std::size_t>(value * 0x9e3779b97f4a7c15u >> 40) & (slots - 1);
 }
+// A key is a payload address, 16-byte aligned: its low four bits carry nothing.
+inline std::size_t home_of(std::uintptr_t key) { return spread(key >> 4, kSlots); }
+inline std::size_t bucket_of(std::size_t home) { return home & (kBuckets - 1); }
 }  // namespace heap_profile_detail
 
 class HeapProfile {
@@ -108,7 +112,7 @@ class HeapProfile {
         static_cast<const std::uint16_t*>(atomics::load_acquire(&g_tables));
     if (live_in_bucket == nullptr) return false;
     const std::size_t home = home_of(reinterpret_cast<std::uintptr_t>(payload));
-    return atomics::load_relaxed(&live_in_bucket[home & (kBuckets - 1)]) != 0;
+    return atomics::load_relaxed(&live_in_bucket[bucket_of(home)]) != 0;
   }
 
   // Whether any sample was ever taken (the tables exist).
