@@ -180,7 +180,7 @@ struct CodeRange {
 };
 constinit CodeRange g_own_code[4] = {};
 constinit unsigned g_own_code_count = 0;
-constinit CodeRange g_own_code_hull = {};  // from the lowest range's start to the highest's end
+constinit CodeRange g_own_code_hull = {};      // from the lowest range's start to the highest's end
 constinit std::uint32_t g_own_code_state = 0;  // 0: not found yet, 1: found
 
 void find_own_code() {
