@@ -440,6 +440,7 @@ class ClassCore {
     s.mapping_cache_hits = large.cache.hits;
     s.mapping_cache_misses = large.cache.misses;
     s.mapping_cache_gathered_bytes = large.cache.gathered_bytes;
+    s.mapping_cache_evicted_bytes = large.cache.evicted_bytes;
     return s;
   }
 

@@ -1,8 +1,11 @@
 // The large-object path: each big block is its own anonymous mapping, resized with mremap.
 // A freed mapping goes to a bounded cache (mapping_cache.h) that later requests of its class
 // take before the OS is asked, so that a program that keeps replacing big buffers reuses
-// their pages; what the cache does not keep is unmapped. Lock-free (the counters are atomic,
-// the cache is a table of CAS slots), so every variant can share it, signal_safe included.
+// their pages; what the cache does not keep is unmapped. A fresh mapping of 2 MiB or more is
+// 2 MiB-aligned and advised for transparent huge pages (POLYMALLOC_HUGE_PAGES): its first
+// touch of each 2 MiB faults in a huge page, where small pages would fault 512 times.
+// Lock-free (the counters are atomic, the cache is a table of CAS slots), so every variant can
+// share it, signal_safe included.
 //
 // A large block carries the usual 16-byte header just below its payload: size_flags holds
 // the mapping's length with kMapped | kInUse (| kGrowing), and prev_size the distance from
@@ -27,6 +30,7 @@
 #include "allocator/errno_preserved.h"
 #include "allocator/mapping_cache.h"
 #include "allocator/report.h"
+#include "allocator/settings.h"
 #include "allocator/size_map.h"
 #include "atomics/atomics.h"
 #include "platform/page_map.h"
@@ -67,6 +71,18 @@ class LargeObjects {
   };
 
   MappingCache& cache() { return cache_; }
+
+  // Whether big fresh mappings are made for transparent huge pages (huge_pages_for()):
+  // POLYMALLOC_HUGE_PAGES, read on first use, unless set first.
+  void set_huge_pages(bool on) { atomics::store_relaxed(&huge_pages_, on ? kHugeOn : kHugeOff); }
+  bool huge_pages() const {
+    std::uint32_t state = atomics::load_relaxed(&huge_pages_);
+    if (state == kHugeUnread) [[unlikely]] {
+      state = Settings::value(Setting::kHugePages) != 0 ? kHugeOn : kHugeOff;
+      atomics::store_relaxed(&huge_pages_, state);
+    }
+    return state == kHugeOn;
+  }
 
   // Whether b is the header of a live large block (from the registry: b is not read).
   bool owns(const Block* b) const { return registry_.get(b) == tag(b, kLiveTag); }
@@ -193,7 +209,8 @@ class LargeObjects {
     mark(b, kFreedTag);  // before the unmap: a new block may be mapped here right after it
     count(-1, length);
     if (b->prev_size == 0 && MappingCache::class_length(length) == length &&
-        Decay::delay_ms() != 0 && cache_.put(b, length, platform::os_coarse_ms())) {
+        Decay::delay_ms() != 0 &&
+        cache_.put_evicting_smaller(b, length, platform::os_coarse_ms())) {
       return;
     }
     platform::os_unmap(mapping_of(b), length);
@@ -213,10 +230,9 @@ class LargeObjects {
     if (bytes > SIZE_MAX / 2) return fail();
     const std::size_t old_length = b->size();
     if (bytes <= usable_size(b)) return b;
-    const std::size_t length = b->prev_size == 0
-                                   ? MappingCache::class_length(Block::kHeaderBytes + bytes)
-                                   : platform::round_up_to_page(b->prev_size + Block::kHeaderBytes +
-                                                                bytes);
+    const std::size_t length =
+        b->prev_size == 0 ? MappingCache::class_length(Block::kHeaderBytes + bytes)
+                          : platform::round_up_to_page(b->prev_size + Block::kHeaderBytes + bytes);
     // A lent block that outgrows its mapping is a growing block like any other from here.
     const bool lent = (b->size_flags & kLent) != 0;
     const std::size_t flags = b->size_flags & kGrowing;
@@ -279,15 +295,30 @@ class LargeObjects {
       return b;
     }
     const std::size_t length = MappingCache::class_length(bytes + Block::kHeaderBytes);
-    void* start = platform::os_map(length);
+    const bool huge = huge_pages_for(length);
+    void* start = map_fresh(length, huge);
     if (start == nullptr) return nullptr;
     if (!registry_.prepare(start, 1)) {
       const ErrnoPreserved saved;
       platform::os_unmap(start, length);
       return nullptr;
     }
-    if (gather(static_cast<unsigned char*>(start), length) && fresh != nullptr) *fresh = false;
+    if (!huge && gather(static_cast<unsigned char*>(start), length) && fresh != nullptr) {
+      *fresh = false;
+    }
     return install(start, length, 0);
+  }
+
+  // Whether a fresh mapping of `length` bytes is made for transparent huge pages: one of
+  // kHugePageBytes or more, with POLYMALLOC_HUGE_PAGES on (the default). Such a mapping
+  // gathers no cached pages: small pages moved into it would keep its huge pages from forming,
+  // and (measured on a paravirtualized machine) each moved page costs a fault of its own when
+  // next touched, where a huge page costs one fault for 512 pages.
+  bool huge_pages_for(std::size_t length) const {
+    return length >= platform::kHugePageBytes && huge_pages();
+  }
+  static void* map_fresh(std::size_t length, bool huge) {
+    return huge ? platform::os_map_huge(length) : platform::os_map(length);
   }
 
   // Moves the pages of cached mappings, biggest first, into fresh mapping [start, start +
@@ -336,14 +367,15 @@ class LargeObjects {
     const std::size_t flags = b->size_flags & kGrowing;  // b's memory moves away below
     unsigned char* destination = b->prev_size == 0 ? take_cached(length, true) : nullptr;
     if (destination == nullptr) {
-      destination = static_cast<unsigned char*>(platform::os_map(length));
+      const bool huge = huge_pages_for(length);
+      destination = static_cast<unsigned char*>(map_fresh(length, huge));
       if (destination == nullptr) return nullptr;
       if (!registry_.prepare(destination + b->prev_size, 1)) {
         const ErrnoPreserved saved;
         platform::os_unmap(destination, length);
         return nullptr;
       }
-      gather(destination + b->size(), length - b->size());  // beyond where b's pages go
+      if (!huge) gather(destination + b->size(), length - b->size());  // past b's pages
     }
     Block* moved = Block::at(destination + b->prev_size);
     // Marked freed before the move: the moment the old pages are gone another thread may map
@@ -419,6 +451,8 @@ class LargeObjects {
   std::size_t peak_mapped_bytes_ = 0;
   std::size_t peak_mapped_objects_ = 0;
   std::size_t lent_bytes_ = 0;
+  static constexpr std::uint32_t kHugeUnread = 0, kHugeOff = 1, kHugeOn = 2;
+  mutable std::uint32_t huge_pages_ = kHugeUnread;
   platform::PageMap registry_;
   MappingCache cache_;
 };

@@ -96,8 +96,10 @@ TEST(LargeObjectsTest, ARequestReusesTheHeadOfABiggerCachedMapping) {
   EXPECT_EQ(large.stats().cache.bytes, 0u);
 }
 
+// (With huge pages on, a destination of 2 MiB or more gathers nothing: the next test.)
 TEST(LargeObjectsTest, ARequestNoCachedMappingHoldsGathersThePagesOfSeveral) {
   static LargeObjects large;
+  large.set_huge_pages(false);
   Block* two = large.allocate(2 * kMiB);  // a 2.5 MiB mapping
   Block* one = large.allocate(kMiB);      // a 1.25 MiB one
   ASSERT_NE(two, nullptr);
@@ -139,12 +141,68 @@ TEST(LargeObjectsTest, TheCacheKeepsWithinItsBound) {
   large.release(b);  // would take the cache past its bound: unmapped
   EXPECT_EQ(large.stats().cache.mappings, 1u);
   EXPECT_LE(large.stats().cache.bytes, 3 * kMiB);
-  large.cache().set_bound(0);  // off
+  large.cache().set_bound(0);           // off
   Block* c = large.allocate(4 * kMiB);  // (gathers the cached mapping's pages)
   const std::size_t left = large.stats().cache.mappings;
   large.release(c);
   EXPECT_EQ(large.stats().cache.mappings, left) << "off: nothing more is kept";
   large.release_cached(UINT64_MAX);
+}
+
+TEST(LargeObjectsTest, AFreshMappingOfAHugePageOrMoreIsAlignedForHugePagesAndGathersNothing) {
+  static LargeObjects large;
+  large.set_huge_pages(true);
+  Block* small = large.allocate(kMiB);  // a 1.25 MiB mapping: small pages
+  Block* cached = large.allocate(3 * kMiB);
+  ASSERT_NE(small, nullptr);
+  ASSERT_NE(cached, nullptr);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(cached) % platform::kHugePageBytes, 0u);
+  large.release(cached);  // a 3.5 MiB mapping, cached
+  bool fresh = false;
+  Block* b = large.allocate(7 * kMiB, 16, &fresh);  // an 8 MiB class: none holds it
+  ASSERT_NE(b, nullptr);
+  EXPECT_TRUE(fresh) << "huge pages: the cached mapping's small pages were not moved in";
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(b) % platform::kHugePageBytes, 0u);
+  EXPECT_EQ(large.stats().cache.gathered_bytes, 0u);
+  EXPECT_EQ(large.stats().cache.mappings, 1u);
+  std::memset(b->payload(), 0x44, 7 * kMiB);
+  large.release(b);
+  large.release(small);
+  large.release_cached(UINT64_MAX);
+  large.set_huge_pages(false);
+  Block* plain = large.allocate(3 * kMiB);
+  ASSERT_NE(plain, nullptr);
+  large.release(plain);
+  large.release_cached(UINT64_MAX);
+  EXPECT_EQ(large.stats().mapped_bytes, 0u);
+}
+
+// A freed mapping that finds the cache full (its bound or its slots) takes the room of
+// smaller cached mappings, smallest first, which are unmapped; never of bigger ones.
+TEST(LargeObjectsTest, AFreedMappingEvictsSmallerCachedOnesFromAFullCache) {
+  static LargeObjects large;
+  large.cache().set_bound(4 * kMiB);
+  Block* one = large.allocate(kMiB);               // 1.25 MiB
+  Block* other = large.allocate(kMiB + kMiB / 4);  // 1.5 MiB
+  Block* big = large.allocate(2 * kMiB);           // 2.5 MiB
+  Block* bigger = large.allocate(3 * kMiB);        // 3.5 MiB
+  ASSERT_TRUE(one != nullptr && other != nullptr && big != nullptr && bigger != nullptr);
+  large.release(one);
+  large.release(other);
+  EXPECT_EQ(large.stats().cache.bytes, 11 * kMiB / 4);
+  large.release(big);  // 5.25 MiB with both: the 1.25 MiB one goes, then 4 MiB fits
+  EXPECT_EQ(large.stats().cache.mappings, 2u);
+  EXPECT_EQ(large.stats().cache.bytes, 4 * kMiB);
+  EXPECT_EQ(large.stats().cache.evicted_bytes, 5 * kMiB / 4);
+  large.release(bigger);  // 3.5 MiB: both smaller ones go
+  EXPECT_EQ(large.stats().cache.mappings, 1u);
+  EXPECT_EQ(large.stats().cache.bytes, 7 * kMiB / 2);
+  EXPECT_EQ(large.stats().cache.evicted_bytes, 21 * kMiB / 4);
+  Block* small = large.allocate(kMiB + kMiB / 4);
+  large.release(small);  // 1.5 MiB: nothing smaller to evict, so it is unmapped
+  EXPECT_EQ(large.stats().cache.bytes, 7 * kMiB / 2) << "the bigger one stays";
+  large.release_cached(UINT64_MAX);
+  large.cache().set_bound(std::size_t{64} << 20);
 }
 
 // (The setting's parsing is settings_test's.)

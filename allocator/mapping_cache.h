@@ -43,6 +43,7 @@ class MappingCache {
     std::size_t hits = 0;  // requests served from the cache
     std::size_t misses = 0;
     std::size_t gathered_bytes = 0;  // of cached mappings, moved into fresh ones (gathered())
+    std::size_t evicted_bytes = 0;   // of cached mappings, unmapped for bigger ones
   };
 
   constexpr MappingCache() = default;
@@ -133,6 +134,24 @@ class MappingCache {
     return false;
   }
 
+  // put(), making room where the bound or the slots are full by unmapping cached mappings
+  // smaller than this one, smallest first: a bigger mapping serves more requests (a smaller
+  // request takes its head, and its tail stays cached) and saves more page faults. False if
+  // no room can be made (the caller unmaps it).
+  bool put_evicting_smaller(void* address, std::size_t length, std::uint64_t now_ms) {
+    if (length > bound()) return false;  // no room to make
+    for (unsigned evicted = 0; evicted <= kSlots; ++evicted) {
+      if (put(address, length, now_ms)) return true;
+      std::size_t got = 0;
+      void* smaller = take_best([length](std::size_t l) { return l < length; },
+                                [](std::size_t l, std::size_t best) { return l < best; }, &got);
+      if (smaller == nullptr) return false;
+      atomics::fetch_add_relaxed(&evicted_bytes_, got);
+      platform::os_unmap(smaller, got);
+    }
+    return false;
+  }
+
   // Unmaps every mapping cached at or before `cutoff_ms` (all of them for UINT64_MAX), after
   // calling forget(address, length) for each (the caller's registry); the bytes released.
   template <class Forget>
@@ -159,7 +178,8 @@ class MappingCache {
             bound(),
             atomics::load_relaxed(&hits_),
             atomics::load_relaxed(&misses_),
-            atomics::load_relaxed(&gathered_bytes_)};
+            atomics::load_relaxed(&gathered_bytes_),
+            atomics::load_relaxed(&evicted_bytes_)};
   }
 
  private:
@@ -242,6 +262,7 @@ class MappingCache {
   std::size_t mappings_ = 0;
   std::size_t hits_ = 0;
   std::size_t gathered_bytes_ = 0;
+  std::size_t evicted_bytes_ = 0;
   std::size_t misses_ = 0;
 };
 

@@ -188,11 +188,16 @@ void print_statistics(const Statistics& s, int fd) {
       .decimal(s.mapping_cache_misses)
       .text(" misses (")
       .bytes(s.mapping_cache_gathered_bytes)
-      .text(" of pages gathered into them)\n")
+      .text(" of pages gathered into them, ")
+      .bytes(s.mapping_cache_evicted_bytes)
+      .text(" evicted for bigger ones)\n")
       .write_to(fd);
   if (s.thread_caches != 0) {
     LineWriter line;
-    line.text("  thread caches: ").bytes(s.thread_cache_bytes).text(" in ").decimal(s.thread_caches);
+    line.text("  thread caches: ")
+        .bytes(s.thread_cache_bytes)
+        .text(" in ")
+        .decimal(s.thread_caches);
     line.text(s.thread_caches == 1 ? " cache" : " caches");
     if (s.thread_cache_bound != 0) line.text(" (bound ").bytes(s.thread_cache_bound).text(")");
     line.text("\n").write_to(fd);

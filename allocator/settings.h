@@ -21,6 +21,7 @@ enum class Setting : unsigned {
   kVerbose,            // POLYMALLOC_VERBOSE
   kReleaseDelayMs,     // POLYMALLOC_RELEASE_DELAY_MS
   kMappingCacheBytes,  // POLYMALLOC_MAPPING_CACHE_BYTES
+  kHugePages,          // POLYMALLOC_HUGE_PAGES
   kThreadCacheBytes,   // POLYMALLOC_THREAD_CACHE_BYTES
   kPartitions,         // POLYMALLOC_PARTITIONS
   kSignalSafeMmap,     // POLYMALLOC_SIGNAL_SAFE_MMAP

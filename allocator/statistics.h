@@ -52,7 +52,7 @@ struct Statistics {
   // heap_threshold_bytes come from the heap, and a free top past heap_trim_at_bytes goes back.
   std::size_t heap_threshold_bytes = 0;
   std::size_t heap_trim_at_bytes = 0;
-  std::size_t mapped_bytes = 0;         // large blocks, each its own mapping
+  std::size_t mapped_bytes = 0;  // large blocks, each its own mapping
   std::size_t mapped_objects = 0;
   std::size_t peak_mapped_bytes = 0;
   std::size_t peak_mapped_objects = 0;
@@ -70,6 +70,9 @@ struct Statistics {
   // Of cached mappings, the bytes whose pages a fresh mapping gathered (a request that no one
   // cached mapping held: LargeObjects::gather()).
   std::size_t mapping_cache_gathered_bytes = 0;
+  // Of cached mappings, the bytes unmapped to make room for bigger ones
+  // (MappingCache::put_evicting_smaller()).
+  std::size_t mapping_cache_evicted_bytes = 0;
   // Per-thread caches: what they hold (free to the client, so in heap_free_bytes too), how
   // many there are, and what their bins may hold together now (ThreadCaches: each thread's
   // share of the total times the caches; 0 where bins keep fixed capacities). The big slots,

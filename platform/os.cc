@@ -88,6 +88,32 @@ void* os_map(std::size_t bytes) {
   return map_result(raw_mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS));
 }
 
+void* os_map_huge(std::size_t bytes) {
+  if (refused()) return nullptr;
+  if (bytes > SIZE_MAX - kHugePageBytes) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  // Over-mapped by a huge page less a page, then trimmed to the aligned part.
+  const std::size_t over = bytes + kHugePageBytes - page_size();
+  auto* mapped = static_cast<unsigned char*>(
+      map_result(raw_mmap(nullptr, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)));
+  if (mapped == nullptr) return nullptr;
+  const auto address = reinterpret_cast<std::uintptr_t>(mapped);
+  const std::size_t lead = ((address + kHugePageBytes - 1) & ~(kHugePageBytes - 1)) - address;
+  if (lead != 0) raw_munmap(mapped, lead);
+  if (over - lead != bytes) raw_munmap(mapped + lead + bytes, over - lead - bytes);
+  const std::size_t whole = bytes & ~(kHugePageBytes - 1);
+  if (whole != 0) {
+    // Advice only: a kernel without THP refuses it (EINVAL) and the pages stay small, which
+    // work the same; errno is the caller's.
+    const int saved = errno;
+    syscall(SYS_madvise, mapped + lead, whole, MADV_HUGEPAGE);
+    errno = saved;
+  }
+  return mapped + lead;
+}
+
 namespace {
 constinit std::size_t g_metadata_bytes = 0;
 }  // namespace
@@ -115,8 +141,9 @@ void* os_reserve(std::size_t bytes) {
 void* os_reserve_at(void* address, std::size_t bytes) {
   if (refused()) return nullptr;
   // Kernels before 4.17 take MAP_FIXED_NOREPLACE for a hint and may map elsewhere.
-  void* got = map_result(raw_mmap(address, bytes, PROT_NONE,
-                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE));
+  void* got =
+      map_result(raw_mmap(address, bytes, PROT_NONE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE));
   if (got == nullptr || got == address) return got;
   raw_munmap(got, bytes);
   errno = EEXIST;

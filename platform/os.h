@@ -30,6 +30,12 @@ inline std::size_t round_up_to_page(std::size_t n) {
 
 // Fresh zeroed read-write memory, or nullptr.
 void* os_map(std::size_t bytes);
+// The huge page size that os_map_huge aligns to (2 MiB on x86-64 and arm64 with 4 KiB pages).
+inline constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
+// Fresh zeroed read-write memory of `bytes`, aligned to kHugePageBytes and advised for
+// transparent huge pages (MADV_HUGEPAGE) over its whole huge pages, or nullptr. A huge page
+// is faulted in (and zeroed) whole on first touch: one fault in place of 512.
+void* os_map_huge(std::size_t bytes);
 // The same, for the allocator's own bookkeeping (the page map, the caches' slot arrays),
 // which it keeps for the life of the process: counted in os_metadata_bytes().
 void* os_map_metadata(std::size_t bytes);
