@@ -262,7 +262,9 @@ class ClassCore {
   // taken. Its boundary tags are checked when it is freed or leaves its class.
   [[gnu::always_inline]] static void* reallocate(void* p, std::size_t bytes) noexcept {
     Block* b = Block::of_payload(p);
-    if (bytes <= Map::kTableRequest && Pool::owns(b)) [[likely]] {
+    if (!Pool::owns(b)) [[unlikely]]
+      return reallocate_large(p, bytes);
+    if (bytes <= Map::kTableRequest) [[likely]] {
       const std::size_t header = b->size_flags_unlocked();
       if (Block::size_in(header) == Map::block_size(Map::class_of(bytes)) &&
           Pool::is_live(b, header)) [[likely]]
@@ -292,35 +294,32 @@ class ClassCore {
     return allocate(bytes);
   }
 
+  // A pool block (p) that leaves its class: resized where it lies (the path of a buffer
+  // growing at the top of its heap, kept lean: the rest is out of line), else moved.
   [[gnu::noinline]] static void* reallocate_slow(void* p, std::size_t bytes) noexcept {
     Block* b = Block::of_payload(p);
     const std::size_t block = Map::block_for(bytes);
-    if (!Pool::owns(b)) {
-      large_.check_live(b, "realloc");
-      if (LargeObjects::keeps(b, bytes, block == 0)) {
-        HeapProfile::moved(p, p, bytes);  // a sampled block keeps its sample, resized
-        return p;
-      }
-      if (block == 0) {
-        void* moved = payload_of(large_.resize(b, bytes));
-        if (moved != nullptr) HeapProfile::moved(p, moved, bytes);
-        return moved;
-      }
-      return relocate(allocate(bytes), p, bytes, true);  // shrinking below a mapping
-    }
     // (A request beyond the size map's table that stays in its class, as above.)
     const std::size_t header = b->size_flags_unlocked();
     if (block != 0 && Block::size_in(header) == block && Pool::is_live(b, header)) [[likely]]
       return p;
-    const bool sampled = may_be_sample(Block::size_in(header));
     const std::size_t wanted = block != 0 ? block : heap_block_for(bytes);  // 0: a mapping
     // A heap block resizes where it lies even past the heap threshold (up to its ceiling), as
     // glibc's realloc grows a chunk into its heap's top: moving it to a mapping would copy it.
     const std::size_t in_place = wanted != 0 ? wanted : heap_block_below(bytes, kMaxHeapThreshold);
     if (void* resized = Pool::resize(p, in_place)) {
-      if (sampled) keep_sample(p, resized, bytes);
+      if (may_be_sample(Block::size_in(header))) keep_sample(p, resized, bytes);
       return resized;
     }
+    return reallocate_moving(p, bytes, block, wanted, may_be_sample(Block::size_in(header)));
+  }
+
+  // A pool block that cannot resize where it lies moves: to the top of its heap, for a heap
+  // block of a page or more that grows (where it can go on growing in place), into a cached
+  // mapping, for a pool that cannot grow blocks, or to a fresh block (a class's, for a
+  // `block` of one, else a mapping).
+  [[gnu::noinline]] static void* reallocate_moving(void* p, std::size_t bytes, std::size_t block,
+                                                   std::size_t wanted, bool sampled) noexcept {
     if constexpr (requires { Pool::allocate_to_grow(p, wanted); }) {
       if (wanted != 0 && bytes > Pool::usable_size(p, "realloc")) {
         if (Block* top = Pool::allocate_to_grow(p, wanted)) {
@@ -338,6 +337,24 @@ class ClassCore {
     return relocate(block != 0 ? allocate(bytes) : allocate_large(bytes, 16), p, bytes, sampled);
   }
 
+  // A mapped block stays in its mapping while that fits (LargeObjects::keeps()), is resized
+  // with mremap while the request is still large, and moves to a pool block otherwise.
+  [[gnu::noinline]] static void* reallocate_large(void* p, std::size_t bytes) noexcept {
+    Block* b = Block::of_payload(p);
+    const std::size_t block = Map::block_for(bytes);
+    large_.check_live(b, "realloc");
+    if (LargeObjects::keeps(b, bytes, block == 0)) {
+      HeapProfile::moved(p, p, bytes);  // a sampled block keeps its sample, resized
+      return p;
+    }
+    if (block == 0) {
+      void* moved = payload_of(large_.resize(b, bytes));
+      if (moved != nullptr) HeapProfile::moved(p, moved, bytes);
+      return moved;
+    }
+    return relocate(allocate(bytes), p, bytes, true);  // shrinking below a mapping
+  }
+
   // move_to_fresh(), with the sample of p kept, if p may be one (may_be_sample()).
   static void* relocate(void* fresh, void* p, std::size_t bytes, bool sampled) noexcept {
     if (fresh != nullptr && sampled) keep_sample(p, fresh, bytes);
@@ -348,8 +365,13 @@ class ClassCore {
   // where free() will ask for it there (a mapping, or a pool block of kSampledInPlaceBytes
   // or more), and is forgotten otherwise: a block resized in place below that size, or
   // moved into a class the caches take, is freed without a look at the profile.
-  static void keep_sample(const void* from, void* to, std::size_t bytes) noexcept {
-    if (!HeapProfile::may_be_sampled(from)) return;
+  [[gnu::always_inline]] static void keep_sample(const void* from, void* to,
+                                                 std::size_t bytes) noexcept {
+    if (HeapProfile::may_be_sampled(from)) [[unlikely]]
+      move_sample(from, to, bytes);
+  }
+  [[gnu::noinline]] static void move_sample(const void* from, void* to,
+                                            std::size_t bytes) noexcept {
     const bool asked_at_free =
         !Pool::owns(Block::of_payload(to)) ||
         may_be_sample(Pool::usable_size(to, "realloc") + Block::kHeaderBytes);

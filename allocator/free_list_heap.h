@@ -696,8 +696,23 @@ class FreeListHeap {
     // when `bytes` is small (so it is not written here first).
     Block* tail = Block::at(reinterpret_cast<unsigned char*>(f) + bytes);
     unpoison_live(tail, Block::kHeaderBytes);  // marks the header's bytes; writes none
-    refile(f, tail, rest, freed);
+    if (ends_region(f, size) && (f->size_flags & Block::kReleased) == 0) [[likely]] {
+      shrink_top_from_front(bytes, tail, rest, freed);
+    } else {
+      refile(f, tail, rest, freed);
+    }
     return bytes;
+  }
+
+  // refile() of the top (with no released pages) that gave its first `taken` bytes away to
+  // its last `rest` at `tail`: it stays the top, off the lists, as old as it was. The path of
+  // a buffer growing into the top and of a block carved from it, which asks nothing twice.
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH void shrink_top_from_front(
+      std::size_t taken, Block* tail, std::size_t rest, std::uint64_t freed) {
+    stats_.free_bytes -= taken;
+    tail->set_size_flags(rest);
+    tail->right()->prev_size = rest;
+    if (rest >= kDatedBlock) freed_at(tail) = freed;
   }
 
   // Replaces free block `from` on the free lists by `to` (the same block, or one that now

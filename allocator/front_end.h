@@ -68,11 +68,15 @@ struct FrontEnd {
       }
       return malloc(n);
     }
-    if (n == 0) {
-      Core::deallocate(p, "realloc");
-      return nullptr;
-    }
+    if (n == 0) return free_for_realloc(p);
     return Core::reallocate(p, n);
+  }
+
+  // realloc(p, 0), out of line: inlined, free()'s path would give realloc() a frame to save
+  // registers in that every growing buffer pays for.
+  [[gnu::noinline]] static void* free_for_realloc(void* p) {
+    Core::deallocate(p, "realloc");
+    return nullptr;
   }
 
   static void* reallocarray(void* p, std::size_t count, std::size_t size) {
