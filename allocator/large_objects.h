@@ -73,16 +73,9 @@ class LargeObjects {
   MappingCache& cache() { return cache_; }
 
   // Whether big fresh mappings are made for transparent huge pages (huge_pages_for()):
-  // POLYMALLOC_HUGE_PAGES, read on first use, unless set first.
-  void set_huge_pages(bool on) { atomics::store_relaxed(&huge_pages_, on ? kHugeOn : kHugeOff); }
-  bool huge_pages() const {
-    std::uint32_t state = atomics::load_relaxed(&huge_pages_);
-    if (state == kHugeUnread) [[unlikely]] {
-      state = Settings::value(Setting::kHugePages) != 0 ? kHugeOn : kHugeOff;
-      atomics::store_relaxed(&huge_pages_, state);
-    }
-    return state == kHugeOn;
-  }
+  // POLYMALLOC_HUGE_PAGES, unless set.
+  void set_huge_pages(bool on) { huge_pages_.set(on ? 1 : 0); }
+  bool huge_pages() const { return huge_pages_.get() != 0; }
 
   // Whether b is the header of a live large block (from the registry: b is not read).
   bool owns(const Block* b) const { return registry_.get(b) == tag(b, kLiveTag); }
@@ -451,8 +444,7 @@ class LargeObjects {
   std::size_t peak_mapped_bytes_ = 0;
   std::size_t peak_mapped_objects_ = 0;
   std::size_t lent_bytes_ = 0;
-  static constexpr std::uint32_t kHugeUnread = 0, kHugeOff = 1, kHugeOn = 2;
-  mutable std::uint32_t huge_pages_ = kHugeUnread;
+  LocalSetting<Setting::kHugePages> huge_pages_;
   platform::PageMap registry_;
   MappingCache cache_;
 };

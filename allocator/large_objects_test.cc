@@ -15,6 +15,13 @@
 namespace polymalloc::allocator {
 namespace {
 
+// The end of a test that has freed every block: once its cache is emptied, `large` maps
+// nothing (no mapping leaked, none counted twice).
+void expect_nothing_mapped_once_the_cache_empties(LargeObjects& large) {
+  large.release_cached(UINT64_MAX);
+  EXPECT_EQ(large.stats().mapped_bytes, 0u);
+}
+
 constexpr std::size_t kMiB = std::size_t{1} << 20;
 
 TEST(LargeObjectsTest, MappingHoldsTheRequestAndIsCounted) {
@@ -128,8 +135,7 @@ TEST(LargeObjectsTest, ARequestNoCachedMappingHoldsGathersThePagesOfSeveral) {
   EXPECT_EQ(bytes[11 * kMiB], 0);
   large.check_live(grown, "free");
   large.release(grown);
-  large.release_cached(UINT64_MAX);
-  EXPECT_EQ(large.stats().mapped_bytes, 0u);
+  expect_nothing_mapped_once_the_cache_empties(large);
 }
 
 TEST(LargeObjectsTest, TheCacheKeepsWithinItsBound) {
@@ -146,7 +152,7 @@ TEST(LargeObjectsTest, TheCacheKeepsWithinItsBound) {
   const std::size_t left = large.stats().cache.mappings;
   large.release(c);
   EXPECT_EQ(large.stats().cache.mappings, left) << "off: nothing more is kept";
-  large.release_cached(UINT64_MAX);
+  expect_nothing_mapped_once_the_cache_empties(large);
 }
 
 TEST(LargeObjectsTest, AFreshMappingOfAHugePageOrMoreIsAlignedForHugePagesAndGathersNothing) {
@@ -173,8 +179,7 @@ TEST(LargeObjectsTest, AFreshMappingOfAHugePageOrMoreIsAlignedForHugePagesAndGat
   Block* plain = large.allocate(3 * kMiB);
   ASSERT_NE(plain, nullptr);
   large.release(plain);
-  large.release_cached(UINT64_MAX);
-  EXPECT_EQ(large.stats().mapped_bytes, 0u);
+  expect_nothing_mapped_once_the_cache_empties(large);
 }
 
 // A freed mapping that finds the cache full (its bound or its slots) takes the room of
@@ -238,7 +243,7 @@ TEST(LargeObjectsTest, ResizeWithinTheMappingKeepsItAndAGrowingBlockMayTakeABigg
   EXPECT_EQ(large.adopt_for_growth(3 * kMiB, true), nullptr) << "the cache is empty now";
   large.release(grower);
   large.release(b);
-  large.release_cached(UINT64_MAX);
+  expect_nothing_mapped_once_the_cache_empties(large);
 }
 
 TEST(LargeObjectsTest, ABufferThatDoubledTo16MiBLeavesAMappingItTakesAgainFrom512KiB) {
@@ -249,7 +254,7 @@ TEST(LargeObjectsTest, ABufferThatDoubledTo16MiBLeavesAMappingItTakesAgainFrom51
   ASSERT_NE(grower, nullptr) << "the same buffer growing again takes it";
   EXPECT_TRUE(LargeObjects::keeps(grower, 16 * kMiB, false)) << "and grows to 16 MiB in it";
   large.release(grower);
-  large.release_cached(UINT64_MAX);
+  expect_nothing_mapped_once_the_cache_empties(large);
 }
 
 TEST(LargeObjectsTest, AGrowingBufferIsLentABigCachedMappingWithinTheCachesBound) {
@@ -286,7 +291,7 @@ TEST(LargeObjectsTest, AGrowingBufferIsLentABigCachedMappingWithinTheCachesBound
   large.release(grower);
   large.release(big);
   EXPECT_EQ(large.stats().lent_bytes, 0u);
-  large.release_cached(UINT64_MAX);
+  expect_nothing_mapped_once_the_cache_empties(large);
 }
 
 TEST(LargeObjectsTest, OverAlignedBlocksKeepOnlyWhatTheyNeed) {

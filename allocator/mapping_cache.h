@@ -65,13 +65,8 @@ class MappingCache {
   }
 
   // Sets the bound (bytes); mappings beyond it are not kept. 0 turns the cache off.
-  void set_bound(std::size_t bytes) { atomics::store_relaxed(&bound_, bytes); }
-  std::size_t bound() const {
-    const std::size_t bound = atomics::load_relaxed(&bound_);
-    if (bound == kUnread) [[unlikely]]
-      return read_bound();
-    return bound;
-  }
+  void set_bound(std::size_t bytes) { bound_.set(static_cast<std::int64_t>(bytes)); }
+  std::size_t bound() const { return static_cast<std::size_t>(bound_.get()); }
 
   // The smallest cached mapping of `length` (a class length) to `most` bytes, or nullptr:
   // counted as a hit or a miss. *got is its length.
@@ -250,14 +245,7 @@ class MappingCache {
   Slot slots_[kSlots] = {};
   // Bit i % 64 of word i / 64: slot i is claimed (holds a mapping, or is being filled).
   std::uint64_t claimed_[kWords] = {};
-  static constexpr std::size_t kUnread = SIZE_MAX;
-  std::size_t read_bound() const {
-    const auto bound = static_cast<std::size_t>(Settings::value(Setting::kMappingCacheBytes));
-    atomics::store_relaxed(&bound_, bound);
-    return bound;
-  }
-
-  mutable std::size_t bound_ = kUnread;  // read from the environment on first use
+  LocalSetting<Setting::kMappingCacheBytes> bound_;  // POLYMALLOC_MAPPING_CACHE_BYTES, unless set
   std::size_t bytes_ = 0;
   std::size_t mappings_ = 0;
   std::size_t hits_ = 0;

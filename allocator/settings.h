@@ -107,4 +107,21 @@ class Settings {
   static inline constinit std::int64_t value_[kCount] = {};
 };
 
+// A setting as one component sees it: the process's value (Settings), unless the component's
+// owner set its own with set() (a test, to try one instance without touching the others).
+// Two loads on a read, for the slow paths that ask.
+template <Setting S>
+class LocalSetting {
+ public:
+  std::int64_t get() const {
+    const std::int64_t own = atomics::load_relaxed(&own_);
+    return own != kUnset ? own : Settings::value(S);
+  }
+  void set(std::int64_t value) { atomics::store_relaxed(&own_, value); }
+
+ private:
+  static constexpr std::int64_t kUnset = INT64_MIN;
+  std::int64_t own_ = kUnset;
+};
+
 }  // namespace polymalloc::allocator
