@@ -37,6 +37,7 @@
 #include "allocator/decay.h"
 #include "allocator/sanitizer.h"
 #include "allocator/size_class.h"
+#include "allocator/size_map.h"
 #include "allocator/statistics.h"
 #include "platform/platform.h"
 
@@ -56,6 +57,9 @@ class FreeListHeap {
  public:
   // Minimum bytes requested from the source at a time, to keep system calls rare.
   static constexpr std::size_t kGrowthBytes = std::size_t{256} << 10;
+  // A heap that has committed this much grows to huge-page boundaries and advises what it
+  // adds for transparent huge pages (POLYMALLOC_HUGE_PAGES, set_huge_pages()).
+  static constexpr std::size_t kHugeHeapBytes = kHugePagesFromBytes;
 
   struct Stats {
     std::size_t committed_bytes = 0;  // obtained from the source and not given back
@@ -476,6 +480,9 @@ class FreeListHeap {
     return s;
   }
   Source& source() { return source_; }
+  // Whether the heap grows by huge pages once it is big (kHugeHeapBytes): POLYMALLOC_HUGE_PAGES,
+  // unless set.
+  void set_huge_pages(bool on) { huge_pages_.set(on ? 1 : 0); }
 
   // Walks every region and free list; nullptr if the heap is consistent, otherwise a
   // description of the first inconsistency found (and *where, if given, its address).
@@ -856,9 +863,18 @@ class FreeListHeap {
       errno = ENOMEM;
       return false;
     }
-    const std::size_t bytes = platform::round_up_to_page(
+    std::size_t bytes = platform::round_up_to_page(
         block_bytes + overhead > kGrowthBytes ? block_bytes + overhead : kGrowthBytes);
-    void* start = source_.grow(bytes);
+    void* start = nullptr;
+    if (grows_by_huge_pages()) {
+      const std::size_t to_boundary = to_huge_page_boundary(bytes);
+      start = source_.grow(to_boundary);
+      if (start != nullptr) {
+        bytes = to_boundary;
+        platform::os_advise_huge(start, bytes);
+      }
+    }
+    if (start == nullptr) start = source_.grow(bytes);
     if (start == nullptr) return false;
     stats_.committed_bytes += bytes;
     if (stats_.committed_bytes > stats_.peak_committed_bytes) {
@@ -871,6 +887,17 @@ class FreeListHeap {
       add_region(address, bytes);
     }
     return true;
+  }
+
+  POLYMALLOC_UNCHECKED_BY_ASAN bool grows_by_huge_pages() const {
+    return top_ != nullptr && stats_.committed_bytes >= kHugeHeapBytes && huge_pages_.get() != 0;
+  }
+  // `bytes` and more, so that the newest region, grown by that in place, ends on a huge page.
+  POLYMALLOC_UNCHECKED_BY_ASAN std::size_t to_huge_page_boundary(std::size_t bytes) const {
+    const std::uintptr_t end = top_->end + bytes;
+    const std::uintptr_t boundary =
+        (end + platform::kHugePageBytes - 1) & ~(platform::kHugePageBytes - 1);
+    return boundary - top_->end;
   }
 
   // The old fence becomes the start of a free block covering the new memory. The old top,
@@ -904,6 +931,7 @@ class FreeListHeap {
   }
 
   Source source_;
+  LocalSetting<Setting::kHugePages> huge_pages_;
   Block* lists_[kListCount] = {};
   Block* quick_[kQuickMaxClass + 1] = {};
   // (Plain counts, read under the lock only: park() and unpark() are global_spinlock's fast

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "platform/fault_injection.h"
+#include "testing/process_memory.h"
 
 namespace polymalloc::allocator {
 namespace {
@@ -131,6 +132,43 @@ TEST(FreeListHeapTest, GrowAtTopExtendsTheNewestRegionUnderTheBlockThatEndsIt) {
   heap.release(top);
   heap.release(low);
   EXPECT_HEAP_OK(heap);
+}
+
+// Grows `heap` by blocks of 1 MiB (kept in `blocks`) until it has committed `bytes`.
+void grow_to(FreeListHeap<ReservedRange>& heap, std::size_t bytes, std::vector<Block*>& blocks) {
+  while (heap.stats().committed_bytes < bytes) {
+    Block* b = heap.allocate(std::size_t{1} << 20);
+    ASSERT_NE(b, nullptr);
+    blocks.push_back(b);
+  }
+}
+
+TEST(FreeListHeapTest, ABigHeapGrowsByWholeHugePagesAdvisedForTransparentHugePages) {
+  using Heap = FreeListHeap<ReservedRange>;
+  for (const bool huge : {true, false}) {
+    SCOPED_TRACE(huge ? "huge pages on" : "huge pages off");
+    Heap heap(&pages, kTag);
+    heap.set_huge_pages(huge);
+    std::vector<Block*> blocks;
+    grow_to(heap, Heap::kHugeHeapBytes / 2, blocks);
+    std::uintptr_t start = 0, end = 0;
+    const std::string small = polymalloc::testing::vm_flags_at(blocks.back(), &start, &end);
+    EXPECT_EQ(small.find(" hg"), std::string::npos) << "a small heap keeps small pages";
+    grow_to(heap, Heap::kHugeHeapBytes + (std::size_t{5} << 20), blocks);
+    Block* last = blocks.back();
+    std::memset(last->payload(), 0x3c, last->size() - Block::kHeaderBytes);
+    const std::string big = polymalloc::testing::vm_flags_at(last->payload(), &start, &end);
+    if (huge) {
+      EXPECT_NE(big.find(" hg"), std::string::npos) << big;
+      EXPECT_EQ(start % platform::kHugePageBytes, 0u) << "advised over whole huge pages";
+      EXPECT_EQ(end % platform::kHugePageBytes, 0u) << "and grown to a huge page's end";
+    } else {
+      EXPECT_EQ(big.find(" hg"), std::string::npos) << big;
+    }
+    EXPECT_HEAP_OK(heap);
+    for (Block* b : blocks) heap.release(b);
+    EXPECT_HEAP_OK(heap);
+  }
 }
 
 TEST(FreeListHeapTest, AlignedBlocksFreeTheirLeadAndTail) {

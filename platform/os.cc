@@ -103,15 +103,20 @@ void* os_map_huge(std::size_t bytes) {
   const std::size_t lead = ((address + kHugePageBytes - 1) & ~(kHugePageBytes - 1)) - address;
   if (lead != 0) raw_munmap(mapped, lead);
   if (over - lead != bytes) raw_munmap(mapped + lead + bytes, over - lead - bytes);
-  const std::size_t whole = bytes & ~(kHugePageBytes - 1);
-  if (whole != 0) {
-    // Advice only: a kernel without THP refuses it (EINVAL) and the pages stay small, which
-    // work the same; errno is the caller's.
-    const int saved = errno;
-    syscall(SYS_madvise, mapped + lead, whole, MADV_HUGEPAGE);
-    errno = saved;
-  }
+  os_advise_huge(mapped + lead, bytes);
   return mapped + lead;
+}
+
+void os_advise_huge(void* address, std::size_t bytes) {
+  const auto start = reinterpret_cast<std::uintptr_t>(address);
+  const std::uintptr_t first = (start + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
+  const std::uintptr_t last = (start + bytes) & ~(kHugePageBytes - 1);
+  if (last <= first) return;
+  // Advice only: a kernel without THP refuses it (EINVAL) and the pages stay small, which
+  // work the same; errno is the caller's.
+  const int saved = errno;
+  syscall(SYS_madvise, first, last - first, MADV_HUGEPAGE);
+  errno = saved;
 }
 
 namespace {

@@ -36,6 +36,10 @@ inline constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
 // transparent huge pages (MADV_HUGEPAGE) over its whole huge pages, or nullptr. A huge page
 // is faulted in (and zeroed) whole on first touch: one fault in place of 512.
 void* os_map_huge(std::size_t bytes);
+// Advises the whole huge pages inside [address, address + bytes) for transparent huge pages
+// (MADV_HUGEPAGE); the partial ones at either end keep small pages. Advice only: nothing
+// changes where the kernel has no THP, and errno is kept.
+void os_advise_huge(void* address, std::size_t bytes);
 // The same, for the allocator's own bookkeeping (the page map, the caches' slot arrays),
 // which it keeps for the life of the process: counted in os_metadata_bytes().
 void* os_map_metadata(std::size_t bytes);

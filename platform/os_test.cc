@@ -8,11 +8,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "platform/fault_injection.h"
+#include "testing/process_memory.h"
 
 namespace polymalloc::platform {
 namespace {
@@ -55,27 +54,6 @@ TEST_F(OsTest, MoveGrowsOntoTheDestinationAndKeepsContents) {
   EXPECT_TRUE(os_unmap(q, 64 * page));
 }
 
-// The VmFlags line of the mapping (VMA) that holds `address`, from /proc/self/smaps; its
-// range in *start, *end. Empty if none holds it.
-std::string vm_flags_at(const void* address, std::uintptr_t* start, std::uintptr_t* end) {
-  std::ifstream smaps("/proc/self/smaps");
-  const auto where = reinterpret_cast<std::uintptr_t>(address);
-  bool inside = false;
-  for (std::string line; std::getline(smaps, line);) {
-    std::uintptr_t from = 0, to = 0;
-    char dash = 0;
-    std::istringstream range(line);
-    if (range >> std::hex >> from >> dash >> to && dash == '-' && line.find(' ') != line.npos &&
-        line.find(':') > line.find(' ')) {
-      inside = from <= where && where < to;
-      if (inside) *start = from, *end = to;
-    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
-      return line;
-    }
-  }
-  return "";
-}
-
 TEST_F(OsTest, HugeMappingIsAlignedZeroedAndAdvisedOverItsWholeHugePages) {
   const std::size_t bytes = 2 * kHugePageBytes + 5 * page_size();
   errno = 1234;
@@ -86,11 +64,11 @@ TEST_F(OsTest, HugeMappingIsAlignedZeroedAndAdvisedOverItsWholeHugePages) {
   for (std::size_t i = 0; i < bytes; i += 4096) EXPECT_EQ(p[i], 0);
   std::memset(p, 0x6b, bytes);
   std::uintptr_t start = 0, end = 0;
-  const std::string head = vm_flags_at(p, &start, &end);
+  const std::string head = polymalloc::testing::vm_flags_at(p, &start, &end);
   EXPECT_NE(head.find(" hg"), std::string::npos) << head;
   EXPECT_EQ(start, reinterpret_cast<std::uintptr_t>(p));
   EXPECT_EQ(end, start + 2 * kHugePageBytes) << "advised over the whole huge pages only";
-  const std::string tail = vm_flags_at(p + 2 * kHugePageBytes, &start, &end);
+  const std::string tail = polymalloc::testing::vm_flags_at(p + 2 * kHugePageBytes, &start, &end);
   EXPECT_EQ(tail.find(" hg"), std::string::npos) << tail;
   EXPECT_TRUE(os_unmap(p, bytes));
   FaultInjection::fail_all_requests();

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 namespace polymalloc::testing {
 
@@ -54,6 +56,25 @@ bool reset_peak_resident() {
   const bool ok = write(fd, "5", 1) == 1;
   close(fd);
   return ok;
+}
+
+std::string vm_flags_at(const void* address, std::uintptr_t* start, std::uintptr_t* end) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto where = reinterpret_cast<std::uintptr_t>(address);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    std::uintptr_t from = 0, to = 0;
+    char dash = 0;
+    std::istringstream range(line);
+    if (range >> std::hex >> from >> dash >> to && dash == '-' && line.find(' ') != line.npos &&
+        line.find(':') > line.find(' ')) {
+      inside = from <= where && where < to;
+      if (inside) *start = from, *end = to;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      return line;
+    }
+  }
+  return "";
 }
 
 }  // namespace polymalloc::testing

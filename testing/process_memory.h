@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace polymalloc::testing {
 
@@ -20,5 +21,9 @@ std::uint64_t virtual_memory_bytes();
 // Starts a new peak window (Linux: "5" written to /proc/self/clear_refs resets VmHWM to the
 // resident bytes now); false if the kernel refuses.
 bool reset_peak_resident();
+
+// The VmFlags line of the mapping (VMA) that holds `address`, from /proc/self/smaps (" hg":
+// advised for transparent huge pages); its range in *start, *end. Empty if none holds it.
+std::string vm_flags_at(const void* address, std::uintptr_t* start, std::uintptr_t* end);
 
 }  // namespace polymalloc::testing
