@@ -57,9 +57,6 @@ class FreeListHeap {
  public:
   // Minimum bytes requested from the source at a time, to keep system calls rare.
   static constexpr std::size_t kGrowthBytes = std::size_t{256} << 10;
-  // A heap that has committed this much grows to huge-page boundaries and advises what it
-  // adds for transparent huge pages (POLYMALLOC_HUGE_PAGES, set_huge_pages()).
-  static constexpr std::size_t kHugeHeapBytes = kHugePagesFromBytes;
 
   struct Stats {
     std::size_t committed_bytes = 0;  // obtained from the source and not given back
@@ -480,7 +477,8 @@ class FreeListHeap {
     return s;
   }
   Source& source() { return source_; }
-  // Whether the heap grows by huge pages once it is big (kHugeHeapBytes): POLYMALLOC_HUGE_PAGES,
+  // Whether the heap, once it has committed kHugePagesFromBytes, grows to huge-page
+  // boundaries and advises what it adds for transparent huge pages: POLYMALLOC_HUGE_PAGES,
   // unless set.
   void set_huge_pages(bool on) { huge_pages_.set(on ? 1 : 0); }
 
@@ -890,14 +888,12 @@ class FreeListHeap {
   }
 
   POLYMALLOC_UNCHECKED_BY_ASAN bool grows_by_huge_pages() const {
-    return top_ != nullptr && stats_.committed_bytes >= kHugeHeapBytes && huge_pages_.get() != 0;
+    return top_ != nullptr && stats_.committed_bytes >= kHugePagesFromBytes &&
+           huge_pages_.get() != 0;
   }
   // `bytes` and more, so that the newest region, grown by that in place, ends on a huge page.
   POLYMALLOC_UNCHECKED_BY_ASAN std::size_t to_huge_page_boundary(std::size_t bytes) const {
-    const std::uintptr_t end = top_->end + bytes;
-    const std::uintptr_t boundary =
-        (end + platform::kHugePageBytes - 1) & ~(platform::kHugePageBytes - 1);
-    return boundary - top_->end;
+    return platform::round_up_to_huge_page(top_->end + bytes) - top_->end;
   }
 
   // The old fence becomes the start of a free block covering the new memory. The old top,

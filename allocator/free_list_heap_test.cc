@@ -150,11 +150,11 @@ TEST(FreeListHeapTest, ABigHeapGrowsByWholeHugePagesAdvisedForTransparentHugePag
     Heap heap(&pages, kTag);
     heap.set_huge_pages(huge);
     std::vector<Block*> blocks;
-    grow_to(heap, Heap::kHugeHeapBytes / 2, blocks);
+    grow_to(heap, kHugePagesFromBytes / 2, blocks);
     std::uintptr_t start = 0, end = 0;
     const std::string small = polymalloc::testing::vm_flags_at(blocks.back(), &start, &end);
     EXPECT_EQ(small.find(" hg"), std::string::npos) << "a small heap keeps small pages";
-    grow_to(heap, Heap::kHugeHeapBytes + (std::size_t{5} << 20), blocks);
+    grow_to(heap, kHugePagesFromBytes + (std::size_t{5} << 20), blocks);
     Block* last = blocks.back();
     std::memset(last->payload(), 0x3c, last->size() - Block::kHeaderBytes);
     const std::string big = polymalloc::testing::vm_flags_at(last->payload(), &start, &end);

@@ -35,7 +35,7 @@ const SettingSpec kSettingSpecs[] = {
      "a size in bytes up to 1 TiB, with an optional k, m or g suffix (0: no cache)",
      "the bound on freed large mappings kept for reuse"},
     {"POLYMALLOC_HUGE_PAGES", SettingType::kFlag, 1, 0, 1, nullptr, "0 or 1",
-     "large mappings of 2 MiB or more are 2 MiB-aligned and advised for transparent huge pages"},
+     "transparent huge pages for large mappings of 2 MiB or more and for heaps past 128 MiB"},
     {"POLYMALLOC_THREAD_CACHE_BYTES", SettingType::kBytes, 64 * kKiB, 0, 16 * kMiB, nullptr,
      "a size in bytes up to 16 MiB, with an optional k, m or g suffix (0: no caches)",
      "partitioned: the most one thread's cache holds (the caches share 4 MiB besides)"},

@@ -100,7 +100,7 @@ void* os_map_huge(std::size_t bytes) {
       map_result(raw_mmap(nullptr, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)));
   if (mapped == nullptr) return nullptr;
   const auto address = reinterpret_cast<std::uintptr_t>(mapped);
-  const std::size_t lead = ((address + kHugePageBytes - 1) & ~(kHugePageBytes - 1)) - address;
+  const std::size_t lead = round_up_to_huge_page(address) - address;
   if (lead != 0) raw_munmap(mapped, lead);
   if (over - lead != bytes) raw_munmap(mapped + lead + bytes, over - lead - bytes);
   os_advise_huge(mapped + lead, bytes);
@@ -109,8 +109,8 @@ void* os_map_huge(std::size_t bytes) {
 
 void os_advise_huge(void* address, std::size_t bytes) {
   const auto start = reinterpret_cast<std::uintptr_t>(address);
-  const std::uintptr_t first = (start + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
-  const std::uintptr_t last = (start + bytes) & ~(kHugePageBytes - 1);
+  const std::uintptr_t first = round_up_to_huge_page(start);
+  const std::uintptr_t last = round_down_to_huge_page(start + bytes);
   if (last <= first) return;
   // Advice only: a kernel without THP refuses it (EINVAL) and the pages stay small, which
   // work the same; errno is the caller's.

@@ -32,6 +32,13 @@ inline std::size_t round_up_to_page(std::size_t n) {
 void* os_map(std::size_t bytes);
 // The huge page size that os_map_huge aligns to (2 MiB on x86-64 and arm64 with 4 KiB pages).
 inline constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
+// An address rounded down and up to a huge page's boundary.
+constexpr std::uintptr_t round_down_to_huge_page(std::uintptr_t address) {
+  return address & ~(kHugePageBytes - 1);
+}
+constexpr std::uintptr_t round_up_to_huge_page(std::uintptr_t address) {
+  return round_down_to_huge_page(address + kHugePageBytes - 1);
+}
 // Fresh zeroed read-write memory of `bytes`, aligned to kHugePageBytes and advised for
 // transparent huge pages (MADV_HUGEPAGE) over its whole huge pages, or nullptr. A huge page
 // is faulted in (and zeroed) whole on first touch: one fault in place of 512.
