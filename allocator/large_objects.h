@@ -42,12 +42,12 @@ class LargeObjects {
  public:
   static constexpr std::size_t kMapped = Block::kMapped;
   static constexpr std::size_t kGrowing = Block::kGrowing;
-  // How much bigger than its class length a cached mapping may be: for a plain request (best
-  // fit; the tail goes back), and for a block growing by realloc, below kLargeBlockBytes and
-  // from there on (adopt_for_growth). 32: a buffer that doubled to 16 MiB leaves a 20 MiB
-  // mapping (its quarter-power class), which the same buffer growing again takes from
-  // 512 KiB (a 640 KiB class) on, instead of moving its pages with mremap at every doubling.
-  static constexpr std::size_t kReuseRoom = 2;
+  // How much bigger than its class length a cached mapping may be for a block growing by
+  // realloc, below kLargeBlockBytes and from there on (adopt_for_growth). 32: a buffer that
+  // doubled to 16 MiB leaves a 20 MiB mapping (its quarter-power class), which the same
+  // buffer growing again takes from 512 KiB (a 640 KiB class) on, instead of moving its pages
+  // with mremap at every doubling. (A plain request takes the smallest cached mapping that
+  // holds it, however big: its tail stays cached, keep_tail().)
   static constexpr std::size_t kGrowthRoom = 4;
   static constexpr std::size_t kLargeGrowthRoom = 32;
   // A buffer of at least this many bytes that realloc(NULL, n) starts may also be lent a
@@ -168,12 +168,11 @@ class LargeObjects {
     return lend(start, length);
   }
 
-  // A plain block whose payload holds `bytes` in a cached mapping (best fit, within
-  // kReuseRoom times its class length), or nullptr if the cache has none: its pages are
-  // resident already. A bigger mapping is split: the block, a plain one of its own class,
-  // takes its head, and its tail goes back to the cache with its pages (keep_tail()).
-  // A miss counts only where it means a fresh mapping (`counts_misses`), not for a request
-  // that a heap serves instead.
+  // A plain block whose payload holds `bytes` in a cached mapping (the smallest that holds
+  // it), or nullptr if the cache has none: its pages are resident already. A bigger mapping is
+  // split: the block, a plain one of its own class, takes its head, and its tail goes back to the
+  // cache with its pages (keep_tail()). A miss counts only where it means a fresh mapping
+  // (`counts_misses`), not for a request that a heap serves instead.
   Block* allocate_cached(std::size_t bytes, bool counts_misses = false) {
     if (bytes > SIZE_MAX / 2) return nullptr;
     const std::size_t length = MappingCache::class_length(bytes + Block::kHeaderBytes);
@@ -181,16 +180,23 @@ class LargeObjects {
     return cached != nullptr ? install(cached, length, 0) : nullptr;
   }
 
-  // The tail [start, start + bytes) of a cached mapping whose head a block took: as much of
-  // it as is a class length goes back to the cache (registered first, as every mapping that
-  // may become a block is), the rest to the OS.
+  // The tail [start, start + bytes) of a cached mapping whose head a block took goes back to
+  // the cache as class-length pieces, biggest first (each registered first, as every mapping
+  // that may become a block is): its resident pages stay for later requests. What no class
+  // length fits (less than a page), or the cache does not take, goes to the OS.
   void keep_tail(unsigned char* start, std::size_t bytes) {
     const ErrnoPreserved saved;
-    const std::size_t kept = MappingCache::class_length_within(bytes);
-    if (kept != bytes) platform::os_unmap(start + kept, bytes - kept);
-    if (kept == 0) return;
-    if (!registry_.prepare(start, 1) || !cache_.put(start, kept, platform::os_coarse_ms())) {
-      platform::os_unmap(start, kept);
+    while (bytes != 0) {
+      const std::size_t kept = MappingCache::class_length_within(bytes);
+      if (kept == 0) {
+        platform::os_unmap(start, bytes);
+        return;
+      }
+      if (!registry_.prepare(start, 1) || !cache_.put(start, kept, platform::os_coarse_ms())) {
+        platform::os_unmap(start, kept);
+      }
+      start += kept;
+      bytes -= kept;
     }
   }
 
@@ -387,14 +393,13 @@ class LargeObjects {
     return moved;
   }
 
-  // A cached mapping of class length `length` (best fit within kReuseRoom times; a bigger
+  // A cached mapping of class length `length` (the smallest cached one that holds it; a bigger
   // one's tail stays cached, keep_tail()), counted as a hit, and as a miss if it
   // `counts_misses`; nullptr if none.
   unsigned char* take_cached(std::size_t length, bool counts_misses) {
-    const std::size_t most = kReuseRoom * length;
     std::size_t got = 0;
-    void* cached =
-        counts_misses ? cache_.take(length, most, &got) : cache_.take_if_cached(length, most, &got);
+    void* cached = counts_misses ? cache_.take(length, SIZE_MAX, &got)
+                                 : cache_.take_if_cached(length, SIZE_MAX, &got);
     if (cached != nullptr && got != length) {
       keep_tail(static_cast<unsigned char*>(cached) + length, got - length);
     }

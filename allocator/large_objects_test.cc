@@ -70,8 +70,8 @@ TEST(LargeObjectsTest, AFreedMappingServesTheNextRequestOfItsClassWithItsPages) 
   EXPECT_EQ(large.stats().cache.bytes, 0u);
 }
 
-// A request takes the smallest cached mapping of up to twice its class length (best fit), and
-// the mapping's tail goes back: the block is a plain one of its own class, on the same pages.
+// A request takes the smallest cached mapping that holds it (best fit), and the mapping's
+// tail goes back: the block is a plain one of its own class, on the same pages.
 TEST(LargeObjectsTest, ARequestReusesTheHeadOfABiggerCachedMapping) {
   static LargeObjects large;
   Block* big = large.allocate(4 * kMiB);
@@ -82,7 +82,7 @@ TEST(LargeObjectsTest, ARequestReusesTheHeadOfABiggerCachedMapping) {
   bool fresh = true;
   Block* smaller = large.allocate(3 * kMiB, 16, &fresh);
   ASSERT_NE(smaller, nullptr);
-  EXPECT_EQ(smaller->payload(), address) << "the cached mapping, within 2x";
+  EXPECT_EQ(smaller->payload(), address) << "the cached mapping";
   EXPECT_FALSE(fresh);
   EXPECT_EQ(smaller->size(), MappingCache::class_length(3 * kMiB + Block::kHeaderBytes))
       << "its head is the block";
@@ -101,6 +101,36 @@ TEST(LargeObjectsTest, ARequestReusesTheHeadOfABiggerCachedMapping) {
   large.release(small);
   large.release_cached(UINT64_MAX);
   EXPECT_EQ(large.stats().cache.bytes, 0u);
+}
+
+// However much bigger the cached mapping is, its whole tail stays cached, as mappings of class
+// lengths, biggest first: no resident page is unmapped for a small request.
+TEST(LargeObjectsTest, ASmallRequestSplitsAMuchBiggerCachedMappingAndItsWholeTailStays) {
+  static LargeObjects large;
+  Block* big = large.allocate(6 * kMiB);  // a 7 MiB mapping
+  ASSERT_NE(big, nullptr);
+  ASSERT_EQ(big->size(), 7 * kMiB);
+  std::memset(big->payload(), 0x6b, LargeObjects::usable_size(big));
+  auto* start = reinterpret_cast<unsigned char*>(big);
+  large.release(big);
+  bool fresh = true;
+  Block* small = large.allocate(kMiB, 16, &fresh);  // a 1.25 MiB class, a sixth of it
+  ASSERT_NE(small, nullptr);
+  EXPECT_EQ(reinterpret_cast<unsigned char*>(small), start) << "the cached mapping's head";
+  EXPECT_FALSE(fresh);
+  EXPECT_EQ(small->size(), 5 * kMiB / 4);
+  EXPECT_EQ(large.stats().cache.bytes, 23 * kMiB / 4) << "the 5.75 MiB tail, all of it";
+  EXPECT_EQ(large.stats().cache.mappings, 2u) << "5 MiB, then 768 KiB";
+  Block* piece = large.allocate(kMiB / 2 + kMiB / 8, 16, &fresh);  // a 768 KiB class
+  ASSERT_NE(piece, nullptr);
+  EXPECT_FALSE(fresh);
+  EXPECT_EQ(reinterpret_cast<unsigned char*>(piece), start + 5 * kMiB / 4 + 5 * kMiB)
+      << "the last piece, with its pages";
+  EXPECT_EQ(static_cast<unsigned char*>(piece->payload())[100], 0x6b);
+  EXPECT_EQ(large.stats().cache.bytes, 5 * kMiB);
+  large.release(piece);
+  large.release(small);
+  expect_nothing_mapped_once_the_cache_empties(large);
 }
 
 // (With huge pages on, a destination of 2 MiB or more gathers nothing: the next test.)

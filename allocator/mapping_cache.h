@@ -13,8 +13,9 @@
 //
 // Mapping lengths are classes: quarter powers of two, as the heaps' classes (at most 25 %
 // over the request, and the tail pages a block never touches cost no memory). A request takes
-// a cached mapping of its own class, so the waste is bounded by the class rounding; a block
-// that grows by realloc may take a bigger one (it is likely to go on growing into it).
+// the smallest cached mapping that holds it, and a bigger one's tail goes back as mappings of
+// class lengths, so the waste is bounded by the class rounding; a block that grows by realloc
+// may keep a bigger one whole (it is likely to go on growing into it).
 #pragma once
 
 #include <bit>
@@ -30,7 +31,11 @@ namespace polymalloc::allocator {
 
 class MappingCache {
  public:
-  static constexpr unsigned kSlots = 64;
+  // Room for the mappings of a spike of big buffers and the tails that requests split off
+  // them (LargeObjects::keep_tail()): with 64, signal_safe's replay of trace_large_blocks
+  // found the slots full while the bound had room, and evicted resident pages for nothing.
+  // A look scans the claimed slots alone.
+  static constexpr unsigned kSlots = 128;
   // The bound on the bytes the cache holds: POLYMALLOC_MAPPING_CACHE_BYTES (settings.h; 64 MiB
   // by default, 0 turns the cache off), read on first use. A program that churns through
   // more big buffers than this keeps faulting them in; one with a spike of them keeps up to
