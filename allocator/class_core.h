@@ -339,14 +339,23 @@ class ClassCore {
 
   // A mapped block stays in its mapping while that fits (LargeObjects::keeps()), is resized
   // with mremap while the request is still large, and moves to a pool block otherwise.
+  // (A buffer growing within the mapping it took stays: the test alone, with no frame; the
+  // rest is reallocate_large_moving().)
   [[gnu::noinline]] static void* reallocate_large(void* p, std::size_t bytes) noexcept {
-    Block* b = Block::of_payload(p);
-    const std::size_t block = Map::block_for(bytes);
+    const Block* b = Block::of_payload(p);
     large_.check_live(b, "realloc");
-    if (LargeObjects::keeps(b, bytes, block == 0)) {
+    if (LargeObjects::keeps(b, bytes, Map::class_or_large(bytes) == Map::kClasses)) [[likely]] {
       HeapProfile::moved(p, p, bytes);  // a sampled block keeps its sample, resized
       return p;
     }
+    return reallocate_large_moving(p, bytes);
+  }
+
+  // A checked large block that leaves its mapping: moved with mremap (still large), or into
+  // a pool block (shrunk below a mapping).
+  [[gnu::noinline]] static void* reallocate_large_moving(void* p, std::size_t bytes) noexcept {
+    Block* b = Block::of_payload(p);
+    const std::size_t block = Map::block_for(bytes);
     if (block == 0) {
       void* moved = payload_of(large_.resize(b, bytes));
       if (moved != nullptr) HeapProfile::moved(p, moved, bytes);
