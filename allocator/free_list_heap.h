@@ -660,9 +660,12 @@ class FreeListHeap {
   // ones spans a quarter of a doubling: splitting its smallest block leaves the bigger ones
   // whole for the requests that need them. (memsim, RSS growth / live, partitioned:
   // trace_mixed_power_law 1.59 -> 1.52, the 4-thread trace 2.86 -> 2.65.)
-  POLYMALLOC_UNCHECKED_BY_ASAN Block* smallest_early_in_first_nonempty(unsigned k) const {
-    Block* best = first_nonempty_from(k);
-    if (best == nullptr || list_of(best->size()) < kExactLists) return best;
+  POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* smallest_early_in_first_nonempty(
+      unsigned k) const {
+    const unsigned j = first_nonempty_list_from(k);
+    if (j >= kListCount) return nullptr;
+    Block* best = lists_[j];
+    if (j < kExactLists) return best;  // one size
     unsigned scanned = 1;
     for (Block* b = best->next(); b != nullptr && scanned < kFitScanLimit;
          b = b->next(), ++scanned) {
@@ -685,11 +688,17 @@ class FreeListHeap {
 
   // The head of the first non-empty list from k on, or nullptr.
   POLYMALLOC_HOT_PATH Block* first_nonempty_from(unsigned k) const {
+    const unsigned j = first_nonempty_list_from(k);
+    return j < kListCount ? lists_[j] : nullptr;
+  }
+
+  // The first non-empty list from k on, or kListCount.
+  POLYMALLOC_HOT_PATH unsigned first_nonempty_list_from(unsigned k) const {
     for (unsigned w = k / 64; w < kBitmapWords; ++w) {
       const std::uint64_t bits = w == k / 64 ? nonempty_[w] >> (k % 64) << (k % 64) : nonempty_[w];
-      if (bits != 0) return lists_[64 * w + static_cast<unsigned>(std::countr_zero(bits))];
+      if (bits != 0) return 64 * w + static_cast<unsigned>(std::countr_zero(bits));
     }
-    return nullptr;
+    return kListCount;
   }
 
   // Turns the front of free block `f` into an in-use block of `block_bytes`; the rest stays
