@@ -409,8 +409,7 @@ class LargeObjects {
   // `counts_misses`; nullptr if none.
   unsigned char* take_cached(std::size_t length, bool counts_misses) {
     std::size_t got = 0;
-    void* cached = counts_misses ? cache_.take(length, SIZE_MAX, &got)
-                                 : cache_.take_if_cached(length, SIZE_MAX, &got);
+    void* cached = counts_misses ? cache_.take(length, &got) : cache_.take_if_cached(length, &got);
     if (cached != nullptr && got != length) {
       keep_tail(static_cast<unsigned char*>(cached) + length, got - length);
     }

@@ -73,18 +73,18 @@ class MappingCache {
   void set_bound(std::size_t bytes) { bound_.set(static_cast<std::int64_t>(bytes)); }
   std::size_t bound() const { return static_cast<std::size_t>(bound_.get()); }
 
-  // The smallest cached mapping of `length` (a class length) to `most` bytes, or nullptr:
-  // counted as a hit or a miss. *got is its length.
-  void* take(std::size_t length, std::size_t most, std::size_t* got) {
-    void* found = take_between(length, most, got);
+  // The smallest cached mapping of at least `length` (a class length), or nullptr: counted as
+  // a hit or a miss. *got is its length.
+  void* take(std::size_t length, std::size_t* got) {
+    void* found = take_between(length, SIZE_MAX, got);
     atomics::fetch_add_relaxed(found != nullptr ? &hits_ : &misses_, std::size_t{1});
     return found;
   }
 
   // The same, for a request that has somewhere else to go (a heap): a hit is counted, a
   // miss is not (no mapping is made for it).
-  void* take_if_cached(std::size_t length, std::size_t most, std::size_t* got) {
-    void* found = take_between(length, most, got);
+  void* take_if_cached(std::size_t length, std::size_t* got) {
+    void* found = take_between(length, SIZE_MAX, got);
     if (found != nullptr) atomics::fetch_add_relaxed(&hits_, std::size_t{1});
     return found;
   }
