@@ -472,6 +472,10 @@ class ClassCore {
     s.mapping_cache_misses = large.cache.misses;
     s.mapping_cache_gathered_bytes = large.cache.gathered_bytes;
     s.mapping_cache_evicted_bytes = large.cache.evicted_bytes;
+    s.arena_bytes = large.arena.used_bytes;
+    s.arena_kept_bytes = large.arena.dirty_bytes;
+    s.arena_regions = large.arena.regions;
+    s.arena_released_bytes = large.arena.released_bytes;
     return s;
   }
 
@@ -538,7 +542,7 @@ class ClassCore {
     b.live_bytes += large.mapped_bytes - large_headers;
     b.header_bytes += large_headers;
     b.live_blocks += large.mapped_objects;
-    b.kept_mapping_bytes = large.cache.bytes;
+    b.kept_mapping_bytes = large.cache.bytes + large.arena.dirty_bytes;  // kept_large_bytes()
     s.has_breakdown = true;
   }
 
@@ -776,7 +780,8 @@ class ClassCore {
     if (auto cache = Caches::enter()) flush(*cache);
   }
 
-  static inline constinit LargeObjects large_{};
+  // A pool with no heap for large blocks has them side by side in an arena (slice_arena.h).
+  static inline constinit LargeObjects large_{!Pool::kServesLargeBlocks};
 };
 
 }  // namespace polymalloc::allocator

@@ -31,6 +31,9 @@ const NumericProperty kNumericProperties[] = {
      [](const Statistics& s) { return s.mapped_bytes; }},
     {"polymalloc.mapping_cache_bytes", "bytes of freed mappings kept for reuse",
      [](const Statistics& s) { return s.mapping_cache_bytes; }},
+    {"polymalloc.arena_kept_bytes",
+     "bytes of free large-block arena slices kept resident for reuse (signal_safe)",
+     [](const Statistics& s) { return s.arena_kept_bytes; }},
     {"polymalloc.released_bytes",
      "bytes inside free heap blocks whose pages went back to the OS (not resident)",
      [](const Statistics& s) { return s.released_bytes; }},
@@ -212,8 +215,8 @@ int write_malloc_info(const Statistics& s, int options, FILE* out) {
           "</malloc>\n",
           cached_blocks, cached, rest_blocks, rest, s.mapped_objects, s.mapped_bytes, s.os_bytes(),
           max_system + s.peak_mapped_bytes,
-          s.heap_committed_bytes + s.mapped_bytes + s.mapping_cache_bytes,
-          s.heap_committed_bytes + s.mapped_bytes + s.mapping_cache_bytes);
+          s.heap_committed_bytes + s.mapped_bytes + s.kept_large_bytes(),
+          s.heap_committed_bytes + s.mapped_bytes + s.kept_large_bytes());
   return 0;
 }
 

@@ -32,6 +32,7 @@
 #include "allocator/report.h"
 #include "allocator/settings.h"
 #include "allocator/size_map.h"
+#include "allocator/slice_arena.h"
 #include "atomics/atomics.h"
 #include "platform/page_map.h"
 #include "platform/platform.h"
@@ -68,7 +69,16 @@ class LargeObjects {
     std::size_t peak_mapped_objects = 0;
     std::size_t lent_bytes = 0;  // of mapped_bytes, in mappings lent to growing blocks
     MappingCache::Stats cache;
+    SliceArena::Stats arena;
   };
+
+  constexpr LargeObjects() = default;
+  // `sliced`: plain blocks up to SliceArena::kMaxRunBytes lie side by side in an arena
+  // (slice_arena.h), for a pool with no heap to serve them; bigger and over-aligned ones, and
+  // every block where the arena has no room, are mappings of their own.
+  constexpr explicit LargeObjects(bool sliced) : sliced_(sliced) {}
+  LargeObjects(const LargeObjects&) = delete;
+  LargeObjects& operator=(const LargeObjects&) = delete;
 
   MappingCache& cache() { return cache_; }
 
@@ -198,6 +208,10 @@ class LargeObjects {
     if ((b->size_flags & kLent) != 0) atomics::fetch_sub_relaxed(&lent_bytes_, length);
     mark(b, kFreedTag);  // before the unmap: a new block may be mapped here right after it
     count(-1, length);
+    if (sliced_ && arena_.holds(b)) {
+      arena_.free(b, length, platform::os_coarse_ms(), Decay::delay_ms() == 0);
+      return;
+    }
     if (b->prev_size == 0 && MappingCache::class_length(length) == length &&
         Decay::delay_ms() != 0 &&
         cache_.put_evicting_smaller(b, length, platform::os_coarse_ms())) {
@@ -206,9 +220,11 @@ class LargeObjects {
     platform::os_unmap(mapping_of(b), length);
   }
 
-  // Unmaps the cached mappings cached at or before `cutoff_ms`; the bytes released.
+  // Unmaps the cached mappings cached at or before `cutoff_ms`, and releases the arena's free
+  // pages dirtied by then; the bytes released.
   std::size_t release_cached(std::uint64_t cutoff_ms) {
-    return cache_.release_older_than(cutoff_ms, [](void*, std::size_t) {});
+    const std::size_t unmapped = cache_.release_older_than(cutoff_ms, [](void*, std::size_t) {});
+    return unmapped + (sliced_ ? arena_.release_older_than(cutoff_ms) : 0);
   }
 
   // Resizes: a size that fits the mapping keeps it (as glibc keeps an mmapped chunk); a
@@ -220,6 +236,7 @@ class LargeObjects {
     if (bytes > SIZE_MAX / 2) return fail();
     const std::size_t old_length = b->size();
     if (bytes <= usable_size(b)) return b;
+    if (sliced_ && arena_.holds(b)) return resize_sliced(b, bytes);
     const std::size_t length =
         b->prev_size == 0 ? MappingCache::class_length(Block::kHeaderBytes + bytes)
                           : platform::round_up_to_page(b->prev_size + Block::kHeaderBytes + bytes);
@@ -245,10 +262,13 @@ class LargeObjects {
   }
 
   Stats stats() const {
-    return {
-        atomics::load_relaxed(&mapped_bytes_),      atomics::load_relaxed(&mapped_objects_),
-        atomics::load_relaxed(&peak_mapped_bytes_), atomics::load_relaxed(&peak_mapped_objects_),
-        atomics::load_relaxed(&lent_bytes_),        cache_.stats()};
+    return {atomics::load_relaxed(&mapped_bytes_),
+            atomics::load_relaxed(&mapped_objects_),
+            atomics::load_relaxed(&peak_mapped_bytes_),
+            atomics::load_relaxed(&peak_mapped_objects_),
+            atomics::load_relaxed(&lent_bytes_),
+            cache_.stats(),
+            arena_.stats()};
   }
 
  private:
@@ -300,6 +320,9 @@ class LargeObjects {
   // A plain block: a class-length mapping, from the cache if it has one of the class.
   Block* allocate_plain(std::size_t bytes, bool* fresh) {
     if (bytes > SIZE_MAX / 2) return fail();
+    if (sliced_) {
+      if (Block* b = allocate_sliced(bytes, fresh)) return b;
+    }
     if (Block* b = allocate_cached(bytes, /*counts_misses=*/true)) {
       if (fresh != nullptr) *fresh = false;
       return b;
@@ -356,6 +379,37 @@ class LargeObjects {
     }
     cache_.gathered(filled);
     return filled != 0;
+  }
+
+  // A plain block in the arena, or nullptr if it is too big for it or the arena has no room.
+  Block* allocate_sliced(std::size_t bytes, bool* fresh) {
+    const std::size_t length = SliceArena::run_bytes(bytes + Block::kHeaderBytes);
+    if (length > SliceArena::kMaxRunBytes) return nullptr;
+    bool zero = false;
+    void* start = arena_.claim(length, huge_pages(), &zero, [this](void* region, std::size_t n) {
+      return registry_.prepare(region, n);
+    });
+    if (start == nullptr) return nullptr;
+    if (fresh != nullptr) *fresh = zero;
+    return install(start, length, 0);
+  }
+
+  // An arena block that grows: over the free slices after it where it can, else moved (its
+  // bytes copied) to a block of its new size, in the arena or a mapping of its own beyond it.
+  Block* resize_sliced(Block* b, std::size_t bytes) {
+    const std::size_t old_length = b->size();
+    const std::size_t length = SliceArena::run_bytes(bytes + Block::kHeaderBytes);
+    if (length <= SliceArena::kMaxRunBytes && arena_.extend(b, old_length, length)) {
+      b->set_size_flags(length | kMapped | Block::kInUse);
+      atomics::fetch_add_relaxed(&mapped_bytes_, length - old_length);
+      note_peak();
+      return b;
+    }
+    Block* moved = allocate_plain(bytes, nullptr);
+    if (moved == nullptr) return nullptr;
+    std::memcpy(moved->payload(), b->payload(), usable_size(b));
+    release(b);
+    return moved;
   }
 
   // Makes the mapping at `start` (registered before: fresh and prepared, or cached) a live
@@ -460,8 +514,10 @@ class LargeObjects {
   std::size_t peak_mapped_objects_ = 0;
   std::size_t lent_bytes_ = 0;
   LocalSetting<Setting::kHugePages> huge_pages_;
+  bool sliced_ = false;
   platform::PageMap registry_;
   MappingCache cache_;
+  SliceArena arena_;
 };
 
 }  // namespace polymalloc::allocator

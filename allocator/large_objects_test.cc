@@ -401,6 +401,76 @@ TEST(LargeObjectsTest, ResizeThatMovesKeepsTheRegistryInStep) {
   EXPECT_EQ(large.stats().mapped_objects, 0u);
 }
 
+TEST(LargeObjectsTest, SlicedBlocksLieSideBySideAreReusedInPlaceAndGrowWhereTheyLie) {
+  static LargeObjects large{/*sliced=*/true};
+  constexpr std::size_t kKiB = 1024;
+  Block* a = large.allocate(600 * kKiB);
+  Block* b = large.allocate(kMiB);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(a->size(), 640 * kKiB) << "whole 64 KiB slices";
+  EXPECT_EQ(reinterpret_cast<char*>(b), reinterpret_cast<char*>(a) + a->size());
+  EXPECT_TRUE(large.owns(a));
+  EXPECT_TRUE(large.owns(b));
+  std::memset(a->payload(), 0x3c, LargeObjects::usable_size(a));
+  std::memset(b->payload(), 0x4d, LargeObjects::usable_size(b));
+  const std::size_t b_length = b->size();
+  large.release(b);
+  EXPECT_TRUE(large.freed(b));
+  EXPECT_EQ(large.stats().arena.dirty_bytes, b_length) << "its pages stay";
+  EXPECT_EQ(large.stats().mapped_objects, 1u);
+  EXPECT_EQ(large.stats().cache.mappings, 0u) << "an arena block is no mapping to cache";
+
+  Block* grown = large.resize(a, 1500 * kKiB);
+  EXPECT_EQ(grown, a) << "over the free slices after it";
+  EXPECT_EQ(grown->size(), 1536 * kKiB);
+  EXPECT_EQ(static_cast<unsigned char*>(grown->payload())[600 * kKiB - 1], 0x3c);
+  EXPECT_EQ(large.stats().mapped_bytes, 1536 * kKiB);
+
+  bool fresh = true;
+  Block* c = large.allocate(kMiB, 16, &fresh);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(reinterpret_cast<char*>(c), reinterpret_cast<char*>(a) + 1536 * kKiB)
+      << "the rest of b's run, then untouched slices";
+  EXPECT_FALSE(fresh) << "part of b's pages: calloc must clear it";
+  std::memset(c->payload(), 0x5e, LargeObjects::usable_size(c));
+
+  Block* mapped = large.resize(c, 9 * kMiB);  // beyond the arena's biggest run
+  ASSERT_NE(mapped, nullptr);
+  EXPECT_NE(mapped, c);
+  EXPECT_TRUE(large.freed(c));
+  EXPECT_EQ(static_cast<unsigned char*>(mapped->payload())[kMiB - 1], 0x5e) << "copied";
+  EXPECT_EQ(mapped->size(), MappingCache::class_length(9 * kMiB + Block::kHeaderBytes));
+  large.release(mapped);
+  EXPECT_EQ(large.stats().cache.mappings, 1u) << "a mapping of its own, cached as any";
+  large.release(grown);
+  EXPECT_EQ(large.stats().arena.used_bytes, 0u);
+  EXPECT_GT(large.stats().arena.dirty_bytes, 0u);
+  EXPECT_GT(large.release_cached(UINT64_MAX), 9 * kMiB);
+  EXPECT_EQ(large.stats().arena.dirty_bytes, 0u);
+  Block* again = large.allocate(2 * kMiB, 16, &fresh);
+  EXPECT_EQ(again, a) << "the lowest free address";
+  EXPECT_TRUE(fresh) << "released: zero";
+  large.release(again);
+  expect_nothing_mapped_once_the_cache_empties(large);
+}
+
+TEST(LargeObjectsDeathTest, MisuseOfASlicedBlockIsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  static LargeObjects large{/*sliced=*/true};
+  Block* b = large.allocate(kMiB);
+  ASSERT_NE(b, nullptr);
+  large.release(b);
+  EXPECT_DEATH(large.check_live(b, "free"),
+               "^polymalloc: free\\(\\): double free of 0x[0-9a-f]+\n$");
+  Block* live = large.allocate(2 * kMiB);
+  ASSERT_NE(live, nullptr);
+  EXPECT_DEATH(large.check_live(Block::at(reinterpret_cast<char*>(live) + 65536), "free"),
+               "invalid pointer");
+  live->set_size_flags(0x4141414141414141u);
+  EXPECT_DEATH(large.check_live(live, "free"), "^polymalloc: free\\(\\): corrupted header of 0x");
+}
+
 TEST(LargeObjectsDeathTest, MisuseIsReportedWithoutReadingTheAddress) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   static LargeObjects large;

@@ -192,6 +192,19 @@ void print_statistics(const Statistics& s, int fd) {
       .bytes(s.mapping_cache_evicted_bytes)
       .text(" evicted for bigger ones)\n")
       .write_to(fd);
+  if (s.arena_regions != 0) {
+    LineWriter()
+        .text("  arena: ")
+        .bytes(s.arena_bytes)
+        .text(" in large blocks, ")
+        .bytes(s.arena_kept_bytes)
+        .text(" free and kept, in ")
+        .decimal(s.arena_regions)
+        .text(" regions (")
+        .bytes(s.arena_released_bytes)
+        .text(" released)\n")
+        .write_to(fd);
+  }
   if (s.thread_caches != 0) {
     LineWriter line;
     line.text("  thread caches: ")

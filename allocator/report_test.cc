@@ -154,6 +154,12 @@ TEST(IntrospectionTest, SignalSafesReleasedBytesAreOutsideItsCommittedBytes) {
   EXPECT_EQ(value, std::size_t{4} << 20);
   ASSERT_TRUE(numeric_property(s, "generic.heap_size", &value));
   EXPECT_EQ(value, std::size_t{(10 + 3 + 2) << 20} + (64 << 10));
+  // Its arena's free slices kept resident are held from the OS as cached mappings are.
+  s.arena_kept_bytes = std::size_t{1} << 20;
+  ASSERT_TRUE(numeric_property(s, "polymalloc.arena_kept_bytes", &value));
+  EXPECT_EQ(value, std::size_t{1} << 20);
+  ASSERT_TRUE(numeric_property(s, "generic.heap_size", &value));
+  EXPECT_EQ(value, std::size_t{(10 + 3 + 2 + 1) << 20} + (64 << 10));
 }
 
 TEST(IntrospectionTest, JsonHasEveryPropertyAndEscapesStrings) {

@@ -27,7 +27,7 @@ struct MemoryBreakdown {
   std::size_t cached_bytes = 0;        // free to the client but parked: thread caches, quick lists
   std::size_t structure_bytes = 0;     // a heap's region blocks and fences
   std::size_t released_bytes = 0;      // pages inside free blocks given back (not resident)
-  std::size_t kept_mapping_bytes = 0;  // freed mappings kept for reuse
+  std::size_t kept_mapping_bytes = 0;  // freed large blocks' memory kept for reuse
 
   std::size_t held_bytes() const {
     return live_bytes + header_bytes + reusable_bytes + hole_bytes + cached_bytes +
@@ -73,6 +73,14 @@ struct Statistics {
   // Of cached mappings, the bytes unmapped to make room for bigger ones
   // (MappingCache::put_evicting_smaller()).
   std::size_t mapping_cache_evicted_bytes = 0;
+  // The arena of a pool with no heap for large blocks (signal_safe: slice_arena.h): of
+  // mapped_bytes, those in its regions; its free slices whose pages stay resident for reuse
+  // (counted, as cached mappings are, in neither of the above; decay releases them); the
+  // regions mapped; and the bytes of free slices released, in all.
+  std::size_t arena_bytes = 0;
+  std::size_t arena_kept_bytes = 0;
+  std::size_t arena_regions = 0;
+  std::size_t arena_released_bytes = 0;
   // Per-thread caches: what they hold (free to the client, so in heap_free_bytes too), how
   // many there are, and what their bins may hold together now (ThreadCaches: each thread's
   // share of the total times the caches; 0 where bins keep fixed capacities). The big slots,
@@ -108,10 +116,12 @@ struct Statistics {
   std::size_t heap_free_resident_bytes() const {
     return released_in_committed ? heap_free_bytes - released_bytes : heap_free_bytes;
   }
+  // Freed large blocks' memory kept resident for reuse: cached mappings and the arena's.
+  std::size_t kept_large_bytes() const { return mapping_cache_bytes + arena_kept_bytes; }
   // Everything obtained from the OS and not given back: resident heaps, live mappings,
-  // cached mappings, and the allocator's own metadata.
+  // kept large blocks' memory, and the allocator's own metadata.
   std::size_t os_bytes() const {
-    return heap_resident_bytes() + mapped_bytes + mapping_cache_bytes + metadata_bytes;
+    return heap_resident_bytes() + mapped_bytes + kept_large_bytes() + metadata_bytes;
   }
 };
 

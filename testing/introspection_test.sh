@@ -45,7 +45,8 @@ check(get(b"generic.no_such_property", ctypes.byref(value)) == 0 and value.value
       "an unknown name answers 0 and leaves the value alone")
 names = ["generic.current_allocated_bytes", "generic.heap_size", "polymalloc.heap_free_bytes",
          "polymalloc.thread_cache_bytes", "polymalloc.mapped_bytes",
-         "polymalloc.mapping_cache_bytes", "polymalloc.released_bytes",
+         "polymalloc.mapping_cache_bytes", "polymalloc.arena_kept_bytes",
+         "polymalloc.released_bytes",
          "polymalloc.metadata_bytes", "polymalloc.partitions"]
 for name in names:
     prop(name)

@@ -43,6 +43,7 @@ const char* polymalloc_check_heap(const void** where) POLYMALLOC_NOTHROW;
  *   polymalloc.thread_cache_bytes    free bytes held in threads' caches
  *   polymalloc.mapped_bytes          bytes of large blocks that are mappings of their own
  *   polymalloc.mapping_cache_bytes   bytes of freed mappings kept for reuse
+ *   polymalloc.arena_kept_bytes      bytes of free large-block arena slices kept for reuse
  *   polymalloc.released_bytes        bytes of free heap blocks whose pages went back
  *   polymalloc.metadata_bytes        bytes mapped for the allocator's own bookkeeping
  *   polymalloc.partitions            independently locked heaps (partitioned's partitions) */
