@@ -2,8 +2,9 @@
 // the manner of libatomic_ops' AO_malloc. Free blocks sit on per-size-class lock-free stacks
 // (ClassStacks, over layer 0's ABA-safe stack), with per-thread caches in front that a signal
 // handler may interrupt (ReentrantCache); fresh memory is carved from a static arena and,
-// once mmap is enabled, from mapped regions; blocks of 1 MiB and more are mappings of their
-// own. No path takes a lock, allocates for itself, or calls into libc beyond raw system
+// once mmap is enabled, from mapped regions; blocks of 1 MiB and more lie side by side in a
+// lock-free arena of slices (allocator/slice_arena.h) up to 8 MiB, and beyond are mappings
+// of their own. No path takes a lock, allocates for itself, or calls into libc beyond raw system
 // calls. With double-width CAS (x86-64) every path is lock-free; with the LL/SC emulation
 // it is 1-lock-free. Meets allocator::AllocatorCore.
 #pragma once
@@ -172,8 +173,9 @@ class StackPool {
   }
 
   static bool large_blocks_enabled() { return mmap_enabled(); }
-  // No coalescing: blocks do not grow where they lie, and there is no heap for large blocks;
-  // a block that grows past its class moves into a cached mapping if there is one.
+  // No coalescing: blocks do not grow where they lie, and there is no heap for large blocks
+  // (so the core keeps them side by side in its lock-free slice arena); a block that grows
+  // past its class moves into a cached mapping if there is one.
   static constexpr bool kServesLargeBlocks = false;
   static constexpr bool kGrowsIntoCachedMappings = true;
 
@@ -274,7 +276,8 @@ class StackPool {
   // --- signal_safe's own API ---
 
   // From now on, fresh memory may come from mmap once the arena is spent, and blocks of
-  // 1 MiB and more are served (as mappings). Also enabled by POLYMALLOC_SIGNAL_SAFE_MMAP=1.
+  // 1 MiB and more are served (from the slice arena, or as mappings). Also enabled by
+  // POLYMALLOC_SIGNAL_SAFE_MMAP=1.
   static void enable_mmap() { atomics::store_release(&mmap_state_, kMmapOn); }
 
   static bool mmap_enabled() {
