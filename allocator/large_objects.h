@@ -208,8 +208,7 @@ class LargeObjects {
     if ((b->size_flags & kLent) != 0) atomics::fetch_sub_relaxed(&lent_bytes_, length);
     mark(b, kFreedTag);  // before the unmap: a new block may be mapped here right after it
     count(-1, length);
-    if (sliced_ && arena_.holds(b)) {
-      arena_.free(b, length, platform::os_coarse_ms(), Decay::delay_ms() == 0);
+    if (sliced_ && arena_.free(b, length, platform::os_coarse_ms(), Decay::delay_ms() == 0)) {
       return;
     }
     if (b->prev_size == 0 && MappingCache::class_length(length) == length &&

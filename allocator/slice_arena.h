@@ -87,26 +87,30 @@ class SliceArena {
     return true;
   }
 
-  // Frees run [start, start + bytes). Its pages stay resident (dirty, dated `now_ms`) for
-  // later requests, unless `release_now` (a delay of 0), which gives them back first.
-  void free(void* start, std::size_t bytes, std::uint64_t now_ms, bool release_now) {
-    Region& region = *region_of(start);
+  // Frees run [start, start + bytes) if it lies in the arena (false, and nothing done, if it
+  // does not). Its pages stay resident (dirty, dated `now_ms`) for later requests, unless
+  // `release_now` (a delay of 0), which gives them back first.
+  bool free(void* start, std::size_t bytes, std::uint64_t now_ms, bool release_now) {
+    Region* found = region_of(start);
+    if (found == nullptr) return false;
+    Region& region = *found;
     const std::size_t first = slice_of(region, start), n = bytes / kSliceBytes;
     if (release_now) {
       platform::os_release_pages(start, bytes);
       atomics::fetch_add_relaxed(&released_bytes_, bytes);
     } else {
-      for_each_word(first, n, [&](unsigned w, std::uint64_t mask) {
+      for_each_word(first, n, [&](unsigned w, std::uint64_t mask, std::size_t) {
         atomics::fetch_or_acq_rel(&region.dirty[w], mask);
         atomics::store_relaxed(&region.dirtied_at_ms[w], now_ms);
       });
       atomics::fetch_add_relaxed(&dirty_bytes_, bytes);
     }
     // Dirty before free: release_older_than() must not see free slices it may not release.
-    for_each_word(first, n, [&](unsigned w, std::uint64_t mask) {
+    for_each_word(first, n, [&](unsigned w, std::uint64_t mask, std::size_t) {
       atomics::fetch_and_acq_rel(&region.used[w], ~mask);
     });
     atomics::fetch_sub_relaxed(&used_bytes_, bytes);
+    return true;
   }
 
   // Whether p lies in one of the regions.
@@ -164,14 +168,15 @@ class SliceArena {
            kSliceBytes;
   }
 
-  // Calls f(word, mask) for each word that slices [first, first + n) touch, in order.
+  // Calls f(word, mask, slices) for each word that slices [first, first + n) touch, in order
+  // (`slices`: the bits set in mask).
   template <class F>
   static void for_each_word(std::size_t first, std::size_t n, F f) {
     while (n != 0) {
       const unsigned bit = first % 64;
       const std::size_t here = n < 64 - bit ? n : 64 - bit;
       const std::uint64_t ones = here == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << here) - 1;
-      f(static_cast<unsigned>(first / 64), ones << bit);
+      f(static_cast<unsigned>(first / 64), ones << bit, here);
       first += here;
       n -= here;
     }
@@ -219,7 +224,7 @@ class SliceArena {
   static bool claim_slices(Region& region, std::size_t first, std::size_t n) {
     std::size_t claimed = 0;
     bool ok = true;
-    for_each_word(first, n, [&](unsigned w, std::uint64_t mask) {
+    for_each_word(first, n, [&](unsigned w, std::uint64_t mask, std::size_t slices) {
       if (!ok) return;
       std::uint64_t seen = atomics::load_relaxed(&region.used[w]);
       do {
@@ -228,10 +233,10 @@ class SliceArena {
           return;
         }
       } while (!atomics::cas_acq_rel(&region.used[w], seen, seen | mask));
-      claimed += static_cast<std::size_t>(std::popcount(mask));
+      claimed += slices;
     });
     if (!ok) {
-      for_each_word(first, claimed, [&](unsigned w, std::uint64_t mask) {
+      for_each_word(first, claimed, [&](unsigned w, std::uint64_t mask, std::size_t) {
         atomics::fetch_and_acq_rel(&region.used[w], ~mask);
       });
     }
@@ -241,10 +246,11 @@ class SliceArena {
   // Clears the dirty bits of claimed slices [first, first + n); how many were dirty.
   std::size_t take_dirty(Region& region, std::size_t first, std::size_t n) {
     std::size_t dirty = 0;
-    for_each_word(first, n, [&](unsigned w, std::uint64_t mask) {
+    for_each_word(first, n, [&](unsigned w, std::uint64_t mask, std::size_t slices) {
       if ((atomics::load_relaxed(&region.dirty[w]) & mask) == 0) return;
-      dirty += static_cast<std::size_t>(
-          std::popcount(atomics::fetch_and_acq_rel(&region.dirty[w], ~mask) & mask));
+      const std::uint64_t taken = atomics::fetch_and_acq_rel(&region.dirty[w], ~mask) & mask;
+      // (A run freed whole is dirty whole: no bit count, a library call on baseline x86-64.)
+      dirty += taken == mask ? slices : static_cast<std::size_t>(std::popcount(taken));
     });
     if (dirty != 0) atomics::fetch_sub_relaxed(&dirty_bytes_, dirty * kSliceBytes);
     return dirty;

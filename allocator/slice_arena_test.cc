@@ -183,7 +183,8 @@ TEST(SliceArenaTest, ANewRegionIsPreparedFirstAndARefusedOneFailsTheClaim) {
   EXPECT_EQ(arena.stats().regions, 2u);
   EXPECT_TRUE(arena.holds(run));
   EXPECT_FALSE(arena.holds(&prepared));
-  arena.free(run, kSlice, 0, false);
+  EXPECT_FALSE(arena.free(&prepared, kSlice, 0, false)) << "not the arena's: nothing done";
+  EXPECT_TRUE(arena.free(run, kSlice, 0, false));
   for (unsigned char* r : runs) free_run(arena, r, max_slices);
 }
 
