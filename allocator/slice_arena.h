@@ -158,13 +158,18 @@ class SliceArena {
     const auto address = reinterpret_cast<std::uintptr_t>(p);
     const unsigned count = atomics::load_acquire(&count_);
     for (unsigned r = 0; r < count; ++r) {
-      const auto base = reinterpret_cast<std::uintptr_t>(atomics::load_relaxed(&regions_[r].base));
+      const auto base = reinterpret_cast<std::uintptr_t>(base_of(regions_[r]));
       if (address - base < kRegionBytes) return &regions_[r];
     }
     return nullptr;
   }
+  // A counted region's base, read atomically: a thread that lost the race to map it may
+  // still CAS the word (and fail).
+  static unsigned char* base_of(const Region& region) {
+    return atomics::load_relaxed(&region.base);
+  }
   static std::size_t slice_of(const Region& region, const void* p) {
-    return static_cast<std::size_t>(static_cast<const unsigned char*>(p) - region.base) /
+    return static_cast<std::size_t>(static_cast<const unsigned char*>(p) - base_of(region)) /
            kSliceBytes;
   }
 
@@ -210,7 +215,7 @@ class SliceArena {
         if (claim_slices(region, first, n)) {
           *fresh = take_dirty(region, first, n) == 0;
           atomics::fetch_add_relaxed(&used_bytes_, std::size_t{n} * kSliceBytes);
-          return region.base + first * kSliceBytes;
+          return base_of(region) + first * kSliceBytes;
         }
         // Taken meanwhile (or not free past this word): this word again, as it is now.
         if (atomics::load_relaxed(&region.used[w]) == used) break;
@@ -269,7 +274,7 @@ class SliceArena {
     for (std::uint64_t left = mine; left != 0;) {
       const unsigned bit = static_cast<unsigned>(std::countr_zero(left));
       const unsigned length = static_cast<unsigned>(std::countr_one(left >> bit));
-      platform::os_release_pages(region.base + (64 * std::size_t{w} + bit) * kSliceBytes,
+      platform::os_release_pages(base_of(region) + (64 * std::size_t{w} + bit) * kSliceBytes,
                                  std::size_t{length} * kSliceBytes);
       left &= length == 64 ? 0 : ~(((std::uint64_t{1} << length) - 1) << bit);
     }
