@@ -208,9 +208,9 @@ class LargeObjects {
     if ((b->size_flags & kLent) != 0) atomics::fetch_sub_relaxed(&lent_bytes_, length);
     mark(b, kFreedTag);  // before the unmap: a new block may be mapped here right after it
     count(-1, length);
-    if (sliced_ && arena_.free(b, length, platform::os_coarse_ms(), Decay::delay_ms() == 0)) {
-      return;
-    }
+    const auto pages =
+        Decay::delay_ms() == 0 ? SliceArena::Pages::kReleaseNow : SliceArena::Pages::kKept;
+    if (sliced_ && arena_.free(b, length, platform::os_coarse_ms(), pages)) return;
     if (b->prev_size == 0 && MappingCache::class_length(length) == length &&
         Decay::delay_ms() != 0 &&
         cache_.put_evicting_smaller(b, length, platform::os_coarse_ms())) {
@@ -393,8 +393,10 @@ class LargeObjects {
     return install(start, length, 0);
   }
 
-  // An arena block that grows: over the free slices after it where it can, else moved (its
-  // bytes copied) to a block of its new size, in the arena or a mapping of its own beyond it.
+  // An arena block that grows: over the free slices after it where it can, else moved to a
+  // block of its new size (in the arena, or a mapping of its own beyond it): its pages move
+  // with mremap, leaving its run mapped and empty (nothing copied, nothing faulted in), or,
+  // where that cannot be done, its bytes are copied.
   Block* resize_sliced(Block* b, std::size_t bytes) {
     const std::size_t old_length = b->size();
     const std::size_t length = SliceArena::run_bytes(bytes + Block::kHeaderBytes);
@@ -406,8 +408,18 @@ class LargeObjects {
     }
     Block* moved = allocate_plain(bytes, nullptr);
     if (moved == nullptr) return nullptr;
-    std::memcpy(moved->payload(), b->payload(), usable_size(b));
-    release(b);
+    const std::size_t moved_length = moved->size();
+    const ErrnoPreserved saved;  // a move that cannot be done copies instead
+    if (!platform::os_move_leaving_source(b, old_length, moved)) {
+      std::memcpy(moved->payload(), b->payload(), usable_size(b));
+      release(b);
+      return moved;
+    }
+    moved->prev_size = 0;  // (b's header came with its pages)
+    moved->set_size_flags(moved_length | kMapped | Block::kInUse);
+    mark(b, kFreedTag);
+    count(-1, old_length);
+    arena_.free(b, old_length, 0, SliceArena::Pages::kGone);
     return moved;
   }
 

@@ -439,7 +439,10 @@ TEST(LargeObjectsTest, SlicedBlocksLieSideBySideAreReusedInPlaceAndGrowWhereThey
   ASSERT_NE(mapped, nullptr);
   EXPECT_NE(mapped, c);
   EXPECT_TRUE(large.freed(c));
-  EXPECT_EQ(static_cast<unsigned char*>(mapped->payload())[kMiB - 1], 0x5e) << "copied";
+  EXPECT_EQ(static_cast<unsigned char*>(mapped->payload())[kMiB - 1], 0x5e);
+  EXPECT_EQ(static_cast<unsigned char*>(c->payload())[kMiB - 1], 0)
+      << "its pages moved with mremap, nothing copied: its run is mapped and empty";
+  EXPECT_EQ(large.stats().arena.used_bytes, 1536 * kKiB) << "its run is free";
   EXPECT_EQ(mapped->size(), MappingCache::class_length(9 * kMiB + Block::kHeaderBytes));
   large.release(mapped);
   EXPECT_EQ(large.stats().cache.mappings, 1u) << "a mapping of its own, cached as any";

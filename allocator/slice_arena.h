@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "allocator/size_map.h"
 #include "atomics/atomics.h"
 #include "platform/os.h"
 
@@ -87,18 +88,21 @@ class SliceArena {
     return true;
   }
 
+  // What a freed run's pages are: resident, kept for later requests (dirty, dated); to be
+  // given back first (a delay of 0); or gone already (moved out: the run reads zero).
+  enum class Pages { kKept, kReleaseNow, kGone };
+
   // Frees run [start, start + bytes) if it lies in the arena (false, and nothing done, if it
-  // does not). Its pages stay resident (dirty, dated `now_ms`) for later requests, unless
-  // `release_now` (a delay of 0), which gives them back first.
-  bool free(void* start, std::size_t bytes, std::uint64_t now_ms, bool release_now) {
+  // does not), its pages as `pages` says (dated `now_ms` if kept).
+  bool free(void* start, std::size_t bytes, std::uint64_t now_ms, Pages pages) {
     Region* found = region_of(start);
     if (found == nullptr) return false;
     Region& region = *found;
     const std::size_t first = slice_of(region, start), n = bytes / kSliceBytes;
-    if (release_now) {
+    if (pages == Pages::kReleaseNow) {
       platform::os_release_pages(start, bytes);
       atomics::fetch_add_relaxed(&released_bytes_, bytes);
-    } else {
+    } else if (pages == Pages::kKept) {
       for_each_word(first, n, [&](unsigned w, std::uint64_t mask, std::size_t) {
         atomics::fetch_or_acq_rel(&region.dirty[w], mask);
         atomics::store_relaxed(&region.dirtied_at_ms[w], now_ms);
@@ -291,8 +295,10 @@ class SliceArena {
   bool add_region(unsigned count, bool huge_pages, Prepare prepare) {
     if (count >= kMaxRegions) return false;
     if (atomics::load_acquire(&regions_[count].base) == nullptr) {
-      void* mapped =
-          huge_pages ? platform::os_map_huge(kRegionBytes) : platform::os_map(kRegionBytes);
+      // Huge pages once the arena is big, as a heap's (kHugePagesFromBytes): a few blocks
+      // touched here and there would each hold whole 2 MiB pages.
+      const bool huge = huge_pages && std::size_t{count} * kRegionBytes >= kHugePagesFromBytes;
+      void* mapped = huge ? platform::os_map_huge(kRegionBytes) : platform::os_map(kRegionBytes);
       if (mapped == nullptr) return false;
       unsigned char* expected = nullptr;
       if (!prepare(mapped, kRegionBytes) ||

@@ -31,8 +31,9 @@ unsigned char* claim(SliceArena& arena, std::size_t slices, bool* fresh = nullpt
   return static_cast<unsigned char*>(run);
 }
 
-void free_run(SliceArena& arena, void* run, std::size_t slices, bool release_now = false) {
-  arena.free(run, slices * kSlice, 100, release_now);
+void free_run(SliceArena& arena, void* run, std::size_t slices,
+              SliceArena::Pages pages = SliceArena::Pages::kKept) {
+  arena.free(run, slices * kSlice, 100, pages);
 }
 
 // Whether every page of [p, p + bytes) is resident.
@@ -126,7 +127,7 @@ TEST(SliceArenaTest, DirtySlicesAreReleasedOnceDueAndThenReadZero) {
   ASSERT_NE(a, nullptr);
   EXPECT_TRUE(fresh) << "never touched";
   std::memset(a, 0x77, 4 * kSlice);
-  arena.free(a, 4 * kSlice, /*now_ms=*/1000, false);
+  arena.free(a, 4 * kSlice, /*now_ms=*/1000, SliceArena::Pages::kKept);
   EXPECT_TRUE(resident(a, 4 * kSlice)) << "kept for reuse";
   EXPECT_EQ(arena.release_older_than(999), 0u) << "not due before its date";
   EXPECT_EQ(arena.stats().dirty_bytes, 4 * kSlice);
@@ -140,7 +141,7 @@ TEST(SliceArenaTest, DirtySlicesAreReleasedOnceDueAndThenReadZero) {
   for (std::size_t i = 0; i < 4 * kSlice; i += 4096) ASSERT_EQ(again[i], 0) << i;
   // A delay of 0 gives the pages back as the run is freed.
   std::memset(again, 0x11, 4 * kSlice);
-  free_run(arena, again, 4, /*release_now=*/true);
+  free_run(arena, again, 4, SliceArena::Pages::kReleaseNow);
   EXPECT_EQ(arena.stats().dirty_bytes, 0u);
   unsigned char* third = claim(arena, 4, &fresh);
   EXPECT_TRUE(fresh);
@@ -183,8 +184,10 @@ TEST(SliceArenaTest, ANewRegionIsPreparedFirstAndARefusedOneFailsTheClaim) {
   EXPECT_EQ(arena.stats().regions, 2u);
   EXPECT_TRUE(arena.holds(run));
   EXPECT_FALSE(arena.holds(&prepared));
-  EXPECT_FALSE(arena.free(&prepared, kSlice, 0, false)) << "not the arena's: nothing done";
-  EXPECT_TRUE(arena.free(run, kSlice, 0, false));
+  EXPECT_FALSE(arena.free(&prepared, kSlice, 0, SliceArena::Pages::kKept))
+      << "not the arena's: nothing done";
+  EXPECT_TRUE(arena.free(run, kSlice, 0, SliceArena::Pages::kGone));
+  EXPECT_EQ(arena.stats().dirty_bytes, 0u) << "a run whose pages moved out is clean";
   for (unsigned char* r : runs) free_run(arena, r, max_slices);
 }
 

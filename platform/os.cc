@@ -173,6 +173,13 @@ bool os_move(void* address, std::size_t old_bytes, std::size_t new_bytes, void* 
   return map_result(raw) == destination;
 }
 
+bool os_move_leaving_source(void* address, std::size_t bytes, void* destination) {
+  if (refused()) return false;
+  const long raw = raw_mremap(address, bytes, bytes,
+                              MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, destination);
+  return map_result(raw) == destination;
+}
+
 bool os_commit(void* address, std::size_t bytes) {
   if (refused()) return false;
   return syscall(SYS_mprotect, address, bytes, PROT_READ | PROT_WRITE) == 0;

@@ -65,6 +65,12 @@ bool os_resize_in_place(void* address, std::size_t old_bytes, std::size_t new_by
 // made, and which this replaces), resizing it on the way: the pages move, nothing is copied.
 // false on failure, both mappings untouched.
 bool os_move(void* address, std::size_t old_bytes, std::size_t new_bytes, void* destination);
+// Moves the pages of [address, address + bytes) onto `destination` (memory the caller holds,
+// whose first `bytes` this replaces) and leaves the source mapped and empty (it reads zero):
+// mremap with MREMAP_DONTUNMAP (Linux 5.7), for memory that must stay mapped (an arena's).
+// false, nothing changed, where it cannot (a kernel before 5.7, or a source the kernel will
+// not move as one, such as one over several kernel mappings on older kernels).
+bool os_move_leaving_source(void* address, std::size_t bytes, void* destination);
 // Makes reserved pages usable (commit) or unusable and returns their memory (decommit).
 bool os_commit(void* address, std::size_t bytes);
 bool os_decommit(void* address, std::size_t bytes);

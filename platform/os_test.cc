@@ -54,6 +54,26 @@ TEST_F(OsTest, MoveGrowsOntoTheDestinationAndKeepsContents) {
   EXPECT_TRUE(os_unmap(q, 64 * page));
 }
 
+TEST_F(OsTest, MoveLeavingSourceMovesThePagesAndKeepsTheSourceMappedAndEmpty) {
+  const std::size_t page = page_size();
+  auto* region = static_cast<unsigned char*>(os_map(16 * page));
+  ASSERT_NE(region, nullptr);
+  unsigned char* source = region + 2 * page;  // inside a bigger mapping, as in an arena
+  std::memset(source, 0x3d, 4 * page);
+  auto* destination = static_cast<unsigned char*>(os_map(8 * page));
+  ASSERT_NE(destination, nullptr);
+  destination[7 * page] = 9;
+  ASSERT_TRUE(os_move_leaving_source(source, 4 * page, destination));
+  EXPECT_EQ(destination[0], 0x3d);
+  EXPECT_EQ(destination[4 * page - 1], 0x3d);
+  EXPECT_EQ(destination[7 * page], 9) << "the destination's tail is its own";
+  EXPECT_EQ(source[0], 0) << "still mapped, empty";
+  EXPECT_EQ(source[4 * page - 1], 0);
+  source[0] = 1;  // and writable
+  EXPECT_TRUE(os_unmap(region, 16 * page));
+  EXPECT_TRUE(os_unmap(destination, 8 * page));
+}
+
 TEST_F(OsTest, HugeMappingIsAlignedZeroedAndAdvisedOverItsWholeHugePages) {
   const std::size_t bytes = 2 * kHugePageBytes + 5 * page_size();
   errno = 1234;
