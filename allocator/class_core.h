@@ -452,9 +452,6 @@ class ClassCore {
     s.heap_free_bytes += cached_bytes;
     s.heap_free_blocks += cached_blocks;
     const auto large = large_.stats();
-    if (detail == Detail::kBreakdown) {
-      add_breakdown(s, large, cached_bytes, cached_blocks);
-    }
     if constexpr (Pool::kServesLargeBlocks) {
       s.heap_threshold_bytes = atomics::load_relaxed(&heap_threshold_);
       s.heap_trim_at_bytes = Pool::trim_at_bytes(0);
@@ -476,6 +473,9 @@ class ClassCore {
     s.arena_kept_bytes = large.arena.dirty_bytes;
     s.arena_regions = large.arena.regions;
     s.arena_released_bytes = large.arena.released_bytes;
+    if (detail == Detail::kBreakdown) {
+      add_breakdown(s, large, cached_bytes, cached_blocks);  // (reads the fields above)
+    }
     return s;
   }
 
@@ -528,7 +528,7 @@ class ClassCore {
 
  private:
   // The pool's parts, less what the caches hold (live to the pool, free to the client), and
-  // the large blocks' and the mapping cache's.
+  // the large blocks' and their kept memory's (s's large-block figures are in place).
   static void add_breakdown(Statistics& s, const LargeObjects::Stats& large,
                             std::size_t cached_bytes, std::size_t cached_blocks) {
     MemoryBreakdown& b = s.breakdown;
@@ -542,7 +542,7 @@ class ClassCore {
     b.live_bytes += large.mapped_bytes - large_headers;
     b.header_bytes += large_headers;
     b.live_blocks += large.mapped_objects;
-    b.kept_mapping_bytes = large.cache.bytes + large.arena.dirty_bytes;  // kept_large_bytes()
+    b.kept_mapping_bytes = s.kept_large_bytes();
     s.has_breakdown = true;
   }
 

@@ -208,9 +208,11 @@ class LargeObjects {
     if ((b->size_flags & kLent) != 0) atomics::fetch_sub_relaxed(&lent_bytes_, length);
     mark(b, kFreedTag);  // before the unmap: a new block may be mapped here right after it
     count(-1, length);
-    const auto pages =
-        Decay::delay_ms() == 0 ? SliceArena::Pages::kReleaseNow : SliceArena::Pages::kKept;
-    if (sliced_ && arena_.free(b, length, platform::os_coarse_ms(), pages)) return;
+    if (sliced_) {
+      const auto pages =
+          Decay::delay_ms() == 0 ? SliceArena::Pages::kReleaseNow : SliceArena::Pages::kKept;
+      if (arena_.free(b, length, platform::os_coarse_ms(), pages)) return;
+    }
     if (b->prev_size == 0 && MappingCache::class_length(length) == length &&
         Decay::delay_ms() != 0 &&
         cache_.put_evicting_smaller(b, length, platform::os_coarse_ms())) {
