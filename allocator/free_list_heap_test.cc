@@ -111,6 +111,41 @@ TEST(FreeListHeapTest, GrowInPlaceAbsorbsAFreeRightNeighbourOnly) {
   EXPECT_HEAP_OK(heap);
 }
 
+TEST(FreeListHeapTest, GrowIntoTopTakesTheFreeTopOnlyAndLeavesTheRestWhereItWas) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  Block* a = heap.allocate(64);
+  Block* b = heap.allocate(4096);
+  Block* c = heap.allocate(64);
+  ASSERT_GE(heap.top_free_bytes(), std::size_t{64} << 10) << "the region's rest is the free top";
+  EXPECT_FALSE(heap.grow_into_top(a, 128)) << "right neighbour in use";
+  heap.release(b);
+  EXPECT_FALSE(heap.grow_into_top(a, 128)) << "a free neighbour that is not the top";
+  EXPECT_EQ(a->size(), 64u);
+
+  const std::size_t top = heap.top_free_bytes();
+  const std::size_t free_bytes = heap.stats().free_bytes;
+  std::memset(c->payload(), 0x3c, 48);
+  ASSERT_TRUE(heap.grow_into_top(c, 64 + 1024));
+  EXPECT_EQ(c->size(), 64u + 1024u);
+  EXPECT_EQ(static_cast<unsigned char*>(c->payload())[47], 0x3c) << "the block stayed put";
+  EXPECT_EQ(heap.top_free_bytes(), top - 1024) << "the top gave exactly what was missing";
+  EXPECT_EQ(heap.stats().free_bytes, free_bytes - 1024);
+  EXPECT_HEAP_OK(heap);
+
+  const std::size_t all = c->size() + heap.top_free_bytes();
+  EXPECT_FALSE(heap.grow_into_top(c, all - 16)) << "the top would keep less than a block";
+  EXPECT_EQ(c->size(), 64u + 1024u);
+  EXPECT_HEAP_OK(heap);
+
+  ASSERT_GT(heap.release_free_pages(2 * platform::page_size()), 0u);
+  EXPECT_FALSE(heap.grow_into_top(c, 8192)) << "a top with released pages: grow_in_place()'s";
+  EXPECT_TRUE(heap.grow_in_place(c, 8192));
+  EXPECT_HEAP_OK(heap);
+  heap.release(c);
+  heap.release(a);
+  EXPECT_HEAP_OK(heap);
+}
+
 TEST(FreeListHeapTest, GrowAtTopExtendsTheNewestRegionUnderTheBlockThatEndsIt) {
   FreeListHeap<ReservedRange> heap(&pages, kTag);
   Block* low = heap.allocate(64);

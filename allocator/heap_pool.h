@@ -164,7 +164,7 @@ class HeapPool {
     return Block::size_in(header) - Block::kHeaderBytes;
   }
 
-  static void* resize(void* p, std::size_t block) {
+  [[gnu::always_inline]] static void* resize(void* p, std::size_t block) {
     Block* b = Block::of_payload(p);
     check_not_cached(b, "realloc");
     return Placement::heap_of_owned(b).resize_in_place(b, block);

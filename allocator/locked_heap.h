@@ -101,9 +101,19 @@ class LockedHeap {
   // neighbour on the right, or at the top of the heap by growing the heap, then into the
   // left one) and returns the payload's address, which moves when the left neighbour took
   // part; nullptr if it cannot (or `block` is 0: a large block), and the caller moves it.
-  void* resize_in_place(Block* b, std::size_t block) {
+  // A buffer growing into the free top (the path of a doubling vector) takes the lean way;
+  // the rest is out of line. (Inline: the caller's realloc path then needs one frame.)
+  [[gnu::always_inline]] void* resize_in_place(Block* b, std::size_t block) {
     Guard guard(lock_);
     check_held(b, "realloc", "freed pointer", [&guard] { guard.unlock_now(); });
+    if (block > b->size() && heap_.grow_into_top(b, block)) [[likely]]
+      return b->payload();
+    return resize_held(b, block);
+  }
+
+ private:
+  // resize_in_place() with the lock held and b checked, but for the lean way.
+  [[gnu::noinline]] void* resize_held(Block* b, std::size_t block) {
     if (block == 0) return nullptr;
     if (block <= b->size()) {
       heap_.shrink_in_place(b, block);
@@ -114,6 +124,7 @@ class LockedHeap {
     return nullptr;
   }
 
+ public:
   // The adaptive trim threshold, as glibc's follows its mmap threshold: once blocks of
   // `bytes` come from the heaps instead of mappings (ClassCore's heap threshold rose to
   // them), the free top keeps that much and goes back only past twice that, so that a
