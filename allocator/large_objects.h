@@ -33,6 +33,7 @@
 #include "allocator/settings.h"
 #include "allocator/size_map.h"
 #include "allocator/slice_arena.h"
+#include "allocator/solo_atomics.h"
 #include "atomics/atomics.h"
 #include "platform/page_map.h"
 #include "platform/platform.h"
@@ -205,7 +206,7 @@ class LargeObjects {
   // cache if it takes it, else unmapped.
   void release(Block* b) {
     const std::size_t length = b->size();
-    if ((b->size_flags & kLent) != 0) atomics::fetch_sub_relaxed(&lent_bytes_, length);
+    if ((b->size_flags & kLent) != 0) solo::fetch_sub_relaxed(&lent_bytes_, length);
     mark(b, kFreedTag);  // before the unmap: a new block may be mapped here right after it
     count(-1, length);
     if (sliced_) {
@@ -250,8 +251,8 @@ class LargeObjects {
       b = move(b, length);
       if (b == nullptr) return nullptr;
     }
-    if (lent) atomics::fetch_sub_relaxed(&lent_bytes_, old_length);
-    atomics::fetch_add_relaxed(&mapped_bytes_, b->size() - old_length);
+    if (lent) solo::fetch_sub_relaxed(&lent_bytes_, old_length);
+    solo::fetch_add_relaxed(&mapped_bytes_, b->size() - old_length);
     note_peak();
     return b;
   }
@@ -407,7 +408,7 @@ class LargeObjects {
     const std::size_t length = SliceArena::run_bytes(bytes + Block::kHeaderBytes);
     if (length <= SliceArena::kMaxRunBytes && arena_.extend(b, old_length, length)) {
       b->set_size_flags(length | kMapped | Block::kInUse);
-      atomics::fetch_add_relaxed(&mapped_bytes_, length - old_length);
+      solo::fetch_add_relaxed(&mapped_bytes_, length - old_length);
       note_peak();
       return b;
     }
@@ -498,8 +499,8 @@ class LargeObjects {
   // within the cache's bound (another thread may have lent one since lendable_bytes());
   // else it goes back to the cache and the block gets none (nullptr).
   Block* lend(void* start, std::size_t length) {
-    if (atomics::fetch_add_relaxed(&lent_bytes_, length) + length > cache_.bound()) {
-      atomics::fetch_sub_relaxed(&lent_bytes_, length);
+    if (solo::fetch_add_relaxed(&lent_bytes_, length) + length > cache_.bound()) {
+      solo::fetch_sub_relaxed(&lent_bytes_, length);
       // (Still marked freed in the registry, as every cached mapping is.)
       if (!cache_.put(start, length, platform::os_coarse_ms())) platform::os_unmap(start, length);
       return nullptr;
@@ -509,8 +510,8 @@ class LargeObjects {
 
   void count(int objects, std::size_t bytes) {
     const std::size_t now =
-        atomics::fetch_add_relaxed(&mapped_objects_, static_cast<std::size_t>(objects)) + objects;
-    atomics::fetch_add_relaxed(&mapped_bytes_, objects > 0 ? bytes : 0 - bytes);
+        solo::fetch_add_relaxed(&mapped_objects_, static_cast<std::size_t>(objects)) + objects;
+    solo::fetch_add_relaxed(&mapped_bytes_, objects > 0 ? bytes : 0 - bytes);
     if (objects > 0) {
       raise_peak(&peak_mapped_objects_, now);
       note_peak();
@@ -521,7 +522,7 @@ class LargeObjects {
 
   static void raise_peak(std::size_t* peak, std::size_t now) {
     std::size_t seen = atomics::load_relaxed(peak);
-    while (now > seen && !atomics::cas_relaxed(peak, seen, now)) {
+    while (now > seen && !solo::cas_relaxed(peak, seen, now)) {
     }
   }
 

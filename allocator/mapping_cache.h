@@ -24,6 +24,7 @@
 
 #include "allocator/settings.h"
 #include "allocator/size_class.h"
+#include "allocator/solo_atomics.h"
 #include "atomics/atomics.h"
 #include "platform/os.h"
 
@@ -77,7 +78,7 @@ class MappingCache {
   // a hit or a miss. *got is its length.
   void* take(std::size_t length, std::size_t* got) {
     void* found = take_between(length, SIZE_MAX, got);
-    atomics::fetch_add_relaxed(found != nullptr ? &hits_ : &misses_, std::size_t{1});
+    solo::fetch_add_relaxed(found != nullptr ? &hits_ : &misses_, std::size_t{1});
     return found;
   }
 
@@ -85,7 +86,7 @@ class MappingCache {
   // miss is not (no mapping is made for it).
   void* take_if_cached(std::size_t length, std::size_t* got) {
     void* found = take_between(length, SIZE_MAX, got);
-    if (found != nullptr) atomics::fetch_add_relaxed(&hits_, std::size_t{1});
+    if (found != nullptr) solo::fetch_add_relaxed(&hits_, std::size_t{1});
     return found;
   }
 
@@ -104,15 +105,15 @@ class MappingCache {
   }
 
   // Counts `bytes` of cached mappings whose pages a fresh mapping took.
-  void gathered(std::size_t bytes) { atomics::fetch_add_relaxed(&gathered_bytes_, bytes); }
+  void gathered(std::size_t bytes) { solo::fetch_add_relaxed(&gathered_bytes_, bytes); }
 
   // Keeps mapping [address, address + length) (a class length, page-aligned) if the bound and
   // a free slot allow; false otherwise (the caller unmaps it). `now_ms` dates it, for decay.
   bool put(void* address, std::size_t length, std::uint64_t now_ms) {
     const std::size_t bound = this->bound();
     if (length > bound) return false;
-    if (atomics::fetch_add_relaxed(&bytes_, length) + length > bound) {
-      atomics::fetch_sub_relaxed(&bytes_, length);
+    if (solo::fetch_add_relaxed(&bytes_, length) + length > bound) {
+      solo::fetch_sub_relaxed(&bytes_, length);
       return false;
     }
     const std::uintptr_t value = reinterpret_cast<std::uintptr_t>(address) | class_index(length);
@@ -123,14 +124,14 @@ class MappingCache {
         continue;
       }
       const std::uint64_t bit = ~claimed & (claimed + 1);  // the lowest free slot's
-      if ((atomics::fetch_or_acq_rel(&claimed_[w], bit) & bit) != 0) continue;  // another's
+      if ((solo::fetch_or_acq_rel(&claimed_[w], bit) & bit) != 0) continue;  // another's
       const unsigned i = 64 * w + static_cast<unsigned>(std::countr_zero(bit));
       atomics::store_relaxed(&slots_[i].cached_at_ms, now_ms);
       atomics::store_release(&slots_[i].value, value);
-      atomics::fetch_add_relaxed(&mappings_, std::size_t{1});
+      solo::fetch_add_relaxed(&mappings_, std::size_t{1});
       return true;
     }
-    atomics::fetch_sub_relaxed(&bytes_, length);
+    solo::fetch_sub_relaxed(&bytes_, length);
     return false;
   }
 
@@ -146,7 +147,7 @@ class MappingCache {
       void* smaller = take_best([length](std::size_t l) { return l < length; },
                                 [](std::size_t l, std::size_t best) { return l < best; }, &got);
       if (smaller == nullptr) return false;
-      atomics::fetch_add_relaxed(&evicted_bytes_, got);
+      solo::fetch_add_relaxed(&evicted_bytes_, got);
       platform::os_unmap(smaller, got);
     }
     return false;
@@ -160,11 +161,11 @@ class MappingCache {
     for_each_claimed([&](unsigned i) {
       std::uintptr_t value = atomics::load_acquire(&slots_[i].value);
       if (value == 0 || atomics::load_relaxed(&slots_[i].cached_at_ms) > cutoff_ms) return;
-      if (!atomics::cas_acq_rel(&slots_[i].value, value, std::uintptr_t{0})) return;
+      if (!solo::cas_acq_rel(&slots_[i].value, value, std::uintptr_t{0})) return;
       unclaim(i);
       const std::size_t length = length_of(value);
-      atomics::fetch_sub_relaxed(&bytes_, length);
-      atomics::fetch_sub_relaxed(&mappings_, std::size_t{1});
+      solo::fetch_sub_relaxed(&bytes_, length);
+      solo::fetch_sub_relaxed(&mappings_, std::size_t{1});
       forget(address_of(value), length);
       platform::os_unmap(address_of(value), length);
       released += length;
@@ -214,10 +215,10 @@ class MappingCache {
         best = i, best_length = l, best_value = value;
       });
       if (best == kSlots) return nullptr;
-      if (atomics::cas_acq_rel(&slots_[best].value, best_value, std::uintptr_t{0})) {
+      if (solo::cas_acq_rel(&slots_[best].value, best_value, std::uintptr_t{0})) {
         unclaim(best);
-        atomics::fetch_sub_relaxed(&bytes_, best_length);
-        atomics::fetch_sub_relaxed(&mappings_, std::size_t{1});
+        solo::fetch_sub_relaxed(&bytes_, best_length);
+        solo::fetch_sub_relaxed(&mappings_, std::size_t{1});
         if (got != nullptr) *got = best_length;
         return address_of(best_value);
       }
@@ -226,7 +227,7 @@ class MappingCache {
 
   // Frees slot i (emptied by its taker) for put() to claim again.
   void unclaim(unsigned i) {
-    atomics::fetch_and_acq_rel(&claimed_[i / 64], ~(std::uint64_t{1} << (i % 64)));
+    solo::fetch_and_acq_rel(&claimed_[i / 64], ~(std::uint64_t{1} << (i % 64)));
   }
 
   // Calls f(i) for every claimed slot i (as the bitmap said when its word was read).

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "allocator/solo_atomics.h"
 #include "atomics/atomics.h"
 #include "platform/os.h"
 
@@ -83,7 +84,7 @@ class SliceArena {
     const std::size_t added = (new_bytes - bytes) / kSliceBytes;
     if (first + added > kSlices || !claim_slices(*region, first, added)) return false;
     take_dirty(*region, first, added);
-    atomics::fetch_add_relaxed(&used_bytes_, new_bytes - bytes);
+    solo::fetch_add_relaxed(&used_bytes_, new_bytes - bytes);
     return true;
   }
 
@@ -100,19 +101,19 @@ class SliceArena {
     const std::size_t first = slice_of(region, start), n = bytes / kSliceBytes;
     if (pages == Pages::kReleaseNow) {
       platform::os_release_pages(start, bytes);
-      atomics::fetch_add_relaxed(&released_bytes_, bytes);
+      solo::fetch_add_relaxed(&released_bytes_, bytes);
     } else if (pages == Pages::kKept) {
       for_each_word(first, n, [&](unsigned w, std::uint64_t mask, std::size_t) {
-        atomics::fetch_or_acq_rel(&region.dirty[w], mask);
+        solo::fetch_or_acq_rel(&region.dirty[w], mask);
         atomics::store_relaxed(&region.dirtied_at_ms[w], now_ms);
       });
-      atomics::fetch_add_relaxed(&dirty_bytes_, bytes);
+      solo::fetch_add_relaxed(&dirty_bytes_, bytes);
     }
     // Dirty before free: release_older_than() must not see free slices it may not release.
     for_each_word(first, n, [&](unsigned w, std::uint64_t mask, std::size_t) {
-      atomics::fetch_and_acq_rel(&region.used[w], ~mask);
+      solo::fetch_and_acq_rel(&region.used[w], ~mask);
     });
-    atomics::fetch_sub_relaxed(&used_bytes_, bytes);
+    solo::fetch_sub_relaxed(&used_bytes_, bytes);
     return true;
   }
 
@@ -217,7 +218,7 @@ class SliceArena {
         if (first == kSlices || first + n > kSlices) break;
         if (claim_slices(region, first, n)) {
           *fresh = take_dirty(region, first, n) == 0;
-          atomics::fetch_add_relaxed(&used_bytes_, std::size_t{n} * kSliceBytes);
+          solo::fetch_add_relaxed(&used_bytes_, std::size_t{n} * kSliceBytes);
           return base_of(region) + first * kSliceBytes;
         }
         // Taken meanwhile (or not free past this word): this word again, as it is now.
@@ -240,12 +241,12 @@ class SliceArena {
           ok = false;
           return;
         }
-      } while (!atomics::cas_acq_rel(&region.used[w], seen, seen | mask));
+      } while (!solo::cas_acq_rel(&region.used[w], seen, seen | mask));
       claimed += slices;
     });
     if (!ok) {
       for_each_word(first, claimed, [&](unsigned w, std::uint64_t mask, std::size_t) {
-        atomics::fetch_and_acq_rel(&region.used[w], ~mask);
+        solo::fetch_and_acq_rel(&region.used[w], ~mask);
       });
     }
     return ok;
@@ -256,11 +257,11 @@ class SliceArena {
     std::size_t dirty = 0;
     for_each_word(first, n, [&](unsigned w, std::uint64_t mask, std::size_t slices) {
       if ((atomics::load_relaxed(&region.dirty[w]) & mask) == 0) return;
-      const std::uint64_t taken = atomics::fetch_and_acq_rel(&region.dirty[w], ~mask) & mask;
+      const std::uint64_t taken = solo::fetch_and_acq_rel(&region.dirty[w], ~mask) & mask;
       // (A run freed whole is dirty whole: no bit count, a library call on baseline x86-64.)
       dirty += taken == mask ? slices : static_cast<std::size_t>(std::popcount(taken));
     });
-    if (dirty != 0) atomics::fetch_sub_relaxed(&dirty_bytes_, dirty * kSliceBytes);
+    if (dirty != 0) solo::fetch_sub_relaxed(&dirty_bytes_, dirty * kSliceBytes);
     return dirty;
   }
 
@@ -272,8 +273,8 @@ class SliceArena {
     do {
       mine = atomics::load_relaxed(&region.dirty[w]) & ~used;
       if (mine == 0) return 0;
-    } while (!atomics::cas_acq_rel(&region.used[w], used, used | mine));
-    mine &= atomics::fetch_and_acq_rel(&region.dirty[w], ~mine);
+    } while (!solo::cas_acq_rel(&region.used[w], used, used | mine));
+    mine &= solo::fetch_and_acq_rel(&region.dirty[w], ~mine);
     for (std::uint64_t left = mine; left != 0;) {
       const unsigned bit = static_cast<unsigned>(std::countr_zero(left));
       const unsigned length = static_cast<unsigned>(std::countr_one(left >> bit));
@@ -281,10 +282,10 @@ class SliceArena {
                                  std::size_t{length} * kSliceBytes);
       left &= length == 64 ? 0 : ~(((std::uint64_t{1} << length) - 1) << bit);
     }
-    atomics::fetch_and_acq_rel(&region.used[w], ~mine);
+    solo::fetch_and_acq_rel(&region.used[w], ~mine);
     const std::size_t bytes = static_cast<std::size_t>(std::popcount(mine)) * kSliceBytes;
-    atomics::fetch_sub_relaxed(&dirty_bytes_, bytes);
-    atomics::fetch_add_relaxed(&released_bytes_, bytes);
+    solo::fetch_sub_relaxed(&dirty_bytes_, bytes);
+    solo::fetch_add_relaxed(&released_bytes_, bytes);
     return bytes;
   }
 
@@ -304,14 +305,14 @@ class SliceArena {
       if (mapped == nullptr) return false;
       unsigned char* expected = nullptr;
       if (!prepare(mapped, kRegionBytes) ||
-          !atomics::cas_acq_rel(&regions_[count].base, expected,
-                                static_cast<unsigned char*>(mapped))) {
+          !solo::cas_acq_rel(&regions_[count].base, expected,
+                             static_cast<unsigned char*>(mapped))) {
         platform::os_unmap(mapped, kRegionBytes);
         if (expected == nullptr) return false;  // prepare() failed
       }
     }
     unsigned seen = count;  // whoever mapped it, count it (once)
-    atomics::cas_acq_rel(&count_, seen, count + 1);
+    solo::cas_acq_rel(&count_, seen, count + 1);
     return true;
   }
 

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "atomics/cpu.h"
+
 namespace polymalloc::atomics {
 
 // Types these operations accept: integers and pointers no wider than a machine word.
@@ -49,6 +51,41 @@ template <std::integral T> inline T fetch_sub_acq_rel(T* p, T v) { return __atom
 template <std::integral T> inline T fetch_or_acq_rel(T* p, T v) { return __atomic_fetch_or(p, v, __ATOMIC_ACQ_REL); }
 template <std::integral T> inline T fetch_and_acq_rel(T* p, T v) { return __atomic_fetch_and(p, v, __ATOMIC_ACQ_REL); }
 // clang-format on
+
+// The same read-modify-writes for a word no other thread can reach now (the caller knows the
+// process has one thread): indivisible to this thread's signal handlers, so a lock-free
+// structure stays async-signal-safe, but not atomic across CPUs. Where the CPU has no such
+// instructions (cpu.h's kHasLocalRmw), they are the atomic operations above.
+template <Word T>
+inline bool cas_local(T* p, T& expected, T desired) {
+  if constexpr (kHasLocalRmw) return cas_local_instruction(p, expected, desired);
+  return cas_acq_rel(p, expected, desired);
+}
+template <std::integral T>
+inline T fetch_add_local(T* p, T v) {
+  if constexpr (kHasLocalRmw) return fetch_add_local_instruction(p, v);
+  return fetch_add_relaxed(p, v);
+}
+template <std::integral T>
+inline T fetch_sub_local(T* p, T v) {
+  return fetch_add_local(p, static_cast<T>(T{0} - v));
+}
+template <std::integral T>
+inline T fetch_or_local(T* p, T v) {
+  if constexpr (!kHasLocalRmw) return fetch_or_acq_rel(p, v);
+  T seen = load_relaxed(p);
+  while (!cas_local(p, seen, static_cast<T>(seen | v))) {
+  }
+  return seen;
+}
+template <std::integral T>
+inline T fetch_and_local(T* p, T v) {
+  if constexpr (!kHasLocalRmw) return fetch_and_acq_rel(p, v);
+  T seen = load_relaxed(p);
+  while (!cas_local(p, seen, static_cast<T>(seen & v))) {
+  }
+  return seen;
+}
 
 // Note: gcc's ThreadSanitizer rejects standalone fences; prefer ordered operations.
 inline void fence_seq_cst() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }

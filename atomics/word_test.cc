@@ -20,6 +20,41 @@ TEST(WordTest, CasSucceedsOnlyOnExpectedValueAndReportsWhatItFound) {
   EXPECT_EQ(w, 9u);
 }
 
+// The *_local operations (no lock prefix where the CPU allows) give the results the atomic
+// ones give, on every width.
+template <class T>
+void check_local_operations() {
+  T w = 5;
+  T expected = 4;
+  EXPECT_FALSE(cas_local(&w, expected, T{9}));
+  EXPECT_EQ(expected, T{5}) << "a failed swap reports what it found";
+  EXPECT_EQ(w, T{5});
+  EXPECT_TRUE(cas_local(&w, expected, T{9}));
+  EXPECT_EQ(w, T{9});
+  EXPECT_EQ(fetch_add_local(&w, T{3}), T{9});
+  EXPECT_EQ(w, T{12});
+  EXPECT_EQ(fetch_sub_local(&w, T{13}), T{12});
+  EXPECT_EQ(w, static_cast<T>(T{0} - T{1})) << "wraps as the atomic one does";
+  w = 0b1010;
+  EXPECT_EQ(fetch_or_local(&w, T{0b0110}), T{0b1010});
+  EXPECT_EQ(w, T{0b1110});
+  EXPECT_EQ(fetch_and_local(&w, T{0b0111}), T{0b1110});
+  EXPECT_EQ(w, T{0b0110});
+}
+
+TEST(WordTest, LocalOperationsGiveTheAtomicOnesResults) {
+  check_local_operations<std::uint8_t>();
+  check_local_operations<std::uint16_t>();
+  check_local_operations<std::uint32_t>();
+  check_local_operations<std::uint64_t>();
+  int x = 0;
+  int y = 0;
+  int* p = &x;
+  int* seen = &x;
+  EXPECT_TRUE(cas_local(&p, seen, &y));
+  EXPECT_EQ(p, &y);
+}
+
 TEST(WordTest, EveryOrderedCasVariantHasTheSameResult) {
   for (auto cas : {&cas_relaxed<int>, &cas_acquire<int>, &cas_release<int>, &cas_acq_rel<int>,
                    &cas_seq_cst<int>}) {
