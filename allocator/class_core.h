@@ -72,7 +72,9 @@ concept ClassPool = requires(Block* b, const Block* cb, const void* p, void* q, 
            requires { P::align_in_block(q, bytes); });
   // Frees b, a block of the pool whose payload is q (which may lie inside b, for an aligned
   // block), after checking that the client holds it; reports `call`'s misuse otherwise.
-  { P::release(q, call) } -> std::same_as<void>;
+  // True when b is kept where decay would not release it (a heap's quick list, a class too
+  // small to give pages back): the caller then need not tick.
+  { P::release(q, call) } -> std::same_as<bool>;
   // The block whose payload q is, checked as release() checks it; its usable bytes.
   { P::usable_size(q, call) } -> std::same_as<std::size_t>;
   // realloc of payload q (checked as release() checks it) to a block of `bytes` (a class
@@ -171,10 +173,15 @@ class ClassCore {
       return deallocate_unowned(b, call);
     if constexpr (Caches::kBins == 0) {  // no caches: the pool takes every block back itself
       if (b->size_flags_unlocked() >= Decay::kDatedBlockBytes) [[unlikely]] {
-        tick();  // (the flags do not reach the size's bits)
+        // (The flags do not reach the size's bits.) A block parked on the heap's quick list
+        // is cached, as a block that stays in a cache: no tick, no clock read. One that went
+        // into the lists ticks after it (it is dated by the heap, and too new to release).
         HeapProfile::forget(p);  // kSampledInPlaceBytes is at least kDatedBlockBytes
+        if (!Pool::release(p, call)) tick();
+        return;
       }
-      return Pool::release(p, call);
+      Pool::release(p, call);
+      return;
     }
     const std::size_t header = b->size_flags_unlocked();
     const std::size_t granules = live_granules(header);

@@ -150,11 +150,12 @@ class HeapPool {
 
   // A cached block freed again is misuse the heap cannot see; the heap checks the rest
   // (and keeps errno: only its trim makes system calls). Inline: without caches in front,
-  // this is free()'s whole path after the owner check.
-  [[gnu::always_inline]] static void release(void* p, const char* call) {
+  // this is free()'s whole path after the owner check. Returns whether the block was parked
+  // on a heap's quick list (LockedHeap::release()).
+  [[gnu::always_inline]] static bool release(void* p, const char* call) {
     Block* b = Block::of_payload(p);
     if constexpr (Placement::kCachesInFront) check_not_cached(b, call);
-    Placement::heap_of_owned(b).release(b, call);
+    return Placement::heap_of_owned(b).release(b, call);
   }
 
   static std::size_t usable_size(const void* p, const char* call) {

@@ -80,11 +80,12 @@ class LockedHeap {
 
   // Frees a block of this heap; a block the client does not hold is reported as `call`'s
   // double free, one whose boundary tags disagree as a corrupted header. The top is trimmed
-  // once enough of it is free.
-  [[gnu::always_inline]] void release(Block* b, const char* call) {
+  // once enough of it is free. Returns whether b was parked on a quick list (where it is
+  // cached, not free: nothing that decay could release).
+  [[gnu::always_inline]] bool release(Block* b, const char* call) {
     if (!platform::process_is_single_threaded()) [[unlikely]]
       return release_locked(b, call);
-    release_held(b, call, false);
+    return release_held(b, call, false);
   }
 
   // Runs f(release) under the lock, where release(b, call) frees block b as release() does:
@@ -234,18 +235,21 @@ class LockedHeap {
     return b;
   }
 
-  [[gnu::noinline]] void release_locked(Block* b, const char* call) noexcept {
+  [[gnu::noinline]] bool release_locked(Block* b, const char* call) noexcept {
     lock_.lock();
-    release_held(b, call, true);
+    return release_held(b, call, true);
   }
 
   // release() with the lock held (if `locked`), which it lets go.
-  [[gnu::always_inline]] void release_held(Block* b, const char* call, bool locked) {
+  [[gnu::always_inline]] bool release_held(Block* b, const char* call, bool locked) {
     if (!b->live() || !heap_.tags_agree(b)) [[unlikely]]
       report_not_held(b, call, "double free of", locked);
-    if (!heap_.try_park(b)) [[unlikely]]
-      return release_unparked(b, locked);
+    if (!heap_.try_park(b)) [[unlikely]] {
+      release_unparked(b, locked);
+      return false;
+    }
     if (locked) lock_.unlock();
+    return true;
   }
 
   // release()'s misuse report: the lock (if `locked`) goes first, then check_held() says

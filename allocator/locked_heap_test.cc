@@ -39,6 +39,24 @@ TEST(LockedHeapTest, TryLockedFindsTheHeapBusyWhileAnotherThreadIsInside) {
   heap.release(b, "free");
 }
 
+// release() says whether the block was parked on a quick list (cached: nothing decay could
+// release, so ClassCore skips its tick) or went into the coalescing lists.
+TEST(LockedHeapTest, ReleaseSaysWhetherTheBlockWasParked) {
+  static Heap heap(&pages, std::uint16_t{4});
+  Block* quick = heap.allocate(1024);                 // an exact class, under kDefaultQuickMaxBlock
+  Block* listed = heap.allocate(10000);               // not a power of two: the lists take it
+  Block* big = heap.allocate(std::size_t{16} << 10);  // above the quick lists
+  Block* guard = heap.allocate(64);
+  EXPECT_TRUE(heap.release(quick, "free"));
+  EXPECT_FALSE(heap.release(listed, "free"));
+  EXPECT_FALSE(heap.release(big, "free"));
+  Statistics s;
+  heap.add_statistics(s);
+  EXPECT_GE(s.heap_free_bytes, 10000u + (16u << 10)) << "the two unparked blocks are free";
+  EXPECT_TRUE(heap.release(guard, "free"));
+  EXPECT_EQ(heap.check(nullptr), nullptr);
+}
+
 TEST(LockedHeapTest, ReleasingFreesManyBlocksUnderOneLock) {
   static Heap heap(&pages, std::uint16_t{2});
   Block* blocks[8];

@@ -150,13 +150,16 @@ class StackPool {
     return shifted(Block::of_payload(p)) ? own_block(p, call) : nullptr;
   }
 
-  // A block the core did not cache: straight to the pool.
-  static void release(void* p, const char* call) {
+  // A block the core did not cache: straight to the pool. True when its class is too small
+  // to give pages back (ClassPool::release()).
+  static bool release(void* p, const char* call) {
     Block* b = own_block(p, call);
     const unsigned i = Map::class_of_block(b->size());
     mark_cached(b, i);
-    if (Map::block_size(i) >= kMinReleasableBlock) date_or_release(b);
+    const bool releasable = Map::block_size(i) >= kMinReleasableBlock;
+    if (releasable) date_or_release(b);
     stacks_.push_one(i, b);
+    return !releasable;
   }
 
   static std::size_t usable_size(const void* p, const char* call) {
