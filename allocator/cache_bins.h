@@ -172,6 +172,17 @@ class CacheBins {
     return unguarded(top[-1]);
   }
 
+  // pop(), of the newest block only, and only if `fits` (called with its address, not reading
+  // its memory) says so; nullptr otherwise.
+  template <class Fits>
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* pop_if(unsigned i, Fits fits) {
+    Bin& bin = bins_[i];
+    Block** const top = bin.top;
+    if (top == bin.bottom || !fits(static_cast<const Block*>(top[-1]))) return nullptr;
+    atomics::store_relaxed(&bin.top, top - 1);
+    return unguarded(top[-1]);
+  }
+
   // Caches b (a free block of class i); false if the bin is full, or (keyed bins) if b may
   // bear the key already: a block freed twice goes to the slow path, which reports it. Only
   // the key's top byte is compared (Block::key_byte()); a live block whose data matches it

@@ -239,8 +239,26 @@ class ClassCore {
       void* p = allocate(bytes + alignment);
       return p != nullptr ? Pool::align_in_block(p, alignment) : nullptr;
     } else {
+      if constexpr (Caches::kBins != 0) {
+        if (void* p = allocate_aligned_cached(alignment, bytes)) return p;
+      }
       return Pool::allocate_aligned(alignment, bytes);
     }
+  }
+
+  // The newest block of the request's class in the caller's cache, if its payload is aligned
+  // as asked: a block the pool carved aligned (with a lead and a tail to free) comes back to
+  // that bin when it is freed, so a program that allocates aligned objects of one size over
+  // and over takes its last one back, as a size class serves its own. nullptr otherwise.
+  static void* allocate_aligned_cached(std::size_t alignment, std::size_t bytes) noexcept {
+    if (bytes > kMaxCachedRequest) return nullptr;
+    const unsigned i = Map::class_of(bytes);
+    auto cache = Caches::enter();
+    if (!cache) return nullptr;
+    Block* b = cache->pop_if(i, [alignment](const Block* c) {
+      return (reinterpret_cast<std::uintptr_t>(c) + Block::kHeaderBytes) % alignment == 0;
+    });
+    return b != nullptr ? Pool::hand_out(b, i) : nullptr;
   }
 
   // A sampled allocation (heap_profile.h), recorded under its payload: served where a request
