@@ -208,6 +208,7 @@ class FreeListHeap {
       errno = ENOMEM;
       return nullptr;
     }
+    if (Block* parked = unpark_aligned(block_bytes, alignment)) return parked;
     // A free block that holds an aligned payload where it lies, else one big enough to hold
     // one wherever it lies (which a fragmented heap may have to grow for).
     Block* b = find_aligned_fit(block_bytes, alignment);
@@ -594,6 +595,22 @@ class FreeListHeap {
     b->clear_flags(Block::kCached);
     unpoison_live(b->payload(), class_size(k) - Block::kHeaderBytes);
     return b;
+  }
+
+  // The newest block parked for an exact class of `block_bytes`, if its payload is aligned as
+  // asked, else nullptr. A freed aligned block of an exact class parks there, so a program
+  // that allocates aligned objects of one size over and over takes its last one back, as an
+  // allocation of the class does, instead of carving one with a lead and a tail to free.
+  POLYMALLOC_UNCHECKED_BY_ASAN Block* unpark_aligned(std::size_t block_bytes,
+                                                     std::size_t alignment) {
+    if (block_bytes > kQuickMaxBlock || !is_power_of_two(block_bytes)) return nullptr;
+    const unsigned k = class_of(block_bytes);
+    const Block* newest = quick_[k];
+    if (newest == nullptr ||
+        (reinterpret_cast<std::uintptr_t>(newest) + Block::kHeaderBytes) % alignment != 0) {
+      return nullptr;
+    }
+    return unpark(k);
   }
 
   // The slow path of allocate(): grow the source.

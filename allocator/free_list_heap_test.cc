@@ -224,6 +224,43 @@ TEST(FreeListHeapTest, AlignedBlocksFreeTheirLeadAndTail) {
   EXPECT_EQ(heap.stats().free_blocks, 1u);
 }
 
+// A freed aligned block of an exact class parks on its quick list, and the next aligned
+// request of that class takes it back; a parked block whose payload is not aligned as asked
+// stays parked.
+TEST(FreeListHeapTest, AnAlignedRequestTakesBackTheNewestParkedBlockOnlyIfItIsAligned) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  Block* skew = heap.allocate(48);
+  Block* b = heap.allocate_aligned(256, 64);
+  ASSERT_NE(b, nullptr);
+  ASSERT_EQ(b->size(), 256u) << "an exact class, which parks";
+  EXPECT_EQ(heap.deallocate(b), nullptr) << "parked";
+  EXPECT_EQ(heap.allocate_aligned(256, 64), b) << "taken back from its quick list";
+
+  Block* unaligned = nullptr;
+  std::vector<Block*> others;
+  for (int tries = 0; unaligned == nullptr && tries < 8; ++tries) {
+    Block* c = heap.allocate(256);
+    ASSERT_NE(c, nullptr);
+    if (reinterpret_cast<std::uintptr_t>(c->payload()) % 64 != 0) {
+      unaligned = c;
+    } else {
+      others.push_back(c);
+      others.push_back(heap.allocate(48));  // shifts the next block by 48 bytes
+    }
+  }
+  ASSERT_NE(unaligned, nullptr);
+  EXPECT_EQ(heap.deallocate(unaligned), nullptr) << "parked";
+  Block* d = heap.allocate_aligned(256, 64);
+  ASSERT_NE(d, nullptr);
+  EXPECT_NE(d, unaligned);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(d->payload()) % 64, 0u);
+  EXPECT_EQ(heap.allocate(256), unaligned) << "still parked, for a plain request";
+  EXPECT_HEAP_OK(heap);
+  for (Block* c : others) heap.release(c);
+  for (Block* c : {b, d, unaligned, skew}) heap.release(c);
+  EXPECT_HEAP_OK(heap);
+}
+
 // A fragmented heap serves an aligned request from a hole that holds an aligned payload,
 // instead of growing for a block of the request plus the alignment.
 TEST(FreeListHeapTest, AnAlignedRequestReusesAHoleThatHoldsAnAlignedPayload) {
