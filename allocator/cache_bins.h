@@ -134,6 +134,7 @@ class CacheBins {
     slots_ = nullptr;
     open_ = false;
     key_ = 0;
+    newest_aligned_ = nullptr;
     return slots;
   }
 
@@ -277,6 +278,10 @@ class CacheBins {
   bool has_big_credit() const { return big_credit_; }
   void set_big_credit(bool held) { big_credit_ = held; }
 
+  // ---- the newest aligned block: a hint for ClassCore::may_cache() ----
+  void note_aligned(const Block* b) { newest_aligned_ = b; }
+  bool is_newest_aligned(const Block* b) const { return b == newest_aligned_; }
+
   // Read by other threads (statistics) while the owner runs: the indices are atomic words.
   std::uint32_t count(unsigned i) const {
     Block** const top = atomics::load_relaxed(&bins_[i].top);
@@ -374,6 +379,7 @@ class CacheBins {
   unsigned big_class_ = 0;
   std::size_t big_bytes_ = 0;  // the slot's block's size, for other threads' statistics
   bool big_credit_ = false;
+  const Block* newest_aligned_ = nullptr;  // only compared, never read through
 };
 
 // How a cache's bins are sized when they keep their capacities: a miss takes, and an overflow

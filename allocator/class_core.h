@@ -51,6 +51,9 @@ concept ClassPool = requires(Block* b, const Block* cb, const void* p, void* q, 
   // the block (a check word); and whether a cached block is told from a live one by its
   // cache key alone (its header reads live), which the cache's push then checks.
   { P::kLiveFlags } -> std::convertible_to<std::size_t>;
+  // Flag bits that may be set in a live block's header and send it back to the pool instead
+  // of into a cache (a heap's: its left neighbour is free, and it should coalesce with it).
+  { P::kUncachedFlags } -> std::convertible_to<std::size_t>;
   { P::seal_intact(cb, header) } -> std::same_as<bool>;
   { P::kCachedByKey } -> std::convertible_to<bool>;
   // A free block of class i (from a cache or the pool) becomes the client's: its payload.
@@ -238,10 +241,14 @@ class ClassCore {
     if constexpr (requires(void* q) { Pool::align_in_block(q, alignment); }) {
       void* p = allocate(bytes + alignment);
       return p != nullptr ? Pool::align_in_block(p, alignment) : nullptr;
-    } else {
-      if constexpr (Caches::kBins != 0) {
-        if (void* p = allocate_aligned_cached(alignment, bytes)) return p;
+    } else if constexpr (Caches::kBins != 0) {
+      void* p = allocate_aligned_cached(alignment, bytes);
+      if (p == nullptr) p = Pool::allocate_aligned(alignment, bytes);
+      if (p != nullptr && bytes <= kMaxCachedRequest) {
+        if (auto cache = Caches::enter_or_set_up()) cache->note_aligned(Block::of_payload(p));
       }
+      return p;
+    } else {
       return Pool::allocate_aligned(alignment, bytes);
     }
   }
@@ -571,11 +578,13 @@ class ClassCore {
     s.has_breakdown = true;
   }
 
-  // A block's size in 16-byte granules if its header's flags say live (Pool::kLiveFlags read
-  // kInUse), else a number above any block's: the flags rotate into the top bits, so one
-  // comparison tests the size and the flags, and the granules index the bins' table.
+  // A block's size in 16-byte granules if its header's flags say live and cacheable
+  // (Pool::kLiveFlags read kInUse, and no Pool::kUncachedFlags), else a number above any
+  // block's: the flags rotate into the top bits, so one comparison tests the size and the
+  // flags, and the granules index the bins' table.
   [[gnu::always_inline]] static std::size_t live_granules(std::size_t header) {
-    constexpr std::size_t kIgnored = Block::kFlags & ~std::size_t{Pool::kLiveFlags};
+    constexpr std::size_t kIgnored =
+        Block::kFlags & ~std::size_t{Pool::kLiveFlags | Pool::kUncachedFlags};
     return std::rotr((header ^ Block::kInUse) & ~kIgnored, 4);
   }
 
@@ -623,7 +632,8 @@ class ClassCore {
     if (may_be_sample(Block::size_in(header))) HeapProfile::forget(p);
     const unsigned i = Map::class_of_block(Block::size_in(header));
     if (i < kBigSlotClasses && Pool::is_live(b, header)) {
-      if (auto cache = Caches::enter_or_set_up()) {
+      auto cache = Caches::enter_or_set_up();
+      if (cache && may_cache(*cache, b, header)) {
         if (i < Caches::kBins ? cache_evicting(*cache, b, i) : keep_big(*cache, b, i)) return;
       }
     }
@@ -638,6 +648,16 @@ class ClassCore {
       }
     }
     Pool::release(p, call);
+  }
+
+  // Whether live block b (whose header reads `header`) may go into the cache: not if it has
+  // one of Pool::kUncachedFlags (it coalesces instead), unless it is the newest block the
+  // thread's aligned allocation handed out. Its free neighbour is then likely the lead that
+  // alignment left, and a loop of aligned allocations takes it back from the cache
+  // (allocate_aligned_cached()).
+  template <class Cache>
+  static bool may_cache(const Cache& cache, const Block* b, std::size_t header) noexcept {
+    return (header & Pool::kUncachedFlags) == 0 || cache.is_newest_aligned(b);
   }
 
   // Caches live block b of class i (a full bin first grows, or sends half of itself to the

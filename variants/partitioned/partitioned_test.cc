@@ -203,6 +203,115 @@ TEST(PartitionedTest, CrossThreadSmallFreesReachTheirPartitionsAtThreadExit) {
   EXPECT_EQ(Partitioned::check_heap(&where), nullptr) << where;
 }
 
+// A live block whose left neighbour is free goes back to its partition when it is freed, and
+// coalesces there, instead of standing in the middle of free memory from the thread's cache.
+TEST(PartitionedTest, ABlockBesideFreeMemoryCoalescesInsteadOfStayingInTheCache) {
+  using Map = Partitions::Map;
+  const std::size_t block = Map::block_size(Map::class_of(100));  // a class the caches keep
+  std::thread([block] {
+    Partitioned::deallocate(Partitioned::allocate(100), "free");  // sets up the cache
+    PartitionHeap& heap = Partitions::partition(Partitions::home_partition());
+    // Three neighbours (the third keeps the two from merging into the free top), taken from
+    // the heap (the blocks before them, which filled holes, go back afterwards).
+    std::vector<Block*> taken;
+    taken.reserve(4096);
+    heap.locked([&](auto& h) {
+      while (taken.size() < taken.capacity()) {
+        taken.push_back(h.allocate(block));
+        const std::size_t n = taken.size();
+        if (n >= 3 && taken[n - 2] == taken[n - 3]->right() &&
+            taken[n - 1] == taken[n - 2]->right())
+          break;
+      }
+      return nullptr;
+    });
+    ASSERT_LT(taken.size(), taken.capacity()) << "three neighbours";
+    Block* guard = taken.back();
+    taken.pop_back();
+    Block* b = taken.back();
+    taken.pop_back();
+    Block* left = taken.back();
+    taken.pop_back();
+    heap.locked([&](auto& h) { return h.release(left), nullptr; });
+    ASSERT_TRUE(b->prev_free());
+    const std::size_t cached = Partitioned::statistics().thread_cache_bytes;
+    Partitioned::deallocate(b->payload(), "free");
+    EXPECT_EQ(Partitioned::statistics().thread_cache_bytes, cached) << "not cached";
+    heap.locked([&](auto&) {
+      EXPECT_FALSE(left->in_use());
+      EXPECT_GE(left->size(), 2 * block) << "b joined its free neighbour";
+      return nullptr;
+    });
+    Partitioned::deallocate(guard->payload(), "free");
+    heap.locked([&](auto& h) {
+      for (Block* t : taken) h.release(t);
+      return nullptr;
+    });
+  }).join();
+}
+
+// The exception: the newest block of a thread's aligned allocation, whose free neighbour is
+// the lead its alignment left, goes into the cache, where the next aligned request of its
+// size takes it back.
+TEST(PartitionedTest, AnAlignedBlockBesideItsFreeLeadComesBackFromTheCache) {
+  std::thread([] {
+    void* p = Partitioned::allocate_aligned(4096, 200);
+    ASSERT_NE(p, nullptr);
+    ASSERT_TRUE(Block::of_payload(p)->prev_free()) << "its lead is free";
+    Partitioned::deallocate(p, "free");
+    void* q = Partitioned::allocate_aligned(4096, 200);
+    EXPECT_EQ(q, p);
+    Partitioned::deallocate(q, "free");
+  }).join();
+}
+
+// When a partition's best fit for a cache's refill is a block a little too big for the bin
+// (one it would not split), the request takes that block: no other partition grows for it.
+TEST(PartitionedTest, ARefillWhoseBestFitIsALittleTooBigGivesThatBlockToTheRequest) {
+  using Map = Partitions::Map;
+  const unsigned i = Map::class_of(3000);
+  const std::size_t block = Map::block_size(i);
+  std::thread([&] {
+    Partitioned::deallocate(Partitioned::allocate(16), "free");  // sets up the cache
+    const unsigned home = Partitions::home_partition();
+    std::vector<std::size_t> committed;
+    for (unsigned k = 0; k < Partitions::partition_count(); ++k) {
+      committed.push_back(
+          Partitions::partition(k).locked([](auto& h) { return h.stats().committed_bytes; }));
+    }
+    // The home's free memory taken, but for one free block 16 bytes bigger than the class.
+    std::vector<Block*> filler;
+    filler.reserve(4096);
+    Block* odd = nullptr;
+    Partitions::partition(home).locked([&](auto& heap) {
+      odd = heap.allocate(block + 16, allocator::Growth::kNone);
+      for (std::size_t size = std::size_t{1} << 20; size >= allocator::kMinBlock; size /= 2) {
+        while (filler.size() < filler.capacity()) {
+          Block* b = heap.allocate(size, allocator::Growth::kNone);
+          if (b == nullptr) break;
+          filler.push_back(b);
+        }
+      }
+      heap.release(odd);
+      return nullptr;
+    });
+    ASSERT_NE(odd, nullptr);
+    ASSERT_EQ(odd->size(), block + 16) << "(no smaller free block was left to merge with)";
+    void* p = Partitioned::allocate(3000);
+    EXPECT_EQ(p, odd->payload()) << "the request took the block a little too big";
+    for (unsigned k = 0; k < Partitions::partition_count(); ++k) {
+      EXPECT_EQ(Partitions::partition(k).locked([](auto& h) { return h.stats().committed_bytes; }),
+                committed[k])
+          << "partition " << k << " grew";
+    }
+    Partitioned::deallocate(p, "free");
+    Partitions::partition(home).locked([&filler](auto& heap) {
+      for (Block* b : filler) heap.release(b);
+      return nullptr;
+    });
+  }).join();
+}
+
 TEST(PartitionedTest, ThreadsFromEveryPartitionAllocateConcurrently) {
   const unsigned threads = 2 * Partitions::partition_count() + 1;
   std::vector<std::thread> workers;

@@ -68,6 +68,7 @@ class StackPool {
   // A live header has only kInUse among its flags and its check word. A cached block's
   // header reads free (mark_cached()), so the cache's key need not be checked on free.
   static constexpr std::size_t kLiveFlags = Block::kFlags;
+  static constexpr std::size_t kUncachedFlags = 0;
   static constexpr bool kCachedByKey = false;
   POLYMALLOC_HOT_PATH static bool seal_intact(const Block* b, std::size_t header) {
     return b->prev_size == check_of(b, header);
