@@ -261,6 +261,37 @@ TEST(FreeListHeapTest, AnAlignedRequestTakesBackTheNewestParkedBlockOnlyIfItIsAl
   EXPECT_HEAP_OK(heap);
 }
 
+// A block beside free memory coalesces instead of parking on its quick list (parked, it
+// would split that memory with holes too small for what follows), but for the newest aligned
+// block, whose free neighbour is the lead its alignment left: the next aligned request of its
+// size takes it back.
+TEST(FreeListHeapTest, ABlockBesideFreeMemoryCoalescesInsteadOfParkingButTheNewestAlignedOne) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  Block* a = heap.allocate(256);
+  Block* b = heap.allocate(256);
+  Block* c = heap.allocate(256);  // keeps b from the free top
+  ASSERT_EQ(b, a->right());
+  ASSERT_EQ(c, b->right());
+  EXPECT_EQ(heap.deallocate(c), nullptr) << "its left neighbour in use: parked";
+  EXPECT_EQ(heap.allocate(256), c);
+  heap.release(a);
+  ASSERT_TRUE(b->prev_free());
+  Block* merged = heap.deallocate(b);
+  EXPECT_EQ(merged, a) << "not parked: one free block with its left neighbour";
+  EXPECT_EQ(merged->size(), 512u);
+  EXPECT_HEAP_OK(heap);
+
+  Block* skew = heap.allocate(48);
+  Block* aligned = heap.allocate_aligned(256, 1024);
+  ASSERT_NE(aligned, nullptr);
+  ASSERT_TRUE(aligned->prev_free()) << "its lead is free";
+  EXPECT_EQ(heap.deallocate(aligned), nullptr) << "parked all the same";
+  EXPECT_EQ(heap.allocate_aligned(256, 1024), aligned);
+  EXPECT_HEAP_OK(heap);
+  for (Block* x : {aligned, skew, c}) heap.release(x);
+  EXPECT_HEAP_OK(heap);
+}
+
 // A fragmented heap serves an aligned request from a hole that holds an aligned payload,
 // instead of growing for a block of the request plus the alignment.
 TEST(FreeListHeapTest, AnAlignedRequestReusesAHoleThatHoldsAnAlignedPayload) {
