@@ -319,9 +319,11 @@ class FreeListHeap {
   // Makes `b` at least `new_bytes` when it ends the newest region (or only a free block lies
   // between it and the region's end), by growing the region where the source can extend it
   // in place: a growing buffer at the top stays put, as on glibc's sbrk heap, and only the
-  // pages it touches fault in. False (nothing changed) if the source cannot extend there.
+  // pages it touches fault in. False (nothing changed) if the source cannot extend there, or
+  // if a free block elsewhere holds `new_bytes`: the caller moves b there instead, as glibc's
+  // realloc takes free memory before it grows the heap.
   POLYMALLOC_UNCHECKED_BY_ASAN bool grow_at_top(Block* b, std::size_t new_bytes) {
-    if (top_ == nullptr) return false;
+    if (top_ == nullptr || find_listed(new_bytes) != nullptr) return false;
     const Block* fence = fence_of(top_);
     Block* right = b->right();
     const std::size_t right_free = right->in_use() ? 0 : right->size();

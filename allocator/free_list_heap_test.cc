@@ -169,6 +169,26 @@ TEST(FreeListHeapTest, GrowAtTopExtendsTheNewestRegionUnderTheBlockThatEndsIt) {
   EXPECT_HEAP_OK(heap);
 }
 
+// A block at the top does not grow the heap while a free block elsewhere holds what it asks
+// for: its caller moves it there (as glibc's realloc takes free memory before it grows).
+TEST(FreeListHeapTest, GrowAtTopLeavesTheHeapAloneWhileAFreeBlockElsewhereHoldsTheSize) {
+  FreeListHeap<ReservedRange> heap(&pages, kTag);
+  Block* hole = heap.allocate(std::size_t{512} << 10);
+  Block* guard = heap.allocate(64);
+  Block* top = heap.allocate(std::size_t{64} << 10);
+  heap.release(hole);
+  const std::size_t committed = heap.stats().committed_bytes;
+  EXPECT_FALSE(heap.grow_at_top(top, std::size_t{256} << 10)) << "the hole holds it";
+  EXPECT_EQ(heap.stats().committed_bytes, committed);
+  EXPECT_EQ(top->size(), std::size_t{64} << 10);
+  EXPECT_TRUE(heap.grow_at_top(top, std::size_t{4} << 20)) << "nothing free holds 4 MiB";
+  EXPECT_GE(top->size(), std::size_t{4} << 20);
+  EXPECT_HEAP_OK(heap);
+  heap.release(top);
+  heap.release(guard);
+  EXPECT_HEAP_OK(heap);
+}
+
 // Grows `heap` by blocks of 1 MiB (kept in `blocks`) until it has committed `bytes`.
 void grow_to(FreeListHeap<ReservedRange>& heap, std::size_t bytes, std::vector<Block*>& blocks) {
   while (heap.stats().committed_bytes < bytes) {
