@@ -12,7 +12,7 @@
 //   soak [--seconds N] [--threads N] [--slots N] [--idle-seconds N]
 //
 // Fails (exit 1, with the reason) if a block's bytes changed, an allocation was refused, the
-// peak RSS exceeds 3 × the most the workload can hold + 64 MiB, the RSS over the last quarter
+// peak RSS exceeds 2 × the most the workload held + 32 MiB, the RSS over the last quarter
 // of the run grew past the RSS of the first quarter by more than a quarter + 16 MiB (a leak),
 // or the variant's heap check (polymalloc_check_heap, when the malloc has one) fails.
 #include <dlfcn.h>
@@ -249,8 +249,12 @@ int run(const Options& o) {
       "quarter %.1f MiB, last quarter %.1f MiB, peak %.1f MiB\n",
       static_cast<unsigned long long>(operations.load()), rss.size(), o.threads,
       peak_live / 1048576.0, early / 1048576.0, late / 1048576.0, peak / 1048576.0);
-  if (peak > 3 * peak_live + (std::uint64_t{64} << 20)) {
-    fail("peak RSS beyond 3 x the peak live bytes + 64 MiB", nullptr, peak);
+  // (Reached on 4 threads in 20 s: 1.54 x the peak live bytes on global_spinlock, 1.34 on
+  // partitioned, 1.63 on signal_safe. Before the heaps stopped caching and parking blocks
+  // beside free memory, the bound was 3 x + 64 MiB, and the same run broke it: 4.9 x and
+  // 8.7 x, still growing.)
+  if (peak > 2 * peak_live + (std::uint64_t{32} << 20)) {
+    fail("peak RSS beyond 2 x the peak live bytes + 32 MiB", nullptr, peak);
   }
   if (late > early + early / 4 + (std::uint64_t{16} << 20)) {
     fail("RSS kept growing: the last quarter is over the first by more than 25% + 16 MiB", nullptr,
