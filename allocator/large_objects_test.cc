@@ -276,11 +276,13 @@ TEST(LargeObjectsTest, ResizeWithinTheMappingKeepsItAndAGrowingBlockMayTakeABigg
   expect_nothing_mapped_once_the_cache_empties(large);
 }
 
-TEST(LargeObjectsTest, ABufferThatDoubledTo16MiBLeavesAMappingItTakesAgainFrom512KiB) {
+TEST(LargeObjectsTest, ABufferThatDoubledTo16MiBLeavesAMappingItTakesAgainFrom2MiB) {
   static LargeObjects large;
   Block* doubled = large.allocate(16 * kMiB);  // a 20 MiB mapping: its quarter-power class
   large.release(doubled);
-  Block* grower = large.adopt_for_growth(512 << 10, true);
+  EXPECT_EQ(large.adopt_for_growth(1 * kMiB, false), nullptr)
+      << "more than 8 times what a 1 MiB block needs";
+  Block* grower = large.adopt_for_growth(2 * kMiB + (512 << 10) - 64, false);
   ASSERT_NE(grower, nullptr) << "the same buffer growing again takes it";
   EXPECT_TRUE(LargeObjects::keeps(grower, 16 * kMiB, false)) << "and grows to 16 MiB in it";
   large.release(grower);
