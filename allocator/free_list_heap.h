@@ -141,7 +141,7 @@ class FreeListHeap {
   // with errno = ENOMEM when the source cannot grow, untouched when growth was not allowed.
   POLYMALLOC_UNCHECKED_BY_ASAN POLYMALLOC_HOT_PATH Block* allocate(
       std::size_t block_bytes, Growth growth = Growth::kAllowed) {
-    if (block_bytes <= kQuickMaxBlock && is_power_of_two(block_bytes)) {
+    if (is_quick_size(block_bytes)) {
       if (Block* cached = unpark(class_of(block_bytes))) return cached;
     }
     return allocate_from_lists(block_bytes, growth);
@@ -173,12 +173,16 @@ class FreeListHeap {
   // and the next aligned request of its size takes it back (unpark_aligned()).
   POLYMALLOC_HOT_PATH std::size_t parking_size(const Block* b) const {
     const std::size_t size = b->size_flags & ~Block::kInUse;
-    if (size - 1 < kQuickMaxBlock && (size & (size - 1)) == 0) [[likely]]  // (size > 0)
+    if (is_quick_size(size)) [[likely]]
       return size;
-    if (b == newest_aligned_ && b->size() <= kQuickMaxBlock && is_power_of_two(b->size())) {
-      return b->size();
-    }
+    if (b == newest_aligned_ && is_quick_size(b->size())) return b->size();
     return 0;
+  }
+
+  // Whether a block of `size` bytes is an exact class the quick lists take (a power of two
+  // up to kQuickMaxBlock; 0 is none).
+  static constexpr bool is_quick_size(std::size_t size) {
+    return size - 1 < kQuickMaxBlock && (size & (size - 1)) == 0;
   }
 
   // Takes back a block the client holds (live()): parked on its quick list when it is an
@@ -627,7 +631,7 @@ class FreeListHeap {
   // allocation of the class does, instead of carving one with a lead and a tail to free.
   POLYMALLOC_UNCHECKED_BY_ASAN Block* unpark_aligned(std::size_t block_bytes,
                                                      std::size_t alignment) {
-    if (block_bytes > kQuickMaxBlock || !is_power_of_two(block_bytes)) return nullptr;
+    if (!is_quick_size(block_bytes)) return nullptr;
     const unsigned k = class_of(block_bytes);
     const Block* newest = quick_[k];
     if (newest == nullptr ||
