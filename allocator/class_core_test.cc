@@ -73,8 +73,9 @@ class ClassCoreTest : public ::testing::Test {
   }
 };
 
-// Two policies: the same core and parts follow whichever the config names.
-using Policies = ::testing::Types<PowerOfTwoClasses, QuarterPowerClasses, SnugQuarterPowerClasses>;
+// The policies: the same core and parts follow whichever the config names.
+using Policies = ::testing::Types<PowerOfTwoClasses, QuarterPowerClasses, SnugQuarterPowerClasses,
+                                  FinerClassesAbove<SnugQuarterPowerClasses, 15, 4>>;
 TYPED_TEST_SUITE(ClassCoreTest, Policies);
 
 TYPED_TEST(ClassCoreTest, UsableSizesFollowTheSizeMap) {

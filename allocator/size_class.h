@@ -133,4 +133,44 @@ struct SnugQuarterPowerClasses {
   }
 };
 
+// Base's classes up to 2^kFloorLog2 (one of them), then 2^kStepsLog2 classes per doubling
+// past it: 2^p + j·2^(p-kStepsLog2) for j = 1 … 2^kStepsLog2. Blocks past the thread caches
+// come from a coalescing heap, which carves any size: there a class is only how much a
+// block is rounded, with no bin of cached blocks per class to pay for. Used by partitioned,
+// past its thread caches' 32 KiB, with sixteen per doubling (at most 6.25 % rounding, where
+// the quarter classes rounded Python's 320 KB buffers up to 384 KiB).
+template <class Base, unsigned kFloorLog2, unsigned kStepsLog2>
+struct FinerClassesAbove {
+  static constexpr std::size_t kFloor = std::size_t{1} << kFloorLog2;
+  static constexpr unsigned kSteps = 1u << kStepsLog2;
+  static constexpr unsigned kFloorIndex = Base::index_of(kFloor);
+  static_assert(Base::is_class_size(kFloor), "the floor is one of Base's classes");
+  static_assert(kStepsLog2 + 4 <= kFloorLog2, "every class a multiple of 16 B");
+
+  [[gnu::always_inline]] static constexpr std::size_t round_up(std::size_t b) {
+    if (b <= kFloor) return Base::round_up(b);
+    const std::size_t step = std::size_t{1} << (std::bit_width(b - 1) - 1 - kStepsLog2);
+    return (b + step - 1) & ~(step - 1);
+  }
+  [[gnu::always_inline]] static constexpr bool is_class_size(std::size_t s) {
+    if (s <= kFloor) return Base::is_class_size(s);
+    return s % 16 == 0 && round_up(s) == s;
+  }
+  // For a class size s = 2^p + j·2^(p-kStepsLog2) past the floor: the floor's index, the
+  // kSteps classes of each doubling from the floor to 2^p, and j.
+  [[gnu::always_inline]] static constexpr unsigned index_of(std::size_t s) {
+    if (s <= kFloor) return Base::index_of(s);
+    const unsigned p = static_cast<unsigned>(std::bit_width(s - 1)) - 1;  // 2^p < s <= 2^(p+1)
+    const unsigned j = static_cast<unsigned>((s - (std::size_t{1} << p)) >> (p - kStepsLog2));
+    return kFloorIndex + (p - kFloorLog2) * kSteps + j;
+  }
+  static constexpr std::size_t size_of(unsigned i) {
+    if (i <= kFloorIndex) return Base::size_of(i);
+    const unsigned k = i - kFloorIndex - 1;
+    const unsigned p = kFloorLog2 + k / kSteps;
+    return (std::size_t{1} << p) +
+           std::size_t{k % kSteps + 1} * (std::size_t{1} << (p - kStepsLog2));
+  }
+};
+
 }  // namespace polymalloc::allocator

@@ -100,5 +100,23 @@ TEST(SizeClassTest, SnugQuarterPowerPolicy) {
   expect_consistent_policy<Classes>(25);
 }
 
+TEST(SizeClassTest, FinerClassesAbovePolicy) {
+  using Classes = FinerClassesAbove<SnugQuarterPowerClasses, 15, 4>;  // partitioned's
+  EXPECT_EQ(Classes::round_up(4368 + 16), 4608u) << "the base's classes up to 32 KiB";
+  EXPECT_EQ(Classes::round_up(32768), 32768u);
+  EXPECT_EQ(Classes::index_of(32768), SnugQuarterPowerClasses::index_of(32768));
+  EXPECT_EQ(Classes::round_up(32769), 32768u + 2048u) << "sixteen per doubling past it";
+  EXPECT_EQ(Classes::index_of(32768 + 2048), SnugQuarterPowerClasses::index_of(32768) + 1);
+  EXPECT_EQ(Classes::round_up(65536), 65536u);
+  EXPECT_EQ(Classes::index_of(65536), SnugQuarterPowerClasses::index_of(32768) + 16);
+  EXPECT_EQ(Classes::round_up(327830 + 16), 344064u) << "Python's 320 KB buffer: 5 %, not 20 %";
+  EXPECT_EQ(Classes::round_up(std::size_t{1} << 20), std::size_t{1} << 20);
+  expect_consistent_policy<Classes>(25);
+  // Past the floor, neighbouring classes are at most a sixteenth apart.
+  for (unsigned i = Classes::kFloorIndex; Classes::size_of(i) < (std::size_t{1} << 20); ++i) {
+    ASSERT_LE((Classes::size_of(i + 1) - Classes::size_of(i)) * 16, Classes::size_of(i)) << i;
+  }
+}
+
 }  // namespace
 }  // namespace polymalloc::allocator

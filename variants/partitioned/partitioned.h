@@ -2,9 +2,9 @@
 // reserved range, so that threads stop queueing on one lock. A thread has a home partition
 // and takes another free one when its home is busy; a block always goes back to the
 // partition whose pages hold it (found from its address in constant time), so neighbours
-// still coalesce. Blocks are rounded to four classes per doubling. Thread caches in front
-// serve the classes up to 32 KiB without a lock and move blocks to and from the partitions
-// in batches. Meets allocator::AllocatorCore.
+// still coalesce. Blocks are rounded to four classes per doubling (sixteen past 32 KiB). Thread
+// caches in front serve the classes up to 32 KiB without a lock and move blocks to and from the
+// partitions in batches. Meets allocator::AllocatorCore.
 #pragma once
 
 #include <cerrno>
@@ -41,12 +41,19 @@ constexpr PartitionTable partition_table(platform::PageMap* pages, std::index_se
   return PartitionTable{{}, 0, {PartitionHeap(pages, static_cast<std::uint16_t>(I + 1))...}};
 }
 
+// Past the thread caches, 2^4 classes per doubling (FinerClassesAbove). Mean RSS growth ÷
+// peak live over eight seeds of trace_mixed_power_law (memsim): four per doubling 1.41,
+// eight 1.38, sixteen 1.35, thirty-two 1.36 (glibc 1.40). A buffer grown by realloc in
+// 64-byte steps to 64 KiB changes class more often: 89 → 91 instructions a realloc.
+inline constexpr unsigned kHeapClassStepsLog2 = 4;
+
 class Partitions {
  public:
   // Four classes per doubling, and one more just above each power of two to 16 KiB: the
   // thread caches make many classes cheap, and the finer rounding is what keeps memory
-  // overhead near glibc's.
-  using Map = allocator::SizeMap<allocator::SnugQuarterPowerClasses>;
+  // overhead near glibc's. Past the caches' 32 KiB, sixteen per doubling.
+  using Map = allocator::SizeMap<
+      allocator::FinerClassesAbove<allocator::SnugQuarterPowerClasses, 15, kHeapClassStepsLog2>>;
   using Heap = PartitionHeap;
   static constexpr bool kCachesInFront = true;
   static constexpr bool kOneHeap = false;
