@@ -44,7 +44,8 @@ constexpr PartitionTable partition_table(platform::PageMap* pages, std::index_se
 // Past the thread caches, 2^4 classes per doubling (FinerClassesAbove). Mean RSS growth ÷
 // peak live over eight seeds of trace_mixed_power_law (memsim): four per doubling 1.41,
 // eight 1.38, sixteen 1.35, thirty-two 1.36 (glibc 1.40). A buffer grown by realloc in
-// 64-byte steps to 64 KiB changes class more often: 89 → 91 instructions a realloc.
+// 64-byte steps to 64 KiB changes class more often: 89 → 91 instructions a realloc; a
+// malloc/free pair past 32 KiB, 193 → 195 (the class's arithmetic).
 inline constexpr unsigned kHeapClassStepsLog2 = 4;
 
 class Partitions {
