@@ -7,6 +7,7 @@
 // partitions in batches. Meets allocator::AllocatorCore.
 #pragma once
 
+#include <bit>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -47,14 +48,19 @@ constexpr PartitionTable partition_table(platform::PageMap* pages, std::index_se
 // 64-byte steps to 64 KiB changes class more often: 89 → 91 instructions a realloc; a
 // malloc/free pair past 32 KiB, 193 → 195 (the class's arithmetic).
 inline constexpr unsigned kHeapClassStepsLog2 = 4;
+// Where they start: the thread caches' largest class (32 KiB).
+inline constexpr unsigned kHeapClassesFromLog2 =
+    static_cast<unsigned>(std::bit_width(allocator::kCacheMaxBlock)) - 1;
+static_assert(allocator::kCacheMaxBlock == std::size_t{1} << kHeapClassesFromLog2);
 
 class Partitions {
  public:
   // Four classes per doubling, and one more just above each power of two to 16 KiB: the
   // thread caches make many classes cheap, and the finer rounding is what keeps memory
   // overhead near glibc's. Past the caches' 32 KiB, sixteen per doubling.
-  using Map = allocator::SizeMap<
-      allocator::FinerClassesAbove<allocator::SnugQuarterPowerClasses, 15, kHeapClassStepsLog2>>;
+  using Map =
+      allocator::SizeMap<allocator::FinerClassesAbove<allocator::SnugQuarterPowerClasses,
+                                                      kHeapClassesFromLog2, kHeapClassStepsLog2>>;
   using Heap = PartitionHeap;
   static constexpr bool kCachesInFront = true;
   static constexpr bool kOneHeap = false;
