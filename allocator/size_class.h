@@ -55,27 +55,48 @@ struct PowerOfTwoClasses {
   static constexpr std::size_t size_of(unsigned i) { return class_size(i + kMinClass); }
 };
 
+// Classes of 2^kStepsLog2 steps per doubling: a block b with 2^p < b <= 2^(p+1) rounds up to
+// a multiple of 2^(p-kStepsLog2), class size 2^p + j·2^(p-kStepsLog2) for j = 1 … 2^kStepsLog2.
+// The arithmetic of QuarterPowerClasses (two) and FinerClassesAbove (its own), written once.
+template <unsigned kStepsLog2>
+struct StepsPerDoubling {
+  static constexpr unsigned kSteps = 1u << kStepsLog2;
+  [[gnu::always_inline]] static constexpr std::size_t round_up(std::size_t b) {
+    const std::size_t step = std::size_t{1} << (std::bit_width(b - 1) - 1 - kStepsLog2);
+    return (b + step - 1) & ~(step - 1);
+  }
+  // p, where 2^p < s <= 2^(p+1).
+  [[gnu::always_inline]] static constexpr unsigned doubling_of(std::size_t s) {
+    return static_cast<unsigned>(std::bit_width(s - 1)) - 1;
+  }
+  // j, for class size s in doubling p.
+  [[gnu::always_inline]] static constexpr unsigned step_of(std::size_t s, unsigned p) {
+    return static_cast<unsigned>((s - (std::size_t{1} << p)) >> (p - kStepsLog2));
+  }
+  static constexpr std::size_t size_at(unsigned p, unsigned j) {
+    return (std::size_t{1} << p) + std::size_t{j} * (std::size_t{1} << (p - kStepsLog2));
+  }
+};
+
 // Four classes per doubling, as in tcmalloc-style allocators: 32, 48, 64, then 2^p + j·2^(p-2)
 // for j = 1..4 (80, 96, 112, 128, 160 …). At most 25 % rounding.
 struct QuarterPowerClasses {
+  using Steps = StepsPerDoubling<2>;
   [[gnu::always_inline]] static constexpr std::size_t round_up(std::size_t b) {
     if (b <= 64) return b <= kMinBlock ? kMinBlock : (b + 15) & ~std::size_t{15};
-    const std::size_t step = std::size_t{1} << (std::bit_width(b - 1) - 3);  // 2^p < b <= 2^(p+1)
-    return (b + step - 1) & ~(step - 1);
+    return Steps::round_up(b);
   }
   static constexpr bool is_class_size(std::size_t s) {
     return s >= kMinBlock && s % 16 == 0 && round_up(s) == s;
   }
   [[gnu::always_inline]] static constexpr unsigned index_of(std::size_t s) {
     if (s <= 64) return static_cast<unsigned>(s / 16 - 2);
-    const unsigned p = static_cast<unsigned>(std::bit_width(s - 1) - 1);
-    const unsigned j = static_cast<unsigned>((s - (std::size_t{1} << p)) >> (p - 2));
-    return 3 + (p - 6) * 4 + (j - 1);
+    const unsigned p = Steps::doubling_of(s);
+    return 3 + (p - 6) * Steps::kSteps + (Steps::step_of(s, p) - 1);
   }
   static constexpr std::size_t size_of(unsigned i) {
     if (i < 3) return kMinBlock + 16 * std::size_t{i};
-    const unsigned p = 6 + (i - 3) / 4;
-    return (std::size_t{1} << p) + ((i - 3) % 4 + 1) * (std::size_t{1} << (p - 2));
+    return Steps::size_at(6 + (i - 3) / Steps::kSteps, (i - 3) % Steps::kSteps + 1);
   }
 };
 
@@ -141,35 +162,30 @@ struct SnugQuarterPowerClasses {
 // the quarter classes rounded Python's 320 KB buffers up to 384 KiB).
 template <class Base, unsigned kFloorLog2, unsigned kStepsLog2>
 struct FinerClassesAbove {
+  using Steps = StepsPerDoubling<kStepsLog2>;
   static constexpr std::size_t kFloor = std::size_t{1} << kFloorLog2;
-  static constexpr unsigned kSteps = 1u << kStepsLog2;
   static constexpr unsigned kFloorIndex = Base::index_of(kFloor);
   static_assert(Base::is_class_size(kFloor), "the floor is one of Base's classes");
   static_assert(kStepsLog2 + 4 <= kFloorLog2, "every class a multiple of 16 B");
 
   [[gnu::always_inline]] static constexpr std::size_t round_up(std::size_t b) {
-    if (b <= kFloor) return Base::round_up(b);
-    const std::size_t step = std::size_t{1} << (std::bit_width(b - 1) - 1 - kStepsLog2);
-    return (b + step - 1) & ~(step - 1);
+    return b <= kFloor ? Base::round_up(b) : Steps::round_up(b);
   }
   [[gnu::always_inline]] static constexpr bool is_class_size(std::size_t s) {
     if (s <= kFloor) return Base::is_class_size(s);
     return s % 16 == 0 && round_up(s) == s;
   }
-  // For a class size s = 2^p + j·2^(p-kStepsLog2) past the floor: the floor's index, the
-  // kSteps classes of each doubling from the floor to 2^p, and j.
+  // Past the floor: the floor's index, the classes of each doubling from the floor to s's,
+  // and s's step in its own.
   [[gnu::always_inline]] static constexpr unsigned index_of(std::size_t s) {
     if (s <= kFloor) return Base::index_of(s);
-    const unsigned p = static_cast<unsigned>(std::bit_width(s - 1)) - 1;  // 2^p < s <= 2^(p+1)
-    const unsigned j = static_cast<unsigned>((s - (std::size_t{1} << p)) >> (p - kStepsLog2));
-    return kFloorIndex + (p - kFloorLog2) * kSteps + j;
+    const unsigned p = Steps::doubling_of(s);
+    return kFloorIndex + (p - kFloorLog2) * Steps::kSteps + Steps::step_of(s, p);
   }
   static constexpr std::size_t size_of(unsigned i) {
     if (i <= kFloorIndex) return Base::size_of(i);
     const unsigned k = i - kFloorIndex - 1;
-    const unsigned p = kFloorLog2 + k / kSteps;
-    return (std::size_t{1} << p) +
-           std::size_t{k % kSteps + 1} * (std::size_t{1} << (p - kStepsLog2));
+    return Steps::size_at(kFloorLog2 + k / Steps::kSteps, k % Steps::kSteps + 1);
   }
 };
 
