@@ -31,7 +31,9 @@ namespace {
 // The count that never runs out: due() then never stops a thread again.
 constexpr std::int64_t kNever = std::int64_t{1} << 62;
 
-thread_local constinit bool t_started [[gnu::tls_model("initial-exec")]] = false;
+// The sampling mean, kept by the thread once its first count is drawn (0 before): the settings
+// are fixed at start-up, and a sample then reads one word rather than ask them again.
+thread_local constinit std::uint64_t t_mean [[gnu::tls_model("initial-exec")]] = 0;
 thread_local constinit std::uint64_t t_random [[gnu::tls_model("initial-exec")]] = 0;
 
 // xorshift64*: the thread's own generator, seeded from the process's random word and the
@@ -498,10 +500,18 @@ std::uint64_t HeapProfile::sample_bytes() {
 
 void HeapProfile::restart_thread_for_tests() {
   bytes_until_sample_ = 0;
-  t_started = false;
+  t_mean = 0;
 }
 
 bool HeapProfile::take(std::size_t) {
+  if (const std::uint64_t mean = t_mean; mean != 0) [[likely]] {
+    bytes_until_sample_ = exponential(mean);
+    return true;
+  }
+  return start_thread();
+}
+
+bool HeapProfile::start_thread() {
   const std::uint64_t mean = sample_bytes();
   if (mean == 0) {
     bytes_until_sample_ = kNever;
@@ -513,13 +523,12 @@ bool HeapProfile::take(std::size_t) {
     bytes_until_sample_ = 0;
     return false;
   }
-  if (!t_started) {  // the thread's first count: drawn now, as if it had started at 0
-    t_started = true;
-    t_random = platform::os_random_word() ^ reinterpret_cast<std::uintptr_t>(&t_random);
-    if (t_random == 0) t_random = 1;
-    bytes_until_sample_ += exponential(mean);
-    if (bytes_until_sample_ >= 0) return false;
-  }
+  // The thread's first count: drawn now, as if it had started at 0.
+  t_mean = mean;
+  t_random = platform::os_random_word() ^ reinterpret_cast<std::uintptr_t>(&t_random);
+  if (t_random == 0) t_random = 1;
+  bytes_until_sample_ += exponential(mean);
+  if (bytes_until_sample_ >= 0) return false;
   bytes_until_sample_ = exponential(mean);
   return true;
 }

@@ -134,6 +134,8 @@ class HeapProfile {
   static void restart_thread_for_tests();
 
  private:
+  // take()'s path for a thread's first count, or with profiling off or not yet started.
+  [[gnu::noinline]] static bool start_thread();
   static void forget_sampled(const void* payload);
   static void move_sampled(const void* from, const void* to, std::size_t bytes);
   static std::size_t bytes_of_sampled(const void* payload);
