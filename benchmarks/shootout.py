@@ -9,8 +9,11 @@ Workloads:
             run with the trace recorder
 
 Every workload runs in a fresh process per allocator (glibc as is, every other allocator
-through LD_PRELOAD), round after round, allocators rotated each round (A B C, B C A, ...), so
-that a noisy machine does not decide the result. Reported: the median over rounds of each
+through LD_PRELOAD), round after round, in an order shuffled afresh for each round and
+workload (seeded, so a run repeats its order), so that a noisy machine does not decide the
+result: no allocator always runs in the same place, or right after the same other one (a
+rotation, A B C then B C A, keeps who follows whom, so whatever one run leaves behind for the
+next always falls on the same allocator). Reported: the median over rounds of each
 allocator's speed as a ratio to glibc's in the same round (higher is faster), and its median
 peak RSS. The generated traces end with an idle phase (memsim --idle-ms): every block freed,
 IDLE_MS of sleep, one more malloc and free of 1 MiB
@@ -26,6 +29,7 @@ import json
 import math
 import os
 import platform
+import random
 import re
 import shutil
 import statistics
@@ -50,6 +54,8 @@ TRACE_PROFILES = {
 # The idle phase of the generated traces: longer than polymalloc's default release delay
 # (1000 ms) by more than the coarse clock's step.
 IDLE_MS = 1500
+# The seed of the order the allocators run in, shuffled per round and workload (measure()).
+ROUND_ORDER_SEED = 1
 
 # Seconds a single run may take before it counts as hung (and failed).
 RUN_TIMEOUT = 300
@@ -462,16 +468,17 @@ def minutes(seconds):
 
 
 def measure(workloads, allocators, rounds, extra_env, args):
-    """{workload name: {allocator: [result + round]}}, interleaved and rotated per round.
-    Ctrl-C ends the measuring early; what was measured is kept."""
+    """{workload name: {allocator: [result + round]}}, interleaved, in an order shuffled per
+    round and workload (ROUND_ORDER_SEED). Ctrl-C ends the measuring early; what was measured
+    is kept."""
     results = {w.name: {name: [] for name, _, _ in allocators} for w in workloads}
     progress = Progress(rounds * len(workloads) * len(allocators))
     failures = {}
     try:
+        order = random.Random(ROUND_ORDER_SEED)
         for round_index in range(rounds):
             for workload in workloads:
-                shift = round_index % len(allocators)
-                for name, library, _ in allocators[shift:] + allocators[:shift]:
+                for name, library, _ in order.sample(allocators, len(allocators)):
                     progress.step("round %d/%d  %s  %s" % (round_index + 1, rounds,
                                                           workload.name, name))
                     result = run_workload(workload, library,
