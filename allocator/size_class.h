@@ -124,7 +124,7 @@ struct SnugQuarterPowerClasses {
   // this arithmetic on every malloc and free of them.)
   [[gnu::always_inline]] static constexpr std::size_t round_up(std::size_t b) {
     if (b > kSnugCeiling || b <= kSnugFloor) return Quarter::round_up(b);
-    const unsigned p = static_cast<unsigned>(std::bit_width(b - 1)) - 1;  // 2^p < b <= 2^(p+1)
+    const unsigned p = Quarter::Steps::doubling_of(b);  // 2^p < b <= 2^(p+1)
     return b <= snug_of(p) ? snug_of(p) : Quarter::round_up(b);
   }
   static constexpr bool is_snug(std::size_t s) {
