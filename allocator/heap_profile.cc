@@ -31,13 +31,14 @@ namespace {
 // The count that never runs out: due() then never stops a thread again.
 constexpr std::int64_t kNever = std::int64_t{1} << 62;
 
-// The sampling mean, kept by the thread once its first count is drawn (0 before): the settings
-// are fixed at start-up, and a sample then reads one word rather than ask them again.
-thread_local constinit std::uint64_t t_mean [[gnu::tls_model("initial-exec")]] = 0;
+// The scale of this thread's draws, kept once its first count is drawn (0 before): the
+// sampling mean times ln 2 / 2^32 (exponential()). The settings are fixed at start-up, and a
+// sample then reads one word rather than ask them again.
+thread_local constinit double t_draw_scale [[gnu::tls_model("initial-exec")]] = 0;
 thread_local constinit std::uint64_t t_random [[gnu::tls_model("initial-exec")]] = 0;
 
 // xorshift64*: the thread's own generator, seeded from the process's random word and the
-// thread's address.
+// thread's address. Never 0: the state never is, and the multiplier is odd.
 std::uint64_t next_random() {
   std::uint64_t x = t_random;
   x ^= x >> 12;
@@ -60,33 +61,36 @@ constexpr double log_of_mantissa(double m) {
   return 2 * sum;
 }
 
-// ln(1 + i / kLogKnotsPerOctave) for i = 0 … kLogKnotsPerOctave.
+// log2(1 + i / kLogKnotsPerOctave) in units of 2^-32, for i = 0 … kLogKnotsPerOctave.
 constexpr unsigned kLogKnotBits = 8;
 constexpr unsigned kLogKnotsPerOctave = 1u << kLogKnotBits;
-constexpr std::array<double, kLogKnotsPerOctave + 1> kLogKnots = [] {
-  std::array<double, kLogKnotsPerOctave + 1> knots{};
+constexpr std::array<std::uint64_t, kLogKnotsPerOctave + 1> kLog2Knots = [] {
+  std::array<std::uint64_t, kLogKnotsPerOctave + 1> knots{};
   for (unsigned i = 0; i <= kLogKnotsPerOctave; ++i) {
-    knots[i] = log_of_mantissa(1.0 + static_cast<double>(i) / kLogKnotsPerOctave);
+    const double m = 1.0 + static_cast<double>(i) / kLogKnotsPerOctave;
+    knots[i] = static_cast<std::uint64_t>(log_of_mantissa(m) / kLn2 * 0x1.0p32 + 0.5);
   }
   return knots;
 }();
-constexpr bool near(double a, double b) { return a - b < 1e-15 && b - a < 1e-15; }
-static_assert(near(kLogKnots[0], 0) && near(kLogKnots[128], 0.4054651081081644) &&
-              near(kLogKnots[kLogKnotsPerOctave], kLn2));
+static_assert(kLog2Knots[0] == 0 && kLog2Knots[kLogKnotsPerOctave] == std::uint64_t{1} << 32 &&
+              kLog2Knots[128] - 2512394810u + 1 <= 2);  // log2(1.5) 2^32 = 2512394809.98
 
-// ln(x / 2^53) for x in [1, 2^53], the log of a uniform draw from (0, 1]: x = 2^e (1 + f)
-// with f in [0, 1), and ln(1 + f) interpolated between the two knots around it. Linear
-// interpolation of ln over steps of 1/256 errs by at most (1/256)^2 / 8 = 2e-6, which moves
-// an interval of mean R by 2e-6 R bytes (1 byte at 512 KiB), far below what sampling
-// resolves. No division and no branch: a division and a branch that went either way half
-// the time were most of a sample's time (perf, pair_loop at 256 KiB).
-double log_of_draw(std::uint64_t x) {
+// -log2(x / 2^64) in units of 2^-32, for x in [1, 2^64): the log of a uniform draw from
+// (0, 1), in integers. x = 2^(63 - lead) (1 + f) with f in [0, 1), and log2(1 + f)
+// interpolated between the two knots around it. Linear interpolation of log2 over steps of
+// 1/256 errs by at most (1/256)^2 / (8 ln 2) = 2.8e-6 (low, as log2 is concave), which
+// lengthens an interval of mean R by at most 2e-6 R bytes (1 byte at 512 KiB), far below what
+// sampling resolves. No division, no branch, and no floating point but the final scaling: a
+// division and a branch that went either way half the time were once most of a sample's time
+// (perf, pair_loop at 256 KiB).
+[[gnu::always_inline]] inline std::uint64_t minus_log2_of_draw(std::uint64_t x) {
   const int lead = std::countl_zero(x);
   const std::uint64_t f = x << lead << 1;  // the bits after the leading one, at the top
   const unsigned i = static_cast<unsigned>(f >> (64 - kLogKnotBits));
-  const double within = static_cast<double>(f << kLogKnotBits >> 11) * 0x1.0p-53;  // [0, 1)
-  const double ln_1_plus_f = kLogKnots[i] + (kLogKnots[i + 1] - kLogKnots[i]) * within;
-  return (63 - lead - 53) * kLn2 + ln_1_plus_f;
+  const std::uint64_t within = f << kLogKnotBits >> 32;          // the next 32 bits: i's fraction
+  const std::uint64_t step = kLog2Knots[i + 1] - kLog2Knots[i];  // below 2^25
+  const std::uint64_t log2_1_plus_f = kLog2Knots[i] + (step * within >> 32);  // below 2^32
+  return (static_cast<std::uint64_t>(lead + 1) << 32) - log2_1_plus_f;
 }
 
 // 1 - e^(-x) for x >= 0, accurate for small x too (where 1 - exp would cancel): the series
@@ -113,9 +117,16 @@ double one_minus_exp_minus(double x) {
   return 1 - e_minus_r * scale;
 }
 
-// A draw from the exponential distribution with mean `mean`, at least 1.
-std::int64_t exponential(std::uint64_t mean) {
-  const double draw = -log_of_draw((next_random() >> 11) + 1) * static_cast<double>(mean);
+// The scale of exponential() for sampling mean `mean`: -ln(u) R = -log2(u) ln 2 R, and
+// minus_log2_of_draw() counts in 2^-32.
+double draw_scale_of(std::uint64_t mean) { return static_cast<double>(mean) * kLn2 * 0x1.0p-32; }
+
+// A draw from the exponential distribution with the mean that `scale` was made from
+// (draw_scale_of()), at least 1. The product is below 2^46 (-log2 u <= 64, the mean <= 1 TiB).
+// Inlined into take(), where a sample's draw is made.
+[[gnu::always_inline]] inline std::int64_t exponential(double scale) {
+  const auto minus_log2 = static_cast<std::int64_t>(minus_log2_of_draw(next_random()));
+  const double draw = static_cast<double>(minus_log2) * scale;
   return draw < 1.0 ? 1 : static_cast<std::int64_t>(draw);
 }
 
@@ -135,41 +146,68 @@ constexpr std::uintptr_t kMaxGrowth = std::uintptr_t{64} << 10;
 thread_local constinit std::uintptr_t t_readable_low [[gnu::tls_model("initial-exec")]] = 0;
 thread_local constinit std::uintptr_t t_readable_high [[gnu::tls_model("initial-exec")]] = 0;
 
-// Sets the known part to [low, high). Empty while it changes: a signal handler's walk on
-// this thread meanwhile starts afresh rather than trust half an update.
-void set_readable(std::uintptr_t low, std::uintptr_t high) {
+// The known part, [low, high); empty (high 0) before the thread's first walk.
+struct Known {
+  std::uintptr_t low;
+  std::uintptr_t high;
+};
+
+// Sets the known part. Empty while it changes: a signal handler's walk on this thread
+// meanwhile starts afresh rather than trust half an update.
+void set_readable(Known known) {
   t_readable_high = 0;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  t_readable_low = low;
+  t_readable_low = known.low;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  t_readable_high = high;
+  t_readable_high = known.high;
 }
 
-// Whether the two words at fp can be read. `own` says fp is the sampling function's own
-// frame: where the known part starts, asked of the kernel if it lies elsewhere (another
-// stack, or the thread's first walk).
-bool readable_frame(std::uintptr_t fp, bool own) {
-  const std::uintptr_t end = fp + 2 * sizeof(std::uintptr_t);
-  const std::uintptr_t low = t_readable_low, high = t_readable_high;
-  if (fp >= low && end <= high) return true;
-  const std::uintptr_t page = platform::page_size();
-  const std::uintptr_t fp_page = fp & ~(page - 1);
-  const std::uintptr_t end_page = (end + page - 1) & ~(page - 1);
-  if (own) {
-    if (end < fp ||
-        !platform::os_readable(reinterpret_cast<const void*>(fp_page), end_page - fp_page)) {
-      return false;
-    }
-    const bool touching = high != 0 && end_page >= low && fp_page <= high;
-    set_readable(touching ? std::min(fp_page, low) : fp_page,
-                 touching ? std::max(end_page, high) : end_page);
-    return true;
+// The known part as one update left it: its end is read on both sides of its start, and
+// taken as empty if a signal handler's walk changed it in between.
+Known known_part() {
+  const std::uintptr_t high = t_readable_high;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  const std::uintptr_t low = t_readable_low;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  return Known{low, t_readable_high == high ? high : 0};
+}
+
+// The two words of a frame: the caller's frame pointer, then the return address into it.
+constexpr std::uintptr_t kFrameBytes = 2 * sizeof(std::uintptr_t);
+
+std::uintptr_t page_down(std::uintptr_t a) { return a & ~(platform::page_size() - 1); }
+std::uintptr_t page_up(std::uintptr_t a) { return page_down(a + platform::page_size() - 1); }
+
+// The sampling function's own frame at fp lies outside the known part `was`: asks the
+// kernel whether it can be read, and makes its pages the known part (joined to the old one
+// where they touch; another stack, or the thread's first walk, starts it afresh). The new
+// known part, or an empty one if the frame cannot be read.
+[[gnu::noinline]] Known know_own_frame(std::uintptr_t fp, Known was) {
+  const std::uintptr_t end = fp + kFrameBytes;
+  const std::uintptr_t fp_page = page_down(fp), end_page = page_up(end);
+  if (end < fp ||
+      !platform::os_readable(reinterpret_cast<const void*>(fp_page), end_page - fp_page)) {
+    return Known{0, 0};
   }
-  // A caller's frame: above the known part, within reach of it.
-  if (high == 0 || fp < low || end < fp || end_page - high > kMaxGrowth) return false;
-  if (!platform::os_readable(reinterpret_cast<const void*>(high), end_page - high)) return false;
-  set_readable(low, end_page);
-  return true;
+  const bool touching = was.high != 0 && end_page >= was.low && fp_page <= was.high;
+  const Known now = touching ? Known{std::min(fp_page, was.low), std::max(end_page, was.high)}
+                             : Known{fp_page, end_page};
+  set_readable(now);
+  return now;
+}
+
+// A caller's frame at fp ends past the known part: taken for a frame only
+// within kMaxGrowth of it and where the kernel says the pages between can be read, which
+// then join the known part. Its new end, or 0.
+[[gnu::noinline]] std::uintptr_t know_callers_frame(std::uintptr_t fp, Known known) {
+  const std::uintptr_t end = fp + kFrameBytes;
+  const std::uintptr_t end_page = page_up(end);
+  if (end < fp || end_page - known.high > kMaxGrowth ||
+      !platform::os_readable(reinterpret_cast<const void*>(known.high), end_page - known.high)) {
+    return 0;
+  }
+  set_readable(Known{known.low, end_page});
+  return end_page;
 }
 
 // This module's executable segments, when it is a shared object of its own (the preloaded
@@ -185,7 +223,9 @@ constinit unsigned g_own_code_count = 0;
 constinit CodeRange g_own_code_hull = {};      // from the lowest range's start to the highest's end
 constinit std::uint32_t g_own_code_state = 0;  // 0: not found yet, 1: found
 
-void find_own_code() {
+// Once a process (out of line: the walk that asks is_own_code() keeps no ELF header in its
+// frame).
+[[gnu::noinline, gnu::cold]] void find_own_code() {
   ElfW(Ehdr) header;
   std::memcpy(&header, __ehdr_start, sizeof(header));
   const char* phdrs = __ehdr_start + header.e_phoff;
@@ -336,9 +376,9 @@ void drop(Tables* t, Slot* s, std::uintptr_t key) {
   }
 }
 
+// The stack's hash as the stacks' table keeps it: never one of the marks above.
 std::uintptr_t hash_of(const ProfileStack& stack) {
-  std::uintptr_t h = stack.depth;
-  for (unsigned d = 0; d < stack.depth; ++d) h = (h ^ stack.frames[d]) * 0x100000001b3u;
+  const std::uintptr_t h = stack.hash ^ stack.depth;
   return h > kGone ? h : h + 3;
 }
 
@@ -500,12 +540,12 @@ std::uint64_t HeapProfile::sample_bytes() {
 
 void HeapProfile::restart_thread_for_tests() {
   bytes_until_sample_ = 0;
-  t_mean = 0;
+  t_draw_scale = 0;
 }
 
 bool HeapProfile::take(std::size_t) {
-  if (const std::uint64_t mean = t_mean; mean != 0) [[likely]] {
-    bytes_until_sample_ = exponential(mean);
+  if (const double scale = t_draw_scale; scale != 0) [[likely]] {
+    bytes_until_sample_ = exponential(scale);
     return true;
   }
   return start_thread();
@@ -524,36 +564,70 @@ bool HeapProfile::start_thread() {
     return false;
   }
   // The thread's first count: drawn now, as if it had started at 0.
-  t_mean = mean;
+  const double scale = draw_scale_of(mean);
+  t_draw_scale = scale;
   t_random = platform::os_random_word() ^ reinterpret_cast<std::uintptr_t>(&t_random);
   if (t_random == 0) t_random = 1;
-  bytes_until_sample_ += exponential(mean);
+  bytes_until_sample_ += exponential(scale);
   if (bytes_until_sample_ >= 0) return false;
-  bytes_until_sample_ = exponential(mean);
+  bytes_until_sample_ = exponential(scale);
   return true;
 }
 
+namespace {
+
+// One step of the walk, from the frame at *fp to its caller's: false where the walk ends
+// there (the next frame pointer does not point above this frame, within kMaxFrameBytes, or
+// to memory known to be readable).
+[[gnu::always_inline]] inline bool step_out(std::uintptr_t* fp, Known* known) {
+  const std::uintptr_t next = *reinterpret_cast<const std::uintptr_t*>(*fp);
+  if (next - *fp - 1 >= kMaxFrameBytes || next % sizeof(std::uintptr_t) != 0) return false;
+  *fp = next;
+  if (next + kFrameBytes <= known->high) [[likely]]
+    return true;
+  known->high = know_callers_frame(next, *known);
+  return known->high != 0;
+}
+
+// The return address in the (readable) frame at fp.
+std::uintptr_t return_address_in(std::uintptr_t fp) {
+  return reinterpret_cast<const std::uintptr_t*>(fp)[1];
+}
+
+}  // namespace
+
+// The walk keeps the known part's bounds in registers: a signal handler's walk on this thread
+// may change the thread's copy meanwhile (to another stack's), but what this walk knew to be
+// readable stays so. A frame pointer only grows along the walk (each caller's frame lies
+// above), so the frames past the first are tested against the known part's end alone, and
+// within kMaxFrameBytes of the last one their end cannot wrap.
 void HeapProfile::capture(const void* frame, ProfileStack* stack) {
   stack->depth = 0;
+  stack->hash = 0;
   auto fp = reinterpret_cast<std::uintptr_t>(frame);
-  bool in_own_code = true;
-  // Each frame: the caller's frame pointer, then the return address into the caller.
-  for (unsigned steps = 0; steps < 2 * kProfileMaxDepth && stack->depth < kProfileMaxDepth;
-       ++steps) {
-    if (fp % sizeof(std::uintptr_t) != 0 || !readable_frame(fp, steps == 0)) break;
-    const auto* words = reinterpret_cast<const std::uintptr_t*>(fp);
-    const std::uintptr_t next = words[0];
-    const std::uintptr_t ret = words[1];
-    if (ret == 0) break;
-    if (in_own_code && is_own_code(ret)) {
-      // the allocator's own frame, above the client's: not part of the client's stack
-    } else {
-      in_own_code = false;
-      stack->frames[stack->depth++] = ret;
-    }
-    if (next <= fp || next - fp > kMaxFrameBytes) break;
-    fp = next;
+  if (fp % sizeof(std::uintptr_t) != 0) return;
+  Known known = known_part();
+  if (fp < known.low || fp + kFrameBytes > known.high) {
+    known = know_own_frame(fp, known);
+    if (known.high == 0) return;
   }
+  // The allocator's own frames above the client's (in the preloaded library): dropped.
+  std::uintptr_t ret = return_address_in(fp);
+  for (unsigned own_frames = 1; ret != 0 && is_own_code(ret); ++own_frames) {
+    if (own_frames == kProfileMaxDepth || !step_out(&fp, &known)) return;
+    ret = return_address_in(fp);
+  }
+  // The client's, to the end of the chain or kProfileMaxDepth.
+  unsigned depth = 0;
+  std::uintptr_t hash = 0;
+  while (ret != 0) {
+    stack->frames[depth++] = ret;
+    hash = ProfileStack::fold(hash, ret);
+    if (depth == kProfileMaxDepth || !step_out(&fp, &known)) break;
+    ret = return_address_in(fp);
+  }
+  stack->depth = depth;
+  stack->hash = hash;
 }
 
 bool HeapProfile::record(const void* payload, std::size_t bytes, const ProfileStack& stack) {

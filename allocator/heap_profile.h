@@ -35,9 +35,22 @@ namespace polymalloc::allocator {
 // The deepest stack a sample keeps.
 inline constexpr unsigned kProfileMaxDepth = 32;
 
+// A stack's return addresses, innermost first, and their hash, which capture() folds in as
+// it walks (the stacks' table finds a stack by it).
 struct ProfileStack {
   unsigned depth = 0;
+  std::uintptr_t hash = 0;
   std::uintptr_t frames[kProfileMaxDepth];
+
+  // FNV-1a's step, a word at a time.
+  static std::uintptr_t fold(std::uintptr_t hash, std::uintptr_t frame) {
+    return (hash ^ frame) * 0x100000001b3u;
+  }
+  // Appends a frame (depth below kProfileMaxDepth).
+  void push(std::uintptr_t frame) {
+    frames[depth++] = frame;
+    hash = fold(hash, frame);
+  }
 };
 
 namespace heap_profile_detail {

@@ -82,6 +82,29 @@ TEST_F(HeapProfileTest, OnAllocationsAreSampledAtTheSetRate) {
   EXPECT_EQ(sampled_of(100, 1 << 20), 100);
 }
 
+// The intervals between samples are exponential with the set mean, as the profile's scaling
+// assumes: counted a byte at a time at a mean of 1000, 20000 of them have a mean of 1000.5
+// (1000 and the byte that runs the count out; its standard error is 7), and exceed 1000 and
+// 3000 bytes e^-1 and e^-3 of the time (each bound 4 standard errors or more).
+TEST_F(HeapProfileTest, TheIntervalsBetweenSamplesAreExponential) {
+  profile_every("1000");
+  HeapProfile::restart_thread_for_tests();
+  sampled_of(1, 1);  // the first count: drawn as if the thread had started at 0
+  constexpr int kIntervals = 20000;
+  double sum = 0;
+  int above_mean = 0, above_three_means = 0;
+  for (int i = 0; i < kIntervals; ++i) {
+    int bytes = 1;
+    while (!(HeapProfile::due(1) && HeapProfile::take(1))) ++bytes;
+    sum += bytes;
+    above_mean += bytes > 1000;
+    above_three_means += bytes > 3000;
+  }
+  EXPECT_NEAR(sum / kIntervals, 1000.5, 30);
+  EXPECT_NEAR(static_cast<double>(above_mean) / kIntervals, std::exp(-1.0), 0.015);
+  EXPECT_NEAR(static_cast<double>(above_three_means) / kIntervals, std::exp(-3.0), 0.007);
+}
+
 [[gnu::noinline]] void capture_here(ProfileStack* stack, std::uintptr_t* caller) {
   *caller = reinterpret_cast<std::uintptr_t>(__builtin_return_address(0));
   HeapProfile::capture(__builtin_frame_address(0), stack);
@@ -116,9 +139,8 @@ TEST_F(HeapProfileTest, AWalkFromAnUnreadableFrameStopsCleanly) {
 TEST_F(HeapProfileTest, TheProfileScalesKeepsMovesAndForgetsSamples) {
   profile_every("1000");
   ProfileStack stack;
-  stack.depth = 2;
-  stack.frames[0] = 0x1234;
-  stack.frames[1] = 0x5678;
+  stack.push(0x1234);
+  stack.push(0x5678);
   alignas(4096) static char page[2][4096];
   ASSERT_TRUE(HeapProfile::record(page[0] + 16, 1000, stack));
   ASSERT_EQ(HeapProfile::dump(path_.c_str()), 0);
@@ -156,12 +178,10 @@ TEST_F(HeapProfileTest, TheProfileScalesKeepsMovesAndForgetsSamples) {
 TEST_F(HeapProfileTest, SamplesOfOneStackShareALineAndKnowTheirSize) {
   profile_every("1000");
   ProfileStack a;
-  a.depth = 1;
-  a.frames[0] = 0xaaa0;
+  a.push(0xaaa0);
   ProfileStack b;
-  b.depth = 2;
-  b.frames[0] = 0xbbb0;
-  b.frames[1] = 0xbbb8;
+  b.push(0xbbb0);
+  b.push(0xbbb8);
   alignas(16) static char blocks[5][64];
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(HeapProfile::record(blocks[i], 1000, a));
   for (int i = 3; i < 5; ++i) ASSERT_TRUE(HeapProfile::record(blocks[i], 1000, b));
