@@ -54,7 +54,8 @@ TRACE_PROFILES = {
 # The idle phase of the generated traces: longer than polymalloc's default release delay
 # (1000 ms) by more than the coarse clock's step.
 IDLE_MS = 1500
-# The seed of the order the allocators run in, shuffled per round and workload (measure()).
+# The default seed of the order the allocators run in, shuffled per round and workload
+# (measure(); --seed).
 ROUND_ORDER_SEED = 1
 
 # Seconds a single run may take before it counts as hung (and failed).
@@ -142,6 +143,10 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true",
                         help="3 rounds of short runs (about 3 minutes on 2 cores)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5, quick 3)")
+    parser.add_argument("--seed", default=str(ROUND_ORDER_SEED), metavar="N",
+                        help="seed of the run order, shuffled per round and workload (default "
+                             "%d): runs with different seeds put each allocator after different "
+                             "others" % ROUND_ORDER_SEED)
     parser.add_argument("--min-time", type=float,
                         help="seconds per benchmark run (default 0.3, quick 0.05)")
     parser.add_argument("--out", metavar="DIR",
@@ -161,6 +166,9 @@ def check_args(parser, args):
         args.min_time = 0.05 if args.quick else 0.3
     if args.rounds < 1:
         parser.error("--rounds must be at least 1, not %d" % args.rounds)
+    if not re.fullmatch(r"[0-9]{1,18}", args.seed):
+        parser.error("--seed wants a non-negative whole number, not %r" % args.seed)
+    args.seed = int(args.seed)
     if not args.min_time > 0:
         parser.error("--min-time must be positive, not %s" % args.min_time)
     if args.only is not None:
@@ -469,13 +477,13 @@ def minutes(seconds):
 
 def measure(workloads, allocators, rounds, extra_env, args):
     """{workload name: {allocator: [result + round]}}, interleaved, in an order shuffled per
-    round and workload (ROUND_ORDER_SEED). Ctrl-C ends the measuring early; what was measured
+    round and workload (--seed). Ctrl-C ends the measuring early; what was measured
     is kept."""
     results = {w.name: {name: [] for name, _, _ in allocators} for w in workloads}
     progress = Progress(rounds * len(workloads) * len(allocators))
     failures = {}
     try:
-        order = random.Random(ROUND_ORDER_SEED)
+        order = random.Random(args.seed)
         for round_index in range(rounds):
             for workload in workloads:
                 for name, library, _ in order.sample(allocators, len(allocators)):
@@ -664,7 +672,7 @@ def write_outputs(out, workloads, summary, results, allocators, markdown, args, 
                                  s["failed_runs"]])
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"started": started.isoformat(), "machine": machine_description(),
-                   "rounds": args.rounds, "min_time": args.min_time,
+                   "rounds": args.rounds, "seed": args.seed, "min_time": args.min_time,
                    "allocators": [{"name": n, "library": lib, "variant": v}
                                   for n, lib, v in allocators],
                    "workloads": [{"name": w.name, "group": w.group, "unit": w.unit,

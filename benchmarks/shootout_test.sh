@@ -39,8 +39,9 @@ if awk -F, 'NR > 1 && ($6 == "" || $8 == "") { exit 1 }' "$out/results.csv"; the
   fail "results.csv has a row without a rate or a peak RSS"
 fi
 /usr/bin/python3 -c "import json, sys; d = json.load(open(sys.argv[1])); \
-  assert len(d['summary']) == 4 and len(d['allocators']) == 4" "$out/results.json" ||
-  fail "results.json is not the summary of 4 workloads under 4 allocators"
+  assert len(d['summary']) == 4 and len(d['allocators']) == 4 and d['seed'] == 1" \
+  "$out/results.json" ||
+  fail "results.json is not the summary of 4 workloads under 4 allocators, with seed 1"
 grep -q '^| workload | glibc | ao_malloc | partitioned | signal_safe |' "$out/table.md" ||
   fail "table.md has no markdown table"
 for plot in speed memory threads; do
@@ -61,6 +62,8 @@ expect_usage_error "unknown nosuch" --allocators glibc,nosuch
 expect_usage_error "not a regular expression" --only '('
 expect_usage_error "matches no workload" --only '^nothing$'
 expect_usage_error "at least 1" --rounds 0
+expect_usage_error "non-negative whole number, not 'x1'" --seed x1
+expect_usage_error "non-negative whole number, not '-3'" --seed -3
 expect_usage_error "give one" --profile
 expect_usage_error "NAME=LIBRARY" --allocator noequals
 expect_usage_error "unrecognized arguments: --no-such-option" --no-such-option
